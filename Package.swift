@@ -1,0 +1,59 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Uplink",
+    platforms: [.macOS(.v15), .iOS(.v18)],
+    products: [
+        .library(name: "UplinkCodec", targets: ["UplinkCodec"]),
+        .library(name: "UplinkTensorIO", targets: ["UplinkTensorIO"]),
+        .executable(name: "uplink", targets: ["uplink"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CUplinkLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]
+        ),
+        .systemLibrary(
+            name: "CUplinkZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
+        ),
+        .target(
+            name: "UplinkCodec",
+            dependencies: ["CUplinkLZ4", "CUplinkZlib"]
+        ),
+        .target(
+            name: "UplinkTensorIO",
+            dependencies: ["UplinkCodec"]
+        ),
+        .target(
+            name: "UplinkCLI",
+            dependencies: [
+                "UplinkCodec",
+                "UplinkTensorIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "uplink",
+            dependencies: ["UplinkCLI"]
+        ),
+        .testTarget(
+            name: "UplinkCodecTests",
+            dependencies: ["UplinkCodec"]
+        ),
+        .testTarget(
+            name: "UplinkTensorIOTests",
+            dependencies: ["UplinkTensorIO"]
+        ),
+        .testTarget(
+            name: "UplinkCLITests",
+            dependencies: ["UplinkCLI", "UplinkTensorIO"]
+        ),
+    ]
+)

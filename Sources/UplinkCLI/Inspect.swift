@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import UplinkCodec
+import UplinkTensorIO
+
+extension UplinkCommand {
+    /// `uplink inspect`: what a frame holds, without decoding the values.
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a frame's header and sections, and verify its checksums.",
+            discussion: "Example: uplink inspect frame.upl --json")
+
+        @Argument(help: "The frame.")
+        var frame: String
+
+        @Flag(help: "Print JSON instead of text.")
+        var json = false
+
+        func run() throws {
+            try reportingErrors(json: json) {
+                let bytes = try TensorFiles.readFile(frame)
+                let header: FrameHeader
+                do {
+                    header = try bytes.withUnsafeBytes { raw -> FrameHeader in
+                        let h = try FrameReader.readHeader(raw)
+                        try FrameReader.verifySectionChecksums(raw, h)
+                        return h
+                    }
+                } catch let error as UplinkError {
+                    throw UplinkError(error.code, "\(frame): \(error.message)")
+                }
+                if json { printJSON(inspectJSON(header)) } else { print(inspectText(header)) }
+            }
+        }
+
+        func inspectJSON(_ h: FrameHeader) -> [String: Any] {
+            var out: [String: Any] = [
+                "file": frame, "format_version": Int(h.version), "flags": Int(h.flags.rawValue),
+                "fingerprint": h.fingerprintHex, "round": h.round, "samples": h.sampleCount,
+                "parameters": h.parameterCount, "tensor_count": h.tensorCount,
+                "pipeline": h.pipeline.description, "header_bytes": h.headerLength,
+                "bytes": h.frameLength, "float32_bytes": h.float32Bytes, "ratio_to_float32": h.compressionRatio,
+                "checksums_verified": true,
+                "sections": h.sections.enumerated().map { i, s -> [String: Any] in
+                    [
+                        "index": i, "stream": s.stream.description, "codec": s.codec.description,
+                        "level": Int(s.level), "raw_bytes": s.rawLength, "stored_bytes": s.storedLength,
+                        "offset": s.offset, "crc32c": String(format: "%08x", s.checksum),
+                    ]
+                },
+            ]
+            if let tensors = h.tensors {
+                out["tensors"] = tensors.map { ["name": $0.name, "shape": $0.shape] as [String: Any] }
+            }
+            return out
+        }
+
+        func inspectText(_ h: FrameHeader) -> String {
+            var lines = [
+                "\(frame): Uplink frame v\(h.version), \(h.frameLength) bytes (\(humanBytes(h.frameLength)))",
+                "  pipeline     \(h.pipeline)",
+                "  model        \(h.fingerprintHex): \(h.tensorCount) tensor(s), \(h.parameterCount) parameters",
+                "  round        \(h.round), samples \(h.sampleCount)",
+                "  ratio        \(String(format: "%.2f", h.compressionRatio))× smaller than float32 (\(humanBytes(h.float32Bytes)))",
+                "  header       \(h.headerLength) bytes, checksums verified",
+            ]
+            if let tensors = h.tensors {
+                for t in tensors.prefix(20) { lines.append("  tensor       \(t)") }
+                if tensors.count > 20 { lines.append("  …            \(tensors.count - 20) more tensors") }
+            } else {
+                lines.append("  tensor table omitted (decode with --layout)")
+            }
+            lines.append("  sections     #  stream   codec    raw bytes  stored bytes")
+            for (i, s) in h.sections.enumerated() {
+                lines.append(
+                    "               " + pad(String(i), 3) + pad(s.stream.description, 9) + pad(s.codec.description, 7)
+                        + pad(String(s.rawLength), 11, left: true) + pad(String(s.storedLength), 14, left: true))
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+        private func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
+            let fill = String(repeating: " ", count: max(0, width - s.count))
+            return left ? fill + s : s + fill
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import UplinkCodec
+
+/// The `uplink` command-line tool.
+public struct UplinkCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "uplink",
+        abstract: "Compress federated-learning model updates for mobile uplinks, and inspect the frames.",
+        discussion: """
+            Pipelines are written as stages joined by '|', for example "fp16 | lz4" or \
+            "fp32 | zlib level=9". See docs/pipeline.md for every stage and docs/wire-format.md \
+            for the frame format.
+            """,
+        subcommands: [Encode.self, Decode.self, Inspect.self]
+    )
+
+    public init() {}
+}
+
+/// Runs `body`, turning an ``UplinkError`` into one line on standard error (and, with `json`,
+/// a JSON error object on standard output) and exit status 1.
+func reportingErrors(json: Bool, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as UplinkError {
+        FileHandle.standardError.write(Data("uplink: \(error)\n".utf8))
+        if json {
+            printJSON(["error": ["code": Int(error.code.rawValue), "category": error.category.rawValue, "message": error.message]])
+        }
+        throw ExitCode(1)
+    }
+}
+
+/// Prints `object` as pretty JSON with sorted keys.
+func printJSON(_ object: Any) {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// A note for the user on standard error.
+func note(_ text: String) {
+    FileHandle.standardError.write(Data("uplink: note: \(text)\n".utf8))
+}
+
+/// `12345678` → `"12.3 MB"`.
+func humanBytes(_ n: Int) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"]
+    var v = Double(n)
+    var u = 0
+    while v >= 1000, u < units.count - 1 { v /= 1000; u += 1 }
+    return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+}

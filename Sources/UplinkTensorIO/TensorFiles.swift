@@ -1,0 +1,88 @@
+import Foundation
+import UplinkCodec
+
+/// Reads and writes tensor files by extension: `.npy` (one tensor, named after the file) and
+/// `.safetensors` (several named tensors).
+public enum TensorFiles {
+    /// The tensors in the file at `path`.
+    public static func load(path: String) throws(UplinkError) -> TensorSet {
+        let bytes = try readFile(path)
+        switch fileExtension(path) {
+        case "npy":
+            let (shape, values) = try wrap(path) { () throws(UplinkError) in try Npy.read(bytes) }
+            return try TensorSet(layout: try ModelLayout([TensorSpec(name: tensorName(forNpy: path), shape: shape)]), values: values)
+        case "safetensors":
+            return try wrap(path) { () throws(UplinkError) in try Safetensors.read(bytes) }
+        default:
+            throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
+        }
+    }
+
+    /// The layout of the tensor file at `path` (a `.safetensors` file is read header-only).
+    public static func loadLayout(path: String) throws(UplinkError) -> ModelLayout {
+        if fileExtension(path) == "safetensors" {
+            return try wrap(path) { () throws(UplinkError) in try Safetensors.readLayout(path: path) }
+        }
+        return try load(path: path).layout
+    }
+
+    /// Writes `set` to `path`: `.safetensors` keeps every tensor; `.npy` holds one tensor with its
+    /// shape or, for several tensors, the flat concatenation (reported through `note`).
+    public static func save(_ set: TensorSet, path: String, note: (String) -> Void = { _ in }) throws(UplinkError) {
+        let bytes: [UInt8]
+        switch fileExtension(path) {
+        case "npy":
+            if set.layout.tensors.count == 1 {
+                bytes = Npy.write(shape: set.layout.tensors[0].shape, values: set.values)
+            } else {
+                note("\(set.layout.tensors.count) tensors written to \(path) as one flat vector of \(set.values.count) values; use .safetensors to keep names and shapes")
+                bytes = Npy.write(shape: [set.values.count], values: set.values)
+            }
+        case "safetensors":
+            bytes = Safetensors.write(set)
+        default:
+            throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
+        }
+        try writeFile(path, bytes)
+    }
+
+    /// The tensor name of a `.npy` file: its base name without the extension.
+    public static func tensorName(forNpy path: String) -> String {
+        let base = (path as NSString).lastPathComponent
+        let stem = (base as NSString).deletingPathExtension
+        return stem.isEmpty ? "update" : stem
+    }
+
+    /// The whole file at `path`.
+    public static func readFile(_ path: String) throws(UplinkError) -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+                throw UplinkError(.io, "cannot read \(path)\(isDirectory.boolValue ? ": it is a directory" : "")")
+            }
+            throw UplinkError(.io, "\(path): no such file")
+        }
+        return [UInt8](data)
+    }
+
+    /// Writes `bytes` to `path` atomically (through a temporary file and a rename).
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws(UplinkError) {
+        do {
+            try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw UplinkError(.io, "cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+
+    static func fileExtension(_ path: String) -> String {
+        (path as NSString).pathExtension.lowercased()
+    }
+
+    private static func wrap<T>(_ path: String, _ body: () throws(UplinkError) -> T) throws(UplinkError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw UplinkError(error.code, "\(path): \(error.message)")
+        }
+    }
+}

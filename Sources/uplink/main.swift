@@ -1,0 +1,2 @@
+import UplinkCLI
+UplinkCommand.main()
