@@ -78,7 +78,6 @@ extension UplinkCommand {
             }
             return lines.joined(separator: "\n")
         }
-    }
 
         private func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
             let fill = String(repeating: " ", count: max(0, width - s.count))
