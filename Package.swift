@@ -43,17 +43,22 @@ let package = Package(
             name: "uplink",
             dependencies: ["UplinkCLI"]
         ),
+        .target(
+            name: "UplinkTestSupport",
+            dependencies: ["UplinkCodec"],
+            path: "Tests/UplinkTestSupport"
+        ),
         .testTarget(
             name: "UplinkCodecTests",
-            dependencies: ["UplinkCodec"]
+            dependencies: ["UplinkCodec", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkTensorIOTests",
-            dependencies: ["UplinkTensorIO"]
+            dependencies: ["UplinkTensorIO", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkCLITests",
-            dependencies: ["UplinkCLI", "UplinkTensorIO"]
+            dependencies: ["UplinkCLI", "UplinkTensorIO", "UplinkTestSupport"]
         ),
     ]
 )

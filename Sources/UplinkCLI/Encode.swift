@@ -33,6 +33,9 @@ extension UplinkCommand {
         @Flag(help: "Leave the tensor table out of the frame; decoding then needs --layout.")
         var omitLayout = false
 
+        @Option(help: "Uncompressed bytes per section (1 to 67108864); smaller sections cost 24 bytes each but can be checked and decompressed independently.")
+        var sectionBytes: Int = FrameFormat.defaultChunkLength
+
         @Flag(help: "Print a JSON summary instead of text.")
         var json = false
 
@@ -43,7 +46,12 @@ extension UplinkCommand {
                 if state != nil {
                     note("pipeline \"\(spec)\" has no stateful stage; --state \(state!) is not read or written")
                 }
-                let encoder = FrameEncoder(layout: update.layout, pipeline: spec, includeTensorTable: !omitLayout)
+                guard (1...FrameFormat.maxSectionRawLength).contains(sectionBytes) else {
+                    throw UplinkError(.invalidArgument, "--section-bytes \(sectionBytes) is outside 1…\(FrameFormat.maxSectionRawLength)")
+                }
+                let encoder = FrameEncoder(
+                    layout: update.layout, pipeline: spec, includeTensorTable: !omitLayout,
+                    writer: FrameWriter(chunkLength: sectionBytes))
                 let frame = try encoder.encode(update.values, round: round, sampleCount: samples)
                 // Decode what was written: it proves the frame and measures the error.
                 let decoded = try FrameDecoder(limits: .forModel(update.layout)).decode(frame, layout: update.layout)

@@ -157,7 +157,8 @@ public enum Safetensors {
     }
 
     private static func nonNegativeInt(_ v: Any, _ what: String) throws(UplinkError) -> Int {
-        if !(v is Bool), let n = v as? NSNumber {
+        // JSON true/false arrive as a boolean NSNumber subclass; integers as plain NSNumber.
+        if let n = v as? NSNumber, !String(describing: type(of: n)).contains("Boolean") {
             let d = n.doubleValue
             if d == d.rounded(), d >= 0, d <= Double(ModelLayout.maxParameters) * 8 { return Int(d) }
         }

@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+import UplinkCodec
+import UplinkTestSupport
+
+/// The golden frames in fixtures/frames/ pin the wire format: re-encoding the golden input must
+/// give the same bytes, and every corruption of them must be caught.
+@Suite struct GoldenFrameTests {
+    struct Manifest: Decodable {
+        struct Frame: Decodable { var pipeline: String; var options: [String]; var bytes: Int }
+        var input: String
+        var round: UInt64
+        var samples: UInt64
+        var frames: [String: Frame]
+    }
+
+    static let manifest: Manifest = {
+        try! JSONDecoder().decode(Manifest.self, from: Data(contentsOf: Fixtures.url("frames/manifest.json")))
+    }()
+
+    static var frameNames: [String] { manifest.frames.keys.sorted() }
+
+    /// The golden input, parsed here from its safetensors bytes without UplinkTensorIO.
+    static let input: (layout: ModelLayout, values: [Float]) = {
+        let bytes = try! Fixtures.bytes("frames/golden-update.safetensors")
+        let n = Int(bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+        let header = try! JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)])) as! [String: [String: Any]]
+        var tensors: [TensorSpec] = []
+        var values: [Float] = []
+        for name in header.keys.sorted() {
+            let entry = header[name]!
+            let shape = (entry["shape"] as! [NSNumber]).map(\.intValue)
+            let offsets = (entry["data_offsets"] as! [NSNumber]).map(\.intValue)
+            tensors.append(TensorSpec(name: name, shape: shape))
+            for i in stride(from: 8 + n + offsets[0], to: 8 + n + offsets[1], by: 4) {
+                values.append(Float(bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24))
+            }
+        }
+        return (try! ModelLayout(tensors), values)
+    }()
+
+    static func encoder(for frame: Manifest.Frame) throws -> FrameEncoder {
+        var encoder = FrameEncoder(layout: input.layout, pipeline: try Pipeline(parsing: frame.pipeline))
+        var options = frame.options[...]
+        while let option = options.popFirst() {
+            switch option {
+            case "--omit-layout": encoder.includeTensorTable = false
+            case "--section-bytes": encoder.writer = FrameWriter(chunkLength: Int(options.popFirst()!)!)
+            default: Issue.record("unknown option \(option) in manifest")
+            }
+        }
+        return encoder
+    }
+
+    @Test(arguments: frameNames)
+    func reencodingGivesIdenticalBytes(name: String) throws {
+        let entry = Self.manifest.frames[name]!
+        let golden = try Fixtures.bytes("frames/\(name)")
+        #expect(golden.count == entry.bytes)
+        let frame = try Self.encoder(for: entry).encode(Self.input.values, round: Self.manifest.round, sampleCount: Self.manifest.samples)
+        #expect(frame == golden, "the encoder's output for \(name) changed: a wire-format change needs a new version")
+    }
+
+    @Test(arguments: frameNames)
+    func decodesToTheGoldenInput(name: String) throws {
+        let entry = Self.manifest.frames[name]!
+        let decoded = try FrameDecoder().decode(try Fixtures.bytes("frames/\(name)"), layout: Self.input.layout)
+        #expect(decoded.header.pipeline.description == entry.pipeline)
+        #expect(decoded.header.round == 7 && decoded.header.sampleCount == 600)
+        let expected = decoded.header.pipeline.quantizer == .fp16
+            ? Self.input.values.map { Float16Bits.toFloat(Float16Bits.fromFloat($0)) } : Self.input.values
+        #expect(decoded.values.map(\.bitPattern) == expected.map(\.bitPattern))
+    }
+
+    /// CRC-32C catches every single-bit error; structure checks catch the rest. No flip may
+    /// yield an update.
+    @Test(arguments: frameNames)
+    func everySingleBitFlipIsDetected(name: String) throws {
+        var frame = try Fixtures.bytes("frames/\(name)")
+        let decoder = FrameDecoder()
+        var undetected: [Int] = []
+        for bit in 0..<(frame.count * 8) {
+            frame[bit / 8] ^= 1 << (bit % 8)
+            if (try? decoder.decode(frame, layout: Self.input.layout)) != nil { undetected.append(bit) }
+            frame[bit / 8] ^= 1 << (bit % 8)
+        }
+        #expect(undetected.isEmpty, "bits \(undetected.prefix(10)) flipped undetected")
+    }
+
+    @Test(arguments: frameNames)
+    func everyTruncationIsDetected(name: String) throws {
+        let frame = try Fixtures.bytes("frames/\(name)")
+        for length in 0..<frame.count {
+            #expect(throws: UplinkError.self) { try FrameDecoder().decode(Array(frame[0..<length]), layout: Self.input.layout) }
+        }
+    }
+}

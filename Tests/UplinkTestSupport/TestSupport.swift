@@ -1,0 +1,116 @@
+import Foundation
+import UplinkCodec
+
+/// Locates files under the repository's `fixtures/` from the source path, as swift-crypto's
+/// Wycheproof tests do, so fixtures stay outside any target.
+public enum Fixtures {
+    public static let root: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("fixtures")
+
+    public static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+
+    public static func bytes(_ relative: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: url(relative)))
+    }
+}
+
+/// SplitMix64: a tiny, fast, seedable generator for reproducible test data.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+public enum TestData {
+    /// A heavy-tailed update like a real one: Student-t-ish values (ratio of normals), a fraction
+    /// of exact zeros, scaled by `scale`.
+    public static func heavyTailed(count: Int, seed: UInt64, zeroFraction: Double = 0.3, scale: Float = 0.01) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in
+            if Double.random(in: 0..<1, using: &rng) < zeroFraction { return 0 }
+            let u1 = Double.random(in: Double.ulpOfOne..<1, using: &rng)
+            let u2 = Double.random(in: 0..<1, using: &rng)
+            let normal = (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
+            let chi = Double.random(in: 0.2..<1.5, using: &rng)
+            return Float(normal / chi) * scale
+        }
+    }
+
+    /// Uniform values in `-1..<1`: incompressible as float32.
+    public static func uniform(count: Int, seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in Float.random(in: -1..<1, using: &rng) }
+    }
+}
+
+/// A crafted frame: build a header field by field, then fix the header CRC, to test the
+/// reader's checks beyond the checksum.
+public struct FrameBuilder {
+    public var version: UInt16 = 1
+    public var flags: UInt16 = 1
+    public var fingerprint: UInt64? = nil
+    public var round: UInt64 = 0
+    public var samples: UInt64 = 1
+    public var parameterCount: UInt64
+    public var tensorCount: UInt32
+    public var descriptor: [UInt8] = Pipeline().descriptor
+    public var table: [UInt8]
+    public var sections: [[UInt8]] = []
+    public var payload: [UInt8] = []
+    public var sectionCountOverride: UInt32? = nil
+
+    /// A builder for a one-tensor model named "w" of shape `[count]`.
+    public init(count: Int) {
+        parameterCount = UInt64(count)
+        tensorCount = 1
+        var t = ByteWriter()
+        t.write(UInt16(1)); t.write(bytes: Array("w".utf8)); t.write(UInt8(1)); t.write(UInt64(count))
+        table = t.bytes
+    }
+
+    public static func section(kind: UInt8 = 1, codec: UInt8 = 0, level: UInt8 = 0, reserved: UInt8 = 0, crc: UInt32, raw: UInt64, stored: UInt64) -> [UInt8] {
+        var w = ByteWriter()
+        w.write(kind); w.write(codec); w.write(level); w.write(reserved); w.write(crc); w.write(raw); w.write(stored)
+        return w.bytes
+    }
+
+    public func fnvFingerprint() -> UInt64 {
+        var h = FNV1a64()
+        withUnsafeBytes(of: tensorCount.littleEndian) { h.combine($0) }
+        h.combine(table)
+        return h.value
+    }
+
+    public func build() -> [UInt8] {
+        var header = ByteWriter()
+        header.write(fingerprint ?? fnvFingerprint())
+        header.write(round); header.write(samples); header.write(parameterCount)
+        header.write(tensorCount); header.write(sectionCountOverride ?? UInt32(sections.count))
+        header.write(UInt16(descriptor.count)); header.write(bytes: descriptor)
+        if flags & 1 != 0 { header.write(bytes: table) }
+        for s in sections { header.write(bytes: s) }
+        var w = ByteWriter()
+        w.write(bytes: FrameFormat.magic); w.write(version); w.write(flags); w.write(UInt32(header.count))
+        w.write(bytes: header.bytes)
+        w.write(CRC32C.checksum(w.bytes))
+        w.write(bytes: payload)
+        return w.bytes
+    }
+}
+
+extension Array where Element == Float {
+    /// Little-endian float32 bytes.
+    public var float32LE: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count * 4)
+        for v in self { Swift.withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        return out
+    }
+}
