@@ -26,7 +26,10 @@ extension UplinkCommand {
             try reportingErrors(json: json) {
                 let expected = try layout.map { (p) throws(UplinkError) in try TensorFiles.loadLayout(path: p) }
                 let frame = try TensorFiles.readFile(input)
-                let limits = expected.map(FrameLimits.forModel) ?? .default
+                // Default limits rather than FrameLimits.forModel: a frame for another model should
+                // be reported as exactly that (error 300), not as exceeding this model's counts.
+                var limits = FrameLimits.default
+                limits.maxParameters = max(limits.maxParameters, expected?.parameterCount ?? 0)
                 let decoded: DecodedFrame
                 do {
                     decoded = try FrameDecoder(limits: limits).decode(frame, layout: expected)
