@@ -82,6 +82,15 @@ import UplinkTestSupport
         }
     }
 
+    @Test func duplicateTensorNamesInTheTable() {
+        var b = Self.valid()
+        var t = ByteWriter()
+        for n in [1, 2] { t.write(UInt16(1)); t.write(bytes: Array("w".utf8)); t.write(UInt8(1)); t.write(UInt64(n)) }
+        b.table = t.bytes
+        b.tensorCount = 2
+        #expect(Self.code(b.build()) == .malformedHeader)
+    }
+
     @Test func headerLengthNear2To32() {
         var frame = Self.valid().build()
         for h: UInt32 in [UInt32.max, 1 << 31, 16 << 20 + 1] {

@@ -31,6 +31,13 @@ import UplinkCodec
         for o in others { #expect(o.fingerprint != base.fingerprint) }
     }
 
+    /// A zero dimension makes an empty tensor, whatever the other dimensions are.
+    @Test func zeroDimensionMeansNoElements() throws {
+        let layout = try ModelLayout([TensorSpec(name: "e", shape: [1 << 48, 1 << 48, 0]), TensorSpec(name: "w", shape: [2])])
+        #expect(layout.elementCounts == [0, 2])
+        #expect { try ModelLayout([TensorSpec(name: "e", shape: [(1 << 48) + 1, 0])]) } throws: { ($0 as? UplinkError)?.code == .shapeOverflow }
+    }
+
     @Test func rejectsInvalidLayouts() {
         #expect(throws: UplinkError.self) { try ModelLayout([]) }
         let cases: [([TensorSpec], UplinkError.Code)] = [

@@ -94,11 +94,18 @@ public struct ModelLayout: Hashable, Sendable {
         try self.init([TensorSpec(name: name, shape: [count])])
     }
 
-    /// The number of elements of `shape`, checked for overflow and against ``maxParameters``.
+    /// The number of elements of `shape`: each dimension must be in 0…2^48, and the product
+    /// (0 when any dimension is 0) at most ``maxParameters``.
     public static func elementCount(_ shape: [Int], name: String) throws(UplinkError) -> Int {
-        var count = 1
         for d in shape {
             guard d >= 0 else { throw UplinkError(.invalidLayout, "tensor \"\(name)\" has negative dimension \(d)") }
+            guard d <= maxParameters else {
+                throw UplinkError(.shapeOverflow, "tensor \"\(name)\" dimension \(d) exceeds 2^48")
+            }
+        }
+        if shape.contains(0) { return 0 }
+        var count = 1
+        for d in shape {
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
             guard !overflow, p <= maxParameters else {
                 throw UplinkError(.shapeOverflow, "tensor \"\(name)\" shape \(shape) has more than 2^48 elements")
@@ -150,6 +157,7 @@ extension ModelLayout {
         // Each entry takes at least 4 bytes, so `count` is already bounded by the header size.
         tensors.reserveCapacity(min(count, r.remaining / 4))
         var total = 0
+        var names = Set<String>()
         for i in 0..<count {
             let nameLength = Int(try r.read(UInt16.self, "tensor \(i) name length"))
             guard nameLength >= 1, nameLength <= maxNameBytes else {
@@ -159,6 +167,10 @@ extension ModelLayout {
             guard let name = String(validating: nameBytes, as: UTF8.self) else {
                 throw UplinkError(.malformedHeader, "tensor \(i) name is not valid UTF-8")
             }
+            guard !names.contains(name) else {
+                throw UplinkError(.malformedHeader, "tensor name \"\(name)\" appears twice in the tensor table")
+            }
+            names.insert(name)
             let rank = Int(try r.read(UInt8.self, "tensor \(i) rank"))
             guard rank <= maxRank else {
                 throw UplinkError(.malformedHeader, "tensor \"\(name)\" rank \(rank) exceeds \(maxRank)")
@@ -168,10 +180,7 @@ extension ModelLayout {
             shape.reserveCapacity(rank)
             for _ in 0..<rank {
                 let d = try r.read(UInt64.self, "dimension")
-                guard d <= UInt64(maxParameters) else {
-                    throw UplinkError(.shapeOverflow, "tensor \"\(name)\" dimension \(d) exceeds 2^48")
-                }
-                shape.append(Int(d))
+                shape.append(d <= UInt64(maxParameters) ? Int(d) : maxParameters + 1)
             }
             let n = try elementCount(shape, name: name)
             total += n

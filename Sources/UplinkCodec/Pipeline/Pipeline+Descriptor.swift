@@ -29,7 +29,17 @@ extension Pipeline {
     }
 
     /// Parses a descriptor, checking ids, parameter lengths and ranges, and stage order.
+    /// A descriptor that ends early is ``UplinkError/Code/malformedHeader``, like every other
+    /// structural fault inside the (checksummed) header.
     public init(descriptor bytes: UnsafeRawBufferPointer) throws(UplinkError) {
+        do {
+            try self.init(parsing: bytes)
+        } catch where error.code == .truncated {
+            throw UplinkError(.malformedHeader, error.message)
+        }
+    }
+
+    private init(parsing bytes: UnsafeRawBufferPointer) throws(UplinkError) {
         var r = ByteReader(bytes, what: "pipeline descriptor")
         let count = Int(try r.read(UInt8.self, "stage count"))
         var quantizer: Quantizer?
