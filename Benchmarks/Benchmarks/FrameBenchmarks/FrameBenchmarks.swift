@@ -23,7 +23,6 @@ let benchmarks: @Sendable () -> Void = {
     let n = 1_000_000
     let layout = try! ModelLayout(name: "update", count: n)
     let update = syntheticUpdate(count: n, seed: 1)
-    let float32Bytes = n * 4
 
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident],
@@ -48,7 +47,6 @@ let benchmarks: @Sendable () -> Void = {
                 }
             }
         }
-        print("bytes \(spec): \(frame.count) (ratio \(Double(float32Bytes) / Double(frame.count)))")
     }
 
     let bytes = [UInt8](repeating: 0xA5, count: 4 << 20)
