@@ -1,7 +1,12 @@
 // swift-tools-version: 6.1
 // Benchmarks live in their own package so that `swift test` on the main package stays fast and
 // does not build package-benchmark. Run: cd Benchmarks && swift package benchmark
+import Foundation
 import PackageDescription
+
+// A path dependency's identity is its directory name, which differs between checkouts
+// (`main`, a CI clone, …); derive it instead of hard-coding it.
+let uplinkPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
 
 let package = Package(
     name: "UplinkBenchmarks",
@@ -14,7 +19,7 @@ let package = Package(
         .executableTarget(
             name: "FrameBenchmarks",
             dependencies: [
-                .product(name: "UplinkCodec", package: "main"),
+                .product(name: "UplinkCodec", package: uplinkPackage),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/FrameBenchmarks",
