@@ -17,7 +17,7 @@ import UplinkTestSupport
     func losslessPipelinesGiveBackIdenticalBits(spec: String, sectionBytes: Int) throws {
         let layout = try Self.layout()
         for update in [TestData.heavyTailed(count: layout.parameterCount, seed: 1), TestData.uniform(count: layout.parameterCount, seed: 2)] {
-            let encoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec), writer: FrameWriter(chunkLength: sectionBytes))
+            var encoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec), writer: FrameWriter(chunkLength: sectionBytes))
             let frame = try encoder.encode(update, round: 3, sampleCount: 42)
             let decoded = try FrameDecoder().decode(frame)
             #expect(decoded.values.map(\.bitPattern) == update.map(\.bitPattern))
@@ -31,7 +31,7 @@ import UplinkTestSupport
     func fp16RoundsEachValueToNearestHalf(spec: String) throws {
         let layout = try Self.layout()
         let update = TestData.heavyTailed(count: layout.parameterCount, seed: 3, scale: 3)
-        let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec)).encode(update)
+        let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec)).encodeOnce(update)
         let decoded = try FrameDecoder().decode(frame).values
         for (x, y) in zip(update, decoded) {
             #expect(y == Float16Bits.toFloat(Float16Bits.fromFloat(x)))
@@ -44,11 +44,11 @@ import UplinkTestSupport
     @Test func incompressibleSectionsAreStored() throws {
         let layout = try ModelLayout(name: "noise", count: 10_000)
         let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp32 | lz4"), writer: FrameWriter(chunkLength: 4096))
-            .encode(TestData.uniform(count: 10_000, seed: 9))
+            .encodeOnce(TestData.uniform(count: 10_000, seed: 9))
         let header = try frame.withUnsafeBytes { try FrameReader.readHeader($0) }
         #expect(header.sections.allSatisfy { $0.codec == .stored })
         #expect(header.sections.allSatisfy { $0.storedLength == $0.rawLength })
-        let zeros = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp32 | lz4")).encode([Float](repeating: 0, count: 10_000))
+        let zeros = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp32 | lz4")).encodeOnce([Float](repeating: 0, count: 10_000))
         let zh = try zeros.withUnsafeBytes { try FrameReader.readHeader($0) }
         #expect(zh.sections.allSatisfy { $0.codec == .lz4 && $0.storedLength < $0.rawLength })
     }
@@ -56,9 +56,9 @@ import UplinkTestSupport
     @Test func frameWithoutTableNeedsTheLayout() throws {
         let layout = try Self.layout()
         let update = TestData.heavyTailed(count: layout.parameterCount, seed: 4)
-        let encoder = FrameEncoder(layout: layout, pipeline: Pipeline(quantizer: .fp32, codec: .lz4), includeTensorTable: false)
+        var encoder = FrameEncoder(layout: layout, pipeline: Pipeline(quantizer: .fp32, codec: .lz4), includeTensorTable: false)
         let frame = try encoder.encode(update)
-        let withTable = try FrameEncoder(layout: layout, pipeline: Pipeline(quantizer: .fp32, codec: .lz4)).encode(update)
+        let withTable = try FrameEncoder(layout: layout, pipeline: Pipeline(quantizer: .fp32, codec: .lz4)).encodeOnce(update)
         #expect(frame.count < withTable.count)
         #expect { try FrameDecoder().decode(frame) } throws: { ($0 as? UplinkError)?.code == .layoutRequired }
         #expect(try FrameDecoder().decode(frame, layout: layout).values == update)
@@ -67,10 +67,10 @@ import UplinkTestSupport
     @Test func frameForAnotherModelIsRejected() throws {
         let layout = try Self.layout()
         let other = try ModelLayout(name: "w", count: layout.parameterCount)
-        let frame = try FrameEncoder(layout: layout, pipeline: Pipeline()).encode(TestData.uniform(count: layout.parameterCount, seed: 5))
+        let frame = try FrameEncoder(layout: layout, pipeline: Pipeline()).encodeOnce(TestData.uniform(count: layout.parameterCount, seed: 5))
         #expect { try FrameDecoder().decode(frame, layout: other) } throws: { ($0 as? UplinkError)?.code == .fingerprintMismatch }
         let noTable = try FrameEncoder(layout: layout, pipeline: Pipeline(), includeTensorTable: false)
-            .encode(TestData.uniform(count: layout.parameterCount, seed: 5))
+            .encodeOnce(TestData.uniform(count: layout.parameterCount, seed: 5))
         #expect { try FrameDecoder().decode(noTable, layout: other) } throws: { ($0 as? UplinkError)?.code == .fingerprintMismatch }
     }
 
@@ -79,7 +79,7 @@ import UplinkTestSupport
         let layout = try Self.layout()
         var update = TestData.uniform(count: layout.parameterCount, seed: 6)
         update[layout.offsets[2] + 17] = bad
-        #expect { try FrameEncoder(layout: layout, pipeline: Pipeline()).encode(update) } throws: { error in
+        #expect { try FrameEncoder(layout: layout, pipeline: Pipeline()).encodeOnce(update) } throws: { error in
             guard let e = error as? UplinkError else { return false }
             return e.code == .nonFiniteValue && e.message.contains("fc.weight") && e.message.contains("element 17")
         }
@@ -87,8 +87,8 @@ import UplinkTestSupport
 
     @Test func encoderRejectsWrongCountAndFp16Overflow() throws {
         let layout = try ModelLayout(name: "w", count: 4)
-        #expect { try FrameEncoder(layout: layout, pipeline: Pipeline()).encode([1, 2, 3]) } throws: { ($0 as? UplinkError)?.code == .shapeMismatch }
-        let fp16 = FrameEncoder(layout: layout, pipeline: Pipeline(quantizer: .fp16))
+        #expect { try FrameEncoder(layout: layout, pipeline: Pipeline()).encodeOnce([1, 2, 3]) } throws: { ($0 as? UplinkError)?.code == .shapeMismatch }
+        var fp16 = FrameEncoder(layout: layout, pipeline: Pipeline(quantizer: .fp16))
         #expect { try fp16.encode([1, 2, 65520, 4]) } throws: { ($0 as? UplinkError)?.code == .valueOutOfRange }
         #expect(try FrameDecoder().decode(try fp16.encode([1, 2, 65519, -65504])).values == [1, 2, 65504, -65504])
     }
@@ -97,7 +97,7 @@ import UplinkTestSupport
     func accumulateEqualsDecodeThenAdd(spec: String) throws {
         let layout = try Self.layout()
         let update = TestData.heavyTailed(count: layout.parameterCount, seed: 7)
-        let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec)).encode(update)
+        let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec)).encodeOnce(update)
         let start = TestData.uniform(count: layout.parameterCount, seed: 8)
         let decoded = try FrameDecoder().decode(frame).values
         var sum = start
@@ -109,7 +109,7 @@ import UplinkTestSupport
     @Test func failedAccumulateLeavesDestinationUntouched() throws {
         let layout = try ModelLayout(name: "w", count: 5000)
         var frame = try FrameEncoder(layout: layout, pipeline: Pipeline(quantizer: .fp32, codec: .stored), writer: FrameWriter(chunkLength: 4000))
-            .encode(TestData.uniform(count: 5000, seed: 10))
+            .encodeOnce(TestData.uniform(count: 5000, seed: 10))
         frame[frame.count - 3] ^= 0x10  // corrupt the last section only: the first one is fine
         let start = TestData.uniform(count: 5000, seed: 11)
         var dest = start

@@ -15,16 +15,11 @@ public enum Fixtures {
     }
 }
 
-/// SplitMix64: a tiny, fast, seedable generator for reproducible test data.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+extension FrameEncoder {
+    /// Encodes one update with a copy of this encoder (for stateless tests).
+    public func encodeOnce(_ update: [Float], round: UInt64 = 0, sampleCount: UInt64 = 1) throws(UplinkError) -> [UInt8] {
+        var copy = self
+        return try copy.encode(update, round: round, sampleCount: sampleCount)
     }
 }
 

@@ -90,12 +90,21 @@ public enum FrameReader {
                 .malformedHeader,
                 "header has \(h.remaining) bytes left for \(sectionCount) section entries of \(FrameFormat.sectionEntryLength) bytes")
         }
-        let expected = pipeline.expectedStreams(parameterCount: parameterCount)
+        let plan = pipeline.streamPlan(parameterCount: parameterCount)
         var sections: [SectionEntry] = []
         sections.reserveCapacity(sectionCount)
         var offset = checkedEnd + FrameFormat.headerChecksumLength
-        var streamIndex = 0
+        // Streams appear in plan order, each one's sections contiguous; a stream may be absent
+        // only when its length may be 0.
+        var streamIndex = -1
         var streamRaw = 0
+        func closeStream() throws(UplinkError) {
+            guard streamIndex >= 0 else { return }
+            let s = plan[streamIndex]
+            guard s.lengths.contains(streamRaw) else {
+                throw UplinkError(.malformedStream, "stream \(s.kind) has \(streamRaw) bytes, pipeline \"\(pipeline)\" needs \(s.lengths.lowerBound == s.lengths.upperBound ? String(s.lengths.lowerBound) : "\(s.lengths.lowerBound)…\(s.lengths.upperBound)")")
+            }
+        }
         for i in 0..<sectionCount {
             let kindByte = try h.read(UInt8.self, "section \(i) stream")
             let codecByte = try h.read(UInt8.self, "section \(i) codec")
@@ -111,29 +120,42 @@ public enum FrameReader {
             guard raw >= 1, raw <= UInt64(FrameFormat.maxSectionRawLength) else {
                 throw UplinkError(.sectionTooLarge, "section \(i) raw length \(raw) is outside 1…\(FrameFormat.maxSectionRawLength)")
             }
-            if codec == .stored {
+            switch codec {
+            case .stored:
                 guard stored == raw else {
                     throw UplinkError(.malformedHeader, "stored section \(i) has stored length \(stored) ≠ raw length \(raw)")
                 }
-            } else {
+            case .lz4, .zlib:
                 guard stored >= 1, stored < raw else {
                     throw UplinkError(.malformedHeader, "\(codec) section \(i) stored length \(stored) is not in 1…\(raw - 1)")
                 }
+                // No LZ4 block expands more than 255:1 and no zlib stream more than 1032:1, so a
+                // larger declared ratio is a lie, rejected before it can cost memory.
+                let maxRatio: UInt64 = codec == .lz4 ? 256 : 1032
+                guard raw <= stored * maxRatio else {
+                    throw UplinkError(.malformedHeader, "\(codec) section \(i) declares \(raw) bytes from \(stored), beyond the codec's \(maxRatio):1 limit")
+                }
             }
-            // Streams come in pipeline order; each stream's sections are contiguous; a stream
-            // that is complete (or empty) gives way to the next.
-            while streamIndex < expected.count, streamRaw == expected[streamIndex].rawLength {
-                streamIndex += 1
+            if streamIndex < 0 || plan[streamIndex].kind.rawValue != kindByte {
+                try closeStream()
+                var next = streamIndex + 1
+                while next < plan.count, plan[next].kind.rawValue != kindByte {
+                    guard plan[next].lengths.lowerBound == 0 else {
+                        throw UplinkError(.unexpectedStream, "section \(i) is of stream kind \(kindByte) where pipeline \"\(pipeline)\" needs stream \(plan[next].kind)")
+                    }
+                    next += 1
+                }
+                guard next < plan.count else {
+                    throw UplinkError(.unexpectedStream, "section \(i) has stream kind \(kindByte), which pipeline \"\(pipeline)\" does not write here")
+                }
+                streamIndex = next
                 streamRaw = 0
             }
-            guard streamIndex < expected.count, expected[streamIndex].kind.rawValue == kindByte else {
-                throw UplinkError(.unexpectedStream, "section \(i) has stream kind \(kindByte), which pipeline \"\(pipeline)\" does not write here")
-            }
             streamRaw += Int(raw)
-            guard streamRaw <= expected[streamIndex].rawLength else {
+            guard streamRaw <= plan[streamIndex].lengths.upperBound else {
                 throw UplinkError(
                     .sectionTooLarge,
-                    "stream \(expected[streamIndex].kind) exceeds its \(expected[streamIndex].rawLength) bytes at section \(i)")
+                    "stream \(plan[streamIndex].kind) exceeds its \(plan[streamIndex].lengths.upperBound) bytes at section \(i)")
             }
             guard Int(stored) <= frame.count - offset else {
                 throw UplinkError(.truncated, "frame is truncated: section \(i) needs \(stored) bytes at offset \(offset), only \(frame.count - offset) remain")
@@ -143,13 +165,9 @@ public enum FrameReader {
                 rawLength: Int(raw), storedLength: Int(stored), offset: offset))
             offset += Int(stored)
         }
-        while streamIndex < expected.count, streamRaw == expected[streamIndex].rawLength {
-            streamIndex += 1
-            streamRaw = 0
-        }
-        if streamIndex < expected.count {
-            let s = expected[streamIndex]
-            throw UplinkError(.malformedStream, "stream \(s.kind) has \(streamRaw) bytes, pipeline \"\(pipeline)\" needs \(s.rawLength)")
+        try closeStream()
+        for s in plan[(streamIndex + 1)...] where s.lengths.lowerBound > 0 {
+            throw UplinkError(.malformedStream, "stream \(s.kind) is missing; pipeline \"\(pipeline)\" needs \(s.lengths.lowerBound) bytes or more")
         }
         guard offset == frame.count else {
             throw UplinkError(.trailingBytes, "\(frame.count - offset) bytes follow the last section")

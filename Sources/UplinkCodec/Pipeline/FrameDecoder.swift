@@ -4,15 +4,21 @@ public struct DecodedFrame: Sendable {
     public var header: FrameHeader
     /// The layout, from the frame's tensor table or from the caller.
     public var layout: ModelLayout
-    /// The update as a flat float32 vector in layout order.
+    /// The update as a flat float32 vector in layout order (zeros where a sparse frame sent
+    /// nothing).
     public var values: [Float]
+    /// What the index stream held, for sparse frames.
+    public var indexSummary: IndexCoding.Summary?
+    /// How many values the frame transmitted (k for sparse frames, n for dense ones).
+    public var transmittedCount: Int
 }
 
 /// Decodes frames: the server side of Uplink.
 ///
-/// Every frame is validated in full (structure, limits, checksums, layout, finite values)
-/// before a single value is written to the caller's buffer, so a frame that fails leaves the
-/// destination exactly as it was.
+/// Every frame is validated in full (structure, limits, checksums, layout, code ranges, finite
+/// values) before a single value is written to the caller's buffer, so a frame that fails
+/// leaves the destination exactly as it was. Cost is O(k) for a sparse frame: nothing dense is
+/// allocated.
 public struct FrameDecoder: Sendable {
     /// The ceilings applied to every frame.
     public var limits: FrameLimits
@@ -22,24 +28,78 @@ public struct FrameDecoder: Sendable {
         self.limits = limits
     }
 
-    /// Decodes `frame` into a dense update.
+    /// Validates `frame` completely and returns it ready to apply; this is where every error is
+    /// thrown. ``PreparedFrame/accumulate(into:weight:)`` cannot fail.
     ///
     /// - Parameter layout: the expected model. Required when the frame carries no tensor
     ///   table; when given, the frame must match it (``UplinkError/Code/fingerprintMismatch``).
-    public func decode(_ frame: UnsafeRawBufferPointer, layout: ModelLayout? = nil) throws(UplinkError) -> DecodedFrame {
+    public func prepare(_ frame: UnsafeRawBufferPointer, layout: ModelLayout? = nil) throws(UplinkError) -> PreparedFrame {
         let header = try FrameReader.readHeader(frame, limits: limits)
         let resolved = try resolveLayout(header, layout)
-        let streams = try decompressStreams(frame, header)
-        var values = [Float](repeating: 0, count: header.parameterCount)
-        try typed {
-            try streams.values.withUnsafeBytes { raw in
-                try header.pipeline.quantizer.checkFinite(raw)
-                values.withUnsafeMutableBufferPointer { out in
-                    header.pipeline.quantizer.decodeValues(raw, into: out, weight: 1, accumulate: false)
+        // Checksums first: a corrupted frame costs no allocation.
+        try FrameReader.verifySectionChecksums(frame, header)
+        var streams: [StreamKind: [UInt8]] = [:]
+        for (i, s) in header.sections.enumerated() {
+            let stored = UnsafeRawBufferPointer(rebasing: frame[s.offset..<(s.offset + s.storedLength)])
+            var buffer = streams[s.stream] ?? []
+            let start = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: s.rawLength))
+            do throws(UplinkError) {
+                try typed {
+                    try buffer.withUnsafeMutableBytes { out in
+                        try s.codec.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: out[start...]))
+                    }
                 }
+            } catch {
+                throw UplinkError(error.code, "section \(i) (\(s.stream)): \(error.message)")
+            }
+            streams[s.stream] = buffer
+        }
+        let n = header.parameterCount
+        var indices: [Int]?
+        var summary: IndexCoding.Summary?
+        let pipeline = header.pipeline
+        switch pipeline.sparsifier {
+        case nil:
+            break
+        case .randomK(let amount, let seed)?:
+            indices = RandomKSelection.indices(n: n, k: amount.k(of: n), seed: seed, round: header.round)
+        case _?:
+            let stream = streams[.indices] ?? []
+            indices = try typed { try stream.withUnsafeBytes { try IndexCoding.decode($0, n: n) } }
+            summary = try typed { try stream.withUnsafeBytes { try IndexCoding.summary($0, n: n).0 } }
+        }
+        let m = indices?.count ?? n
+        let expected = pipeline.quantizer.streamLengths(values: m)
+        let scales = streams[.scales] ?? []
+        let values = streams[.values] ?? []
+        guard scales.count == expected.scales, values.count == expected.values else {
+            throw UplinkError(
+                .malformedStream,
+                "\(m) transmitted values need \(expected.scales) scale and \(expected.values) value bytes, the frame has \(scales.count) and \(values.count)")
+        }
+        try typed {
+            try scales.withUnsafeBytes { sc in
+                try values.withUnsafeBytes { v in try pipeline.quantizer.validate(scales: sc, values: v, count: m) }
             }
         }
-        return DecodedFrame(header: header, layout: resolved, values: values)
+        return PreparedFrame(
+            header: header, layout: resolved, indices: indices, indexSummary: summary, scales: scales, values: values)
+    }
+
+    /// Validates `frame` and returns it ready to apply.
+    public func prepare(_ frame: [UInt8], layout: ModelLayout? = nil) throws(UplinkError) -> PreparedFrame {
+        try typed { try frame.withUnsafeBytes { try prepare($0, layout: layout) } }
+    }
+
+    /// Decodes `frame` into a dense update.
+    public func decode(_ frame: UnsafeRawBufferPointer, layout: ModelLayout? = nil) throws(UplinkError) -> DecodedFrame {
+        let prepared = try prepare(frame, layout: layout)
+        var values = [Float](repeating: 0, count: prepared.header.parameterCount)
+        values.withUnsafeMutableBufferPointer { prepared.write(into: $0) }
+        return DecodedFrame(
+            header: prepared.header, layout: prepared.layout, values: values, indexSummary: prepared.indexSummary,
+            transmittedCount: prepared.transmittedCount)
     }
 
     /// Decodes `frame` into a dense update.
@@ -60,16 +120,9 @@ public struct FrameDecoder: Sendable {
             throw UplinkError(.shapeMismatch, "destination has \(destination.count) values, the layout \(layout.parameterCount)")
         }
         guard weight.isFinite else { throw UplinkError(.invalidArgument, "weight \(weight) is not finite") }
-        let header = try FrameReader.readHeader(frame, limits: limits)
-        _ = try resolveLayout(header, layout)
-        let streams = try decompressStreams(frame, header)
-        try typed {
-            try streams.values.withUnsafeBytes { raw in
-                try header.pipeline.quantizer.checkFinite(raw)
-                header.pipeline.quantizer.decodeValues(raw, into: destination, weight: weight, accumulate: true)
-            }
-        }
-        return header
+        let prepared = try prepare(frame, layout: layout)
+        prepared.accumulate(into: destination, weight: weight)
+        return prepared.header
     }
 
     private func resolveLayout(_ header: FrameHeader, _ given: ModelLayout?) throws(UplinkError) -> ModelLayout {
@@ -82,32 +135,55 @@ public struct FrameDecoder: Sendable {
         }
         return own
     }
-
-    /// The uncompressed streams of `frame`, each section's checksum verified first.
-    private func decompressStreams(_ frame: UnsafeRawBufferPointer, _ header: FrameHeader) throws(UplinkError) -> DecodedStreams {
-        var values = [UInt8](repeating: 0, count: header.pipeline.expectedStreams(parameterCount: header.parameterCount)[0].rawLength)
-        var position = 0
-        try typed { try values.withUnsafeMutableBytes { out in
-            for (i, s) in header.sections.enumerated() {
-                let stored = UnsafeRawBufferPointer(rebasing: frame[s.offset..<(s.offset + s.storedLength)])
-                let crc = CRC32C.checksum(stored)
-                guard crc == s.checksum else {
-                    throw UplinkError(.sectionChecksum, "section \(i) (\(s.stream)) checksum mismatch (stored 0x\(String(s.checksum, radix: 16)), computed 0x\(String(crc, radix: 16)))")
-                }
-                let dst = UnsafeMutableRawBufferPointer(rebasing: out[position..<(position + s.rawLength)])
-                do {
-                    try s.codec.decompress(stored, into: dst)
-                } catch let error as UplinkError {
-                    throw UplinkError(error.code, "section \(i): \(error.message)")
-                }
-                position += s.rawLength
-            }
-        } }
-        return DecodedStreams(values: values)
-    }
 }
 
-/// The uncompressed streams of one frame.
-struct DecodedStreams {
-    var values: [UInt8]
+/// A frame that passed every check, holding its decompressed streams (O(k) for sparse frames):
+/// applying it cannot fail.
+public struct PreparedFrame: Sendable {
+    /// The frame's header.
+    public let header: FrameHeader
+    /// The model layout.
+    public let layout: ModelLayout
+    /// The transmitted positions, increasing; `nil` for a dense frame.
+    public let indices: [Int]?
+    /// What the index stream held (method, Rice parameter, k), when the frame has one.
+    public let indexSummary: IndexCoding.Summary?
+    let scales: [UInt8]
+    let values: [UInt8]
+
+    /// How many values the frame transmits.
+    public var transmittedCount: Int { indices?.count ?? header.parameterCount }
+
+    /// Adds `weight ×` the update to `destination` (which must have the layout's parameter count).
+    public func accumulate(into destination: UnsafeMutableBufferPointer<Float>, weight: Float) {
+        apply(into: destination) { d, v in d += weight * v }
+    }
+
+    /// Writes the transmitted values into `destination`, leaving other positions as they are.
+    public func write(into destination: UnsafeMutableBufferPointer<Float>) {
+        apply(into: destination) { d, v in d = v }
+    }
+
+    private func apply(into destination: UnsafeMutableBufferPointer<Float>, _ combine: (inout Float, Float) -> Void) {
+        precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
+        let m = transmittedCount
+        let quantizer = header.pipeline.quantizer
+        scales.withUnsafeBytes { sc in
+            values.withUnsafeBytes { v in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: Quantizer.chunk) { tmp in
+                    var start = 0
+                    while start < m {
+                        let end = min(m, start + Quantizer.chunk)
+                        quantizer.decode(scales: sc, values: v, count: m, range: start..<end, into: tmp.baseAddress!)
+                        if let indices {
+                            for j in start..<end { combine(&destination[indices[j]], tmp[j - start]) }
+                        } else {
+                            for j in start..<end { combine(&destination[j], tmp[j - start]) }
+                        }
+                        start = end
+                    }
+                }
+            }
+        }
+    }
 }

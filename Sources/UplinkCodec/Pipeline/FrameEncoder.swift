@@ -2,9 +2,13 @@
 ///
 /// ```swift
 /// let layout = try ModelLayout([TensorSpec(name: "w", shape: [1024, 1024])])
-/// let encoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp16 | lz4"))
+/// var encoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "ef | topk 1% | int8 | lz4"))
 /// let frame = try encoder.encode(update, round: 7, sampleCount: 600)
+/// let saved = encoder.errorFeedback?.serialized()   // persist between app launches
 /// ```
+///
+/// With error feedback the encoder carries the residual from one call to the next; it is a value
+/// (``errorFeedback``) that can be saved and restored. An encode that throws leaves it unchanged.
 public struct FrameEncoder: Sendable {
     /// The model every update must match.
     public let layout: ModelLayout
@@ -15,13 +19,24 @@ public struct FrameEncoder: Sendable {
     public var includeTensorTable: Bool
     /// The frame writer (section size).
     public var writer: FrameWriter
+    /// The error-feedback memory, when the pipeline has an `ef` stage.
+    public var errorFeedback: ErrorFeedbackState?
 
-    /// An encoder for `layout` and `pipeline`.
+    /// An encoder for `layout` and `pipeline`, with a zero residual if the pipeline has `ef`.
     public init(layout: ModelLayout, pipeline: Pipeline, includeTensorTable: Bool = true, writer: FrameWriter = FrameWriter()) {
         self.layout = layout
         self.pipeline = pipeline
         self.includeTensorTable = includeTensorTable
         self.writer = writer
+        self.errorFeedback = pipeline.errorFeedback == nil ? nil : ErrorFeedbackState(layout: layout, pipeline: pipeline)
+    }
+
+    /// Restores error-feedback memory saved with `ErrorFeedbackState.serialized()`.
+    public mutating func restoreState(_ bytes: [UInt8]) throws(UplinkError) {
+        guard pipeline.errorFeedback != nil else {
+            throw UplinkError(.stateMismatch, "pipeline \"\(pipeline)\" has no error-feedback stage to restore a state into")
+        }
+        errorFeedback = try ErrorFeedbackState(serialized: bytes, layout: layout, pipeline: pipeline)
     }
 
     /// The frame for `update`, the flat float32 vector of the layout's tensors in order.
@@ -29,23 +44,71 @@ public struct FrameEncoder: Sendable {
     /// - Throws: ``UplinkError/Code/shapeMismatch`` when the count differs from the layout's,
     ///   ``UplinkError/Code/nonFiniteValue`` for NaN or infinity (naming tensor and index),
     ///   ``UplinkError/Code/valueOutOfRange`` when the quantizer cannot represent a value.
-    public func encode(_ update: UnsafeBufferPointer<Float>, round: UInt64 = 0, sampleCount: UInt64 = 1) throws(UplinkError) -> [UInt8] {
+    public mutating func encode(_ update: UnsafeBufferPointer<Float>, round: UInt64 = 0, sampleCount: UInt64 = 1) throws(UplinkError) -> [UInt8] {
         guard update.count == layout.parameterCount else {
             throw UplinkError(.shapeMismatch, "update has \(update.count) values, the layout \(layout.parameterCount)")
         }
-        try checkFinite(update)
-        let values = try pipeline.quantizer.encodeValues(update)
-        return try writer.write(
-            layout: layout, pipeline: pipeline, round: round, sampleCount: sampleCount,
-            includeTensorTable: includeTensorTable, streams: [(.values, values)])
+        try checkFinite(update, "update value")
+        // Everything that can fail is checked before the residual changes.
+        if var state = errorFeedback {
+            try checkRange(update, plus: state.residual)
+            let streams = try typed {
+                try state.residual.withUnsafeMutableBufferPointer { acc in
+                    for i in 0..<acc.count { acc[i] += update[i] }
+                    let streams = try compress(UnsafeBufferPointer(acc), round: round, residual: acc)
+                    let decay = pipeline.errorFeedback!.decay
+                    if decay != 1 { for i in 0..<acc.count { acc[i] *= decay } }
+                    return streams
+                }
+            }
+            state.roundsEncoded += 1
+            errorFeedback = state
+            return try write(streams, round: round, sampleCount: sampleCount)
+        }
+        try checkRange(update, plus: nil)
+        return try write(try compress(update, round: round, residual: nil), round: round, sampleCount: sampleCount)
     }
 
     /// The frame for `update`.
-    public func encode(_ update: [Float], round: UInt64 = 0, sampleCount: UInt64 = 1) throws(UplinkError) -> [UInt8] {
+    public mutating func encode(_ update: [Float], round: UInt64 = 0, sampleCount: UInt64 = 1) throws(UplinkError) -> [UInt8] {
         try typed { try update.withUnsafeBufferPointer { try encode($0, round: round, sampleCount: sampleCount) } }
     }
 
-    private func checkFinite(_ update: UnsafeBufferPointer<Float>) throws(UplinkError) {
+    /// Sparsifies and quantizes `values`. When `residual` is given (it aliases `values`), it is
+    /// left holding `values − decoded` at every position: the untransmitted entries unchanged,
+    /// the transmitted ones their quantization error.
+    private func compress(
+        _ values: UnsafeBufferPointer<Float>, round: UInt64, residual: UnsafeMutableBufferPointer<Float>?
+    ) throws(UplinkError) -> [(kind: StreamKind, bytes: [UInt8])] {
+        var streams: [(kind: StreamKind, bytes: [UInt8])] = []
+        let q: QuantizedStreams
+        if let sparsifier = pipeline.sparsifier {
+            let indices = sparsifier.select(values, layout: layout, round: round)
+            var kept = indices.map { values[$0] }
+            q = try typed {
+                try kept.withUnsafeMutableBufferPointer { k in
+                    try pipeline.quantizer.encode(UnsafeBufferPointer(k), error: residual == nil ? nil : k, round: round)
+                }
+            }
+            if let residual { for (j, i) in indices.enumerated() { residual[i] = kept[j] } }
+            if sparsifier.sendsIndices {
+                streams.append((.indices, indices.withUnsafeBufferPointer { IndexCoding.encode($0, n: values.count) }))
+            }
+        } else {
+            q = try pipeline.quantizer.encode(values, error: residual, round: round)
+        }
+        if pipeline.quantizer.scaleBlocks(1).bytes > 0 { streams.append((.scales, q.scales)) }
+        streams.append((.values, q.values))
+        return streams
+    }
+
+    private func write(_ streams: [(kind: StreamKind, bytes: [UInt8])], round: UInt64, sampleCount: UInt64) throws(UplinkError) -> [UInt8] {
+        try writer.write(
+            layout: layout, pipeline: pipeline, round: round, sampleCount: sampleCount,
+            includeTensorTable: includeTensorTable, streams: streams)
+    }
+
+    private func checkFinite(_ update: UnsafeBufferPointer<Float>, _ what: String) throws(UplinkError) {
         var any: UInt32 = 0
         for v in update { any |= (v.bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
         guard any != 0 else { return }
@@ -53,6 +116,33 @@ public struct FrameEncoder: Sendable {
         let t = layout.offsets.lastIndex { $0 <= i }!
         throw UplinkError(
             .nonFiniteValue,
-            "update value \(update[i]) at index \(i) (tensor \"\(layout.tensors[t].name)\", element \(i - layout.offsets[t])) is not finite")
+            "\(what) \(update[i]) at index \(i) (tensor \"\(layout.tensors[t].name)\", element \(i - layout.offsets[t])) is not finite")
+    }
+
+    /// Checks that `update + residual` is finite and within the quantizer's range.
+    private func checkRange(_ update: UnsafeBufferPointer<Float>, plus residual: [Float]?) throws(UplinkError) {
+        let limit: Float
+        switch pipeline.quantizer {
+        case .fp16: limit = 65519.996
+        case .bf16: limit = Float(bitPattern: 0x7F7F_7FFF)  // rounds to the largest finite bfloat16
+        default: limit = .greatestFiniteMagnitude
+        }
+        guard let residual else {
+            guard limit < .greatestFiniteMagnitude else { return }
+            if let i = update.firstIndex(where: { abs($0) > limit }) {
+                throw UplinkError(.valueOutOfRange, "update value \(update[i]) at index \(i) is outside the \(pipeline.quantizer) range")
+            }
+            return
+        }
+        var bad = false
+        residual.withUnsafeBufferPointer { e in
+            for i in 0..<update.count where !(abs(update[i] + e[i]) <= limit) { bad = true; break }
+        }
+        if bad {
+            let i = (0..<update.count).first { !(abs(update[$0] + residual[$0]) <= limit) }!
+            throw UplinkError(
+                .valueOutOfRange,
+                "update plus residual at index \(i) (\(update[i] + residual[i])) is outside the \(pipeline.quantizer) range")
+        }
     }
 }

@@ -1,102 +1,152 @@
 /// A compression pipeline: what the encoder does to an update, left to right, and what the
-/// decoder undoes. It is data: it parses from spec text (`"fp16 | lz4"`), prints back as
-/// canonical text, and is written into every frame header as a binary descriptor, so a
+/// decoder undoes. It is data: it parses from spec text (`"ef | topk 1% | int8 | lz4"`), prints
+/// back as canonical text, and is written into every frame header as a binary descriptor, so a
 /// decoder needs no side channel.
 ///
-/// The spec grammar and every stage's parameters are in `docs/pipeline.md`; the descriptor
-/// bytes are in `docs/wire-format.md`.
+/// Stages run in a fixed order: error feedback (optional), a sparsifier (optional), a
+/// quantizer, a codec. The spec grammar and every stage's parameters are in
+/// `docs/pipeline.md`; the descriptor bytes are in `docs/wire-format.md`.
 public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
+    /// Error feedback (residual memory), client side only.
+    public var errorFeedback: ErrorFeedbackConfig?
+    /// Which entries are sent; `nil` sends all of them (dense).
+    public var sparsifier: Sparsifier?
     /// How values are represented on the wire.
     public var quantizer: Quantizer
     /// How each section's bytes are compressed.
     public var codec: CodecStage
 
     /// A pipeline from its stages.
-    public init(quantizer: Quantizer = .fp32, codec: CodecStage = .stored) {
+    public init(
+        errorFeedback: ErrorFeedbackConfig? = nil, sparsifier: Sparsifier? = nil,
+        quantizer: Quantizer = .fp32, codec: CodecStage = .stored
+    ) {
+        self.errorFeedback = errorFeedback
+        self.sparsifier = sparsifier
         self.quantizer = quantizer
         self.codec = codec
     }
 
-    /// Parses spec text such as `"fp32 | zlib level=9"`.
+    /// Every stage name the parser accepts.
+    public static let knownStageNames = ["ef"] + Sparsifier.names + Quantizer.names + CodecStage.names
+
+    /// Parses spec text such as `"ef | topk 1% | int8 block=256 | lz4"`.
     ///
-    /// Stages run left to right: a quantizer, then a codec. Either may be left out: the
-    /// quantizer defaults to `fp32` and the codec to `stored`.
+    /// Stages must appear in the order error feedback, sparsifier, quantizer, codec; each at most
+    /// once. The quantizer defaults to `fp32` and the codec to `stored`.
     /// - Throws: ``UplinkError`` with a pipeline code (6xx) naming the offending stage.
     public init(parsing text: String) throws(UplinkError) {
-        var quantizer: Quantizer?
-        var codec: CodecStage?
+        var result = Pipeline()
+        var seen: [(rank: Int, name: String)] = []
         for stage in try PipelineSpecParser.split(text) {
-            if let q = try Quantizer(stage) {
-                guard codec == nil else {
-                    throw UplinkError(.pipelineBadOrder, "quantizer \"\(stage.name)\" must come before the codec \"\(codec!)\"")
-                }
-                guard quantizer == nil else {
-                    throw UplinkError(.pipelineBadOrder, "two quantizers: \"\(quantizer!)\" and \"\(stage.name)\"; a pipeline has one")
-                }
-                quantizer = q
+            let rank: Int
+            if stage.name == "ef" {
+                rank = 0
+                result.errorFeedback = try ErrorFeedbackConfig(stage)
+            } else if let s = try Sparsifier(stage) {
+                rank = 1
+                result.sparsifier = s
+            } else if let q = try Quantizer(stage) {
+                rank = 2
+                result.quantizer = q
             } else if let c = try CodecStage(stage) {
-                guard codec == nil else {
-                    throw UplinkError(.pipelineBadOrder, "two codecs: \"\(codec!)\" and \"\(stage.name)\"; a pipeline has one, at the end")
-                }
-                codec = c
+                rank = 3
+                result.codec = c
             } else {
                 throw UplinkError(
                     .pipelineUnknownStage,
                     "unknown stage \"\(stage.name)\"; known stages: \(Self.knownStageNames.joined(separator: ", "))")
             }
+            let kinds = ["error feedback", "sparsifier", "quantizer", "codec"]
+            if let same = seen.first(where: { $0.rank == rank }) {
+                throw UplinkError(.pipelineBadOrder, "two \(kinds[rank]) stages, \"\(same.name)\" and \"\(stage.name)\"; a pipeline has at most one")
+            }
+            if let later = seen.first(where: { $0.rank > rank }) {
+                throw UplinkError(
+                    .pipelineBadOrder,
+                    "\(kinds[rank]) \"\(stage.name)\" must come before \(kinds[later.rank]) \"\(later.name)\" (order: ef | sparsifier | quantizer | codec)")
+            }
+            seen.append((rank, stage.name))
         }
-        self.init(quantizer: quantizer ?? .fp32, codec: codec ?? .stored)
+        try result.validate()
+        self = result
     }
 
-    /// Every stage name the parser accepts.
-    public static let knownStageNames = Quantizer.names + CodecStage.names
+    /// Checks combinations that parse but cannot work.
+    func validate() throws(UplinkError) {
+        if case .ternary = quantizer, sparsifier == nil {
+            throw UplinkError(
+                .pipelineBadOrder,
+                "ternary quantizes the values a sparsifier keeps (Sparse Ternary Compression); put topk, topk-sampled, randk or threshold before it, or use sign for dense updates")
+        }
+    }
 
     /// The canonical spec text, with every parameter spelled out: parsing it gives back `self`.
-    public var description: String { "\(quantizer) | \(codec)" }
+    public var description: String {
+        var parts: [String] = []
+        if let errorFeedback { parts.append(errorFeedback.description) }
+        if let sparsifier { parts.append(sparsifier.description) }
+        parts.append(quantizer.description)
+        parts.append(codec.description)
+        return parts.joined(separator: " | ")
+    }
 
     /// Whether decoding gives back the input bit for bit.
-    public var isLossless: Bool { quantizer == .fp32 }
+    public var isLossless: Bool { sparsifier == nil && quantizer.isLossless }
 
-    /// The streams this pipeline writes for a model of `parameterCount` values, with their exact
-    /// uncompressed lengths; the reader checks a frame's section table against these before it
-    /// allocates anything.
-    public func expectedStreams(parameterCount: Int) -> [(kind: StreamKind, rawLength: Int)] {
-        [(.values, parameterCount * quantizer.bytesPerValue)]
+    /// The number of values sent for a model of `n` parameters when the sparsifier fixes it
+    /// in advance (dense and random-k), else `nil` (top-k variants and threshold write it
+    /// into the index stream).
+    public func fixedValueCount(parameterCount n: Int) -> Int? {
+        switch sparsifier {
+        case nil: n
+        case .randomK(let a, _)?: a.k(of: n)
+        default: nil
+        }
+    }
+
+    /// The streams this pipeline writes for a model of `n` parameters, in order, each with the
+    /// range its uncompressed length must fall in. The reader checks a frame's section table
+    /// against these before it allocates anything; exact lengths that depend on k are checked
+    /// once the index stream is decoded.
+    public func streamPlan(parameterCount n: Int) -> [StreamPlan] {
+        var plan: [StreamPlan] = []
+        let m = fixedValueCount(parameterCount: n)
+        if sparsifier?.sendsIndices == true {
+            plan.append(StreamPlan(kind: .indices, lengths: 3...IndexCoding.maxLength(n: n)))
+        }
+        let exact = m.map { quantizer.streamLengths(values: $0) }
+        let most = quantizer.streamLengths(values: n)
+        if quantizer.scaleBlocks(n).bytes > 0 {
+            plan.append(StreamPlan(kind: .scales, lengths: exact.map { $0.scales...$0.scales } ?? 0...most.scales))
+        }
+        plan.append(StreamPlan(kind: .values, lengths: exact.map { $0.values...$0.values } ?? 0...most.values))
+        return plan
     }
 }
 
-/// How values are represented on the wire.
-public enum Quantizer: Hashable, Sendable, CustomStringConvertible {
-    /// IEEE 754 binary32, as is (lossless).
-    case fp32
-    /// IEEE 754 binary16, round to nearest even; magnitudes of 65520 and above are rejected.
-    case fp16
+/// One stream a pipeline writes, and the range of its uncompressed length.
+public struct StreamPlan: Hashable, Sendable {
+    /// What the stream holds.
+    public var kind: StreamKind
+    /// Allowed uncompressed lengths.
+    public var lengths: ClosedRange<Int>
+}
 
-    static let names = ["fp32", "fp16"]
+/// Error feedback's configuration: residual decay.
+public struct ErrorFeedbackConfig: Hashable, Sendable, CustomStringConvertible {
+    /// The residual is multiplied by this after each round (1 = classic error feedback).
+    public var decay: Float
 
-    /// Bytes per value in the values stream.
-    public var bytesPerValue: Int {
-        switch self {
-        case .fp32: 4
-        case .fp16: 2
-        }
-    }
+    /// Error feedback with `decay` in 0…1.
+    public init(decay: Float = 1) { self.decay = decay }
 
-    public var description: String {
-        switch self {
-        case .fp32: "fp32"
-        case .fp16: "fp16"
-        }
-    }
+    public var description: String { decay == 1 ? "ef" : "ef decay=\(decay)" }
 
-    /// Interprets a spec stage, or returns nil when `stage` is not a quantizer.
-    init?(_ stage: StageText) throws(UplinkError) {
-        switch stage.name {
-        case "fp32": self = .fp32
-        case "fp16": self = .fp16
-        default: return nil
-        }
-        try StageParameters(stage).finish()
+    init(_ stage: StageText) throws(UplinkError) {
+        var p = StageParameters(stage)
+        decay = Float(try p.double("decay", default: 1, in: 0...1))
+        try p.finish()
     }
 }
 
@@ -152,14 +202,20 @@ public struct CodecStage: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// What a stream of a frame holds. A pipeline defines which streams it writes.
+/// What a stream of a frame holds. A pipeline defines which streams it writes, in which order.
 public enum StreamKind: UInt8, Hashable, Sendable, CustomStringConvertible {
-    /// The quantized values, in parameter order.
+    /// The quantized values, in transmitted order.
     case values = 1
+    /// The coded positions of the kept entries (sparse pipelines other than random-k).
+    case indices = 2
+    /// Per-block scales (and offsets) of the quantizer.
+    case scales = 3
 
     public var description: String {
         switch self {
         case .values: "values"
+        case .indices: "indices"
+        case .scales: "scales"
         }
     }
 }

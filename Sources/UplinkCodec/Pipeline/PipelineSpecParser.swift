@@ -71,6 +71,7 @@ public struct StageParameters {
     let stage: StageText
     private var usedNamed = Set<String>()
     private var usedPositional = 0
+    private var usedFlags = Set<Int>()
 
     /// Wraps `stage` for reading.
     public init(_ stage: StageText) { self.stage = stage }
@@ -81,9 +82,12 @@ public struct StageParameters {
             usedNamed.insert(key)
             return v
         }
-        if positional, usedPositional < stage.positional.count {
-            defer { usedPositional += 1 }
-            return stage.positional[usedPositional]
+        if positional {
+            while usedPositional < stage.positional.count, usedFlags.contains(usedPositional) { usedPositional += 1 }
+            if usedPositional < stage.positional.count {
+                usedFlags.insert(usedPositional)
+                return stage.positional[usedPositional]
+            }
         }
         return nil
     }
@@ -101,15 +105,44 @@ public struct StageParameters {
         return v
     }
 
+    /// An unsigned 64-bit parameter, or `defaultValue` when absent.
+    public mutating func uint64(_ key: String, default defaultValue: UInt64) throws(UplinkError) -> UInt64 {
+        guard let text = take(key) else { return defaultValue }
+        guard let v = UInt64(text) else {
+            throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\": \(key)=\(text) must be an integer in 0…2^64−1")
+        }
+        return v
+    }
+
+    /// A floating-point parameter in `range`, or `defaultValue` when absent.
+    public mutating func double(
+        _ key: String, default defaultValue: Double, in range: ClosedRange<Double>
+    ) throws(UplinkError) -> Double {
+        guard let text = take(key) else { return defaultValue }
+        guard let v = Double(text), range.contains(v) else {
+            throw UplinkError(
+                .pipelineBadParameter,
+                "stage \"\(stage.name)\": \(key)=\(text) must be a number in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return v
+    }
+
+    /// Whether the bare word `flag` was given (for example `asym` in `int8 asym`).
+    public mutating func flag(_ flag: String) -> Bool {
+        guard let i = stage.positional.firstIndex(of: flag), !usedFlags.contains(i) else { return false }
+        usedFlags.insert(i)
+        return true
+    }
+
     /// Throws unless every parameter given was read.
     public func finish() throws(UplinkError) {
         if let extra = stage.named.first(where: { !usedNamed.contains($0.key) }) {
             throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\" has no parameter \"\(extra.key)\"")
         }
-        if usedPositional < stage.positional.count {
+        if let i = stage.positional.indices.first(where: { !usedFlags.contains($0) }) {
             throw UplinkError(
                 .pipelineBadParameter,
-                "stage \"\(stage.name)\" does not take the value \"\(stage.positional[usedPositional])\"")
+                "stage \"\(stage.name)\" does not take the value \"\(stage.positional[i])\"")
         }
     }
 }

@@ -1,0 +1,246 @@
+/// The scales and values streams of a quantized block of values.
+struct QuantizedStreams {
+    var scales: [UInt8]
+    var values: [UInt8]
+}
+
+extension Quantizer {
+    /// Quantizes `values` into its streams. When `error` is given (it may alias `values`), each
+    /// value's quantization error `x − decode(encode(x))` is written there, for error feedback.
+    ///
+    /// - Throws: ``UplinkError/Code/valueOutOfRange`` when a value cannot be represented.
+    func encode(
+        _ values: UnsafeBufferPointer<Float>, error: UnsafeMutableBufferPointer<Float>?, round: UInt64
+    ) throws(UplinkError) -> QuantizedStreams {
+        let m = values.count
+        let lengths = streamLengths(values: m)
+        var scales = [UInt8](repeating: 0, count: lengths.scales)
+        var codes = [UInt8](repeating: 0, count: lengths.values)
+        var overflowIndex = -1
+        scales.withUnsafeMutableBytes { sc in
+            codes.withUnsafeMutableBytes { out in
+                switch self {
+                case .fp32:
+                    for i in 0..<m { out.storeBytes(of: values[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+                    if let error { for i in 0..<m { error[i] = 0 } }
+                case .fp16:
+                    var bad: UInt16 = 0
+                    for i in 0..<m {
+                        let h = Float16Bits.fromFloat(values[i])
+                        out.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                        bad |= (h & 0x7C00) == 0x7C00 ? 1 : 0
+                        if let error { error[i] = values[i] - Float16Bits.toFloat(h) }
+                    }
+                    if bad != 0 { overflowIndex = (0..<m).first { Float16Bits.fromFloat(values[$0]) & 0x7C00 == 0x7C00 }! }
+                case .bf16:
+                    var bad: UInt16 = 0
+                    for i in 0..<m {
+                        let h = BFloat16Bits.fromFloat(values[i])
+                        out.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                        bad |= (h & 0x7F80) == 0x7F80 ? 1 : 0
+                        if let error { error[i] = values[i] - BFloat16Bits.toFloat(h) }
+                    }
+                    if bad != 0 { overflowIndex = (0..<m).first { BFloat16Bits.fromFloat(values[$0]) & 0x7F80 == 0x7F80 }! }
+                case .int(let q):
+                    q.encode(values, scales: sc, codes: out, error: error, round: round)
+                case .sign(let b), .ternary(let b):
+                    SignCoding.encode(values, block: b == 0 ? max(m, 1) : b, scales: sc, codes: out, error: error)
+                }
+            }
+        }
+        if overflowIndex >= 0 {
+            throw UplinkError(.valueOutOfRange, "value \(values[overflowIndex]) at transmitted index \(overflowIndex) is outside the \(self) range")
+        }
+        return QuantizedStreams(scales: scales, values: codes)
+    }
+
+    /// Checks decoded streams for `m` values: codes in range, zero padding bits, finite
+    /// non-negative scales, and finite decoded values. Nothing is written anywhere.
+    func validate(scales: UnsafeRawBufferPointer, values: UnsafeRawBufferPointer, count m: Int) throws(UplinkError) {
+        let bits = m * bitsPerValue
+        if bits % 8 != 0, values[values.count - 1] >> UInt8(bits % 8) != 0 {
+            throw UplinkError(.malformedStream, "values stream has non-zero padding bits")
+        }
+        let (blocks, bytes) = scaleBlocks(m)
+        for b in 0..<blocks {
+            let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: b * bytes, as: UInt32.self)))
+            guard s.isFinite, s >= 0 else {
+                throw UplinkError(.malformedStream, "scale \(s) of block \(b) is not a finite non-negative number")
+            }
+            if bytes == 8 {
+                let lo = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: b * 8 + 4, as: UInt32.self)))
+                guard lo.isFinite else { throw UplinkError(.malformedStream, "offset \(lo) of block \(b) is not finite") }
+            }
+        }
+        if case .int(let q) = self, q.maxCode < (1 << q.bits) - 1 {
+            // Symmetric codes never use the all-ones pattern.
+            let all = UInt8((1 << q.bits) - 1)
+            for i in 0..<m where code(values, i, bits: q.bits) == all {
+                throw UplinkError(.malformedStream, "value code \(all) at \(i) is outside the symmetric int\(q.bits) range")
+            }
+        }
+        // Decoded values must be finite: check in chunks without holding them.
+        try withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.chunk) { (tmp) throws(UplinkError) in
+            var start = 0
+            while start < m {
+                let end = min(m, start + Self.chunk)
+                decode(scales: scales, values: values, count: m, range: start..<end, into: tmp.baseAddress!)
+                var bad: UInt32 = 0
+                for i in 0..<(end - start) { bad |= (tmp[i].bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
+                if bad != 0 {
+                    let i = (0..<(end - start)).first { !tmp[$0].isFinite }!
+                    throw UplinkError(.nonFiniteValue, "frame holds a NaN or infinite value at transmitted index \(start + i)")
+                }
+                start = end
+            }
+        }
+    }
+
+    /// Values decoded per step when validating or accumulating.
+    static let chunk = 4096
+
+    /// Decodes transmitted values `range` (of `m`) into `out[0..<range.count]`.
+    func decode(
+        scales: UnsafeRawBufferPointer, values: UnsafeRawBufferPointer, count m: Int, range: Range<Int>,
+        into out: UnsafeMutablePointer<Float>
+    ) {
+        switch self {
+        case .fp32:
+            for (o, i) in range.enumerated() {
+                out[o] = Float(bitPattern: UInt32(littleEndian: values.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+            }
+        case .fp16:
+            for (o, i) in range.enumerated() {
+                out[o] = Float16Bits.toFloat(UInt16(littleEndian: values.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            }
+        case .bf16:
+            for (o, i) in range.enumerated() {
+                out[o] = BFloat16Bits.toFloat(UInt16(littleEndian: values.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            }
+        case .int(let q):
+            for (o, i) in range.enumerated() {
+                let b = i / q.block
+                let c = Float(code(values, i, bits: q.bits))
+                if q.symmetric {
+                    let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 4 * b, as: UInt32.self)))
+                    out[o] = (c - Float(q.qmax)) * s
+                } else {
+                    let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b, as: UInt32.self)))
+                    let lo = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b + 4, as: UInt32.self)))
+                    out[o] = lo + c * s
+                }
+            }
+        case .sign(let blk), .ternary(let blk):
+            let block = blk == 0 ? max(m, 1) : blk
+            for (o, i) in range.enumerated() {
+                let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 4 * (i / block), as: UInt32.self)))
+                out[o] = (values[i >> 3] >> UInt8(i & 7)) & 1 == 0 ? s : -s
+            }
+        }
+    }
+
+    /// The `bits`-wide code `i` of a packed stream (LSB-first within each byte).
+    @inline(__always)
+    func code(_ values: UnsafeRawBufferPointer, _ i: Int, bits: Int) -> UInt8 {
+        switch bits {
+        case 8: return values[i]
+        case 4: return (values[i >> 1] >> UInt8((i & 1) * 4)) & 0xF
+        case 2: return (values[i >> 2] >> UInt8((i & 3) * 2)) & 0x3
+        default: return (values[i >> 3] >> UInt8(i & 7)) & 1
+        }
+    }
+}
+
+extension IntQuantizer {
+    /// Quantizes `values` block by block into `scales` and bit-packed `codes`.
+    func encode(
+        _ values: UnsafeBufferPointer<Float>, scales: UnsafeMutableRawBufferPointer, codes: UnsafeMutableRawBufferPointer,
+        error: UnsafeMutableBufferPointer<Float>?, round: UInt64
+    ) {
+        let m = values.count
+        var rng = SplitMix64(seed: seed, round: round)
+        let perByte = 8 / bits
+        var start = 0
+        var b = 0
+        while start < m {
+            let end = min(m, start + block)
+            var scale: Float
+            var lo: Float = 0
+            if symmetric {
+                var amax: Float = 0
+                for i in start..<end { amax = max(amax, abs(values[i])) }
+                scale = amax / Float(qmax)
+                scales.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
+            } else {
+                var hi = -Float.greatestFiniteMagnitude
+                lo = Float.greatestFiniteMagnitude
+                for i in start..<end { lo = min(lo, values[i]); hi = max(hi, values[i]) }
+                scale = (hi - lo) / Float(maxCode)
+                if !scale.isFinite { scale = .greatestFiniteMagnitude }  // hi − lo overflowed
+                scales.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: 8 * b, as: UInt32.self)
+                scales.storeBytes(of: lo.bitPattern.littleEndian, toByteOffset: 8 * b + 4, as: UInt32.self)
+            }
+            let inv: Float = scale > 0 ? 1 / scale : 0
+            let offset: Float = symmetric ? Float(qmax) : 0
+            let top = Float(maxCode)
+            for i in start..<end {
+                let x = values[i]
+                var t = (symmetric ? x : x - lo) * inv + offset
+                t = stochastic ? (t + rng.unitFloat()).rounded(.down) : t.rounded(.toNearestOrEven)
+                t = min(max(t, 0), top)
+                let c = UInt8(t)
+                let byte = i / perByte
+                codes[byte] |= c << UInt8((i % perByte) * bits)
+                if let error {
+                    let decoded = symmetric ? (t - offset) * scale : lo + t * scale
+                    error[i] = x - decoded
+                }
+            }
+            start = end
+            b += 1
+        }
+    }
+}
+
+/// One bit per value (1 = negative) and the mean magnitude per block.
+enum SignCoding {
+    static func encode(
+        _ values: UnsafeBufferPointer<Float>, block: Int, scales: UnsafeMutableRawBufferPointer,
+        codes: UnsafeMutableRawBufferPointer, error: UnsafeMutableBufferPointer<Float>?
+    ) {
+        let m = values.count
+        var start = 0
+        var b = 0
+        while start < m {
+            let end = min(m, start + block)
+            var sum: Double = 0
+            for i in start..<end { sum += Double(abs(values[i])) }
+            let scale = Float(sum / Double(end - start))
+            scales.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
+            for i in start..<end {
+                let negative = values[i] < 0
+                if negative { codes[i >> 3] |= 1 << UInt8(i & 7) }
+                if let error { error[i] = values[i] - (negative ? -scale : scale) }
+            }
+            start = end
+            b += 1
+        }
+    }
+}
+
+/// bfloat16 conversions: the top half of binary32, rounded to nearest even.
+public enum BFloat16Bits {
+    /// The bfloat16 nearest to `value` (ties to even); finite values too large become infinity.
+    @inlinable @inline(__always)
+    public static func fromFloat(_ value: Float) -> UInt16 {
+        let u = value.bitPattern
+        if u & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: u >> 16) | 0x40 }  // quiet NaN
+        return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+    }
+
+    /// The float32 value of bfloat16 `bits` (exact).
+    @inlinable @inline(__always)
+    public static func toFloat(_ bits: UInt16) -> Float {
+        Float(bitPattern: UInt32(bits) << 16)
+    }
+}

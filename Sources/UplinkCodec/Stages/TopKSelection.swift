@@ -1,0 +1,177 @@
+/// Selection of the entries with the largest magnitudes, in O(n) time and O(k) extra memory.
+///
+/// Magnitudes are compared as the integer `bitPattern & 0x7FFF_FFFF`, which orders non-negative
+/// floats exactly (inputs are checked finite before selection). Ties at the k-th magnitude go to
+/// the lower index, so the result is deterministic. The fast path estimates the threshold from a
+/// strided sample, collects the entries above it in one pass, and selects exactly k among those
+/// candidates; when the estimate misses (too few or too many candidates), a two-level radix
+/// histogram finds the exact k-th magnitude in two more passes with constant extra memory.
+enum TopKSelection {
+    @inline(__always)
+    static func key(_ x: Float) -> UInt32 { x.bitPattern & 0x7FFF_FFFF }
+
+    /// Appends to `out`, in increasing order, `base +` the indices of the `k` largest
+    /// magnitudes of `x` (exact top-k).
+    static func exact(_ x: UnsafeBufferPointer<Float>, k: Int, base: Int, into out: inout [Int]) {
+        let n = x.count
+        guard k > 0 else { return }
+        if k >= n {
+            out.append(contentsOf: base..<(base + n))
+            return
+        }
+        // 1. Threshold from a strided sample, aiming 30% above k so one pass usually suffices.
+        let s = min(n, 1 << 16)
+        var sample = [UInt32](unsafeUninitializedCapacity: s) { buf, count in
+            for j in 0..<s { buf[j] = key(x[Int((UInt64(j) &* UInt64(n)) / UInt64(s))]) }
+            count = s
+        }
+        let rank = min(s - 1, Int(Double(k) / Double(n) * Double(s) * 1.3) + 8)
+        let t = nthLargest(&sample, rank)
+        // 2. Candidates at or above the threshold, giving up if there are far too many.
+        let cap = 2 * k + 4096
+        var candidates: [Int] = []
+        candidates.reserveCapacity(min(n, Int(Double(k) * 1.4) + 64))
+        var overflow = false
+        for i in 0..<n where key(x[i]) >= t {
+            if candidates.count == cap { overflow = true; break }
+            candidates.append(i)
+        }
+        if !overflow, candidates.count >= k {
+            pick(x, candidates, k: k, base: base, into: &out)
+            return
+        }
+        radix(x, k: k, base: base, into: &out)
+    }
+
+    /// Deep Gradient Compression's sampled top-k: threshold from a strided sample of
+    /// `sampleFraction`·n entries at rank k/n; entries at or above it are kept, trimmed to
+    /// exactly k if more pass (fewer may pass).
+    static func sampled(_ x: UnsafeBufferPointer<Float>, k: Int, sampleFraction: Double, base: Int, into out: inout [Int]) {
+        let n = x.count
+        guard k > 0 else { return }
+        if k >= n {
+            out.append(contentsOf: base..<(base + n))
+            return
+        }
+        let s = max(1, min(n, Int(sampleFraction * Double(n))))
+        var sample = [UInt32](unsafeUninitializedCapacity: s) { buf, count in
+            for j in 0..<s { buf[j] = key(x[Int((UInt64(j) &* UInt64(n)) / UInt64(s))]) }
+            count = s
+        }
+        let rank = min(s - 1, max(0, Int((Double(k) / Double(n) * Double(s)).rounded()) - 1))
+        let t = max(nthLargest(&sample, rank), 1)  // never keep exact zeros
+        let cap = 2 * k + 4096
+        var candidates: [Int] = []
+        for i in 0..<n where key(x[i]) >= t {
+            if candidates.count == cap {
+                // The sample badly underestimated; fall back to the exact selection.
+                exact(x, k: k, base: base, into: &out)
+                return
+            }
+            candidates.append(i)
+        }
+        if candidates.count > k {
+            pick(x, candidates, k: k, base: base, into: &out)
+        } else {
+            out.append(contentsOf: candidates.lazy.map { $0 + base })
+        }
+    }
+
+    /// Appends `base +` the indices with magnitude ≥ `tau`, in increasing order.
+    static func threshold(_ x: UnsafeBufferPointer<Float>, tau: Float, base: Int, into out: inout [Int]) {
+        let t = key(tau)
+        for i in 0..<x.count where key(x[i]) >= t { out.append(base + i) }
+    }
+
+    /// From `candidates` (increasing indices, a superset of the top k), appends exactly the
+    /// top k, in increasing order.
+    static func pick(_ x: UnsafeBufferPointer<Float>, _ candidates: [Int], k: Int, base: Int, into out: inout [Int]) {
+        var keys = candidates.map { key(x[$0]) }
+        let m = nthLargest(&keys, k - 1)
+        var above = 0
+        for i in candidates where key(x[i]) > m { above += 1 }
+        var ties = k - above
+        out.reserveCapacity(out.count + k)
+        for i in candidates {
+            let kk = key(x[i])
+            if kk > m {
+                out.append(base + i)
+            } else if kk == m, ties > 0 {
+                out.append(base + i)
+                ties -= 1
+            }
+        }
+    }
+
+    /// Exact top-k by a two-level radix histogram over the 31 magnitude bits.
+    static func radix(_ x: UnsafeBufferPointer<Float>, k: Int, base: Int, into out: inout [Int]) {
+        let n = x.count
+        var hist = [Int](repeating: 0, count: 1 << 16)
+        for i in 0..<n { hist[Int(key(x[i]) >> 15)] += 1 }
+        var need = k
+        var hi = (1 << 16) - 1
+        while hist[hi] < need { need -= hist[hi]; hi -= 1 }
+        // `need` of the entries in bin `hi` belong to the top k.
+        for j in 0..<hist.count { hist[j] = 0 }
+        let prefix = UInt32(hi)
+        for i in 0..<n where key(x[i]) >> 15 == prefix { hist[Int(key(x[i]) & 0x7FFF)] += 1 }
+        var lo = 0x7FFF
+        while hist[lo] < need { need -= hist[lo]; lo -= 1 }
+        let m = (prefix << 15) | UInt32(lo)
+        var ties = need
+        out.reserveCapacity(out.count + k)
+        for i in 0..<n {
+            let kk = key(x[i])
+            if kk > m {
+                out.append(base + i)
+            } else if kk == m, ties > 0 {
+                out.append(base + i)
+                ties -= 1
+            }
+        }
+    }
+
+    /// The element that would be at position `rank` if `a` were sorted in decreasing order
+    /// (quickselect with a three-way partition, so runs of equal keys cost nothing extra).
+    static func nthLargest(_ a: inout [UInt32], _ rank: Int) -> UInt32 {
+        precondition(rank >= 0 && rank < a.count)
+        return a.withUnsafeMutableBufferPointer { p in
+            var lo = 0, hi = p.count - 1
+            while true {
+                if lo == hi { return p[lo] }
+                let mid = lo + (hi - lo) / 2
+                // Median of three as the pivot.
+                let x = p[lo], y = p[mid], z = p[hi]
+                let pivot = max(min(x, y), min(max(x, y), z))
+                // Partition into > pivot, == pivot, < pivot (decreasing order).
+                var lt = lo, i = lo, gt = hi
+                while i <= gt {
+                    if p[i] > pivot {
+                        p.swapAt(lt, i); lt += 1; i += 1
+                    } else if p[i] < pivot {
+                        p.swapAt(i, gt); gt -= 1
+                    } else {
+                        i += 1
+                    }
+                }
+                if rank < lt { hi = lt - 1 } else if rank > gt { lo = gt + 1 } else { return pivot }
+            }
+        }
+    }
+}
+
+/// Random-k positions: Floyd's algorithm over SplitMix64, sorted. Normative in
+/// `docs/wire-format.md` §8, because the decoder regenerates exactly these positions.
+enum RandomKSelection {
+    static func indices(n: Int, k: Int, seed: UInt64, round: UInt64) -> [Int] {
+        guard k > 0 else { return [] }
+        if k >= n { return Array(0..<n) }
+        var rng = SplitMix64(seed: seed, round: round)
+        var chosen = Set<Int>(minimumCapacity: k)
+        for j in (n - k)..<n {
+            let t = Int(rng.below(UInt64(j + 1)))
+            if !chosen.insert(t).inserted { chosen.insert(j) }
+        }
+        return chosen.sorted()
+    }
+}
