@@ -13,6 +13,15 @@ public enum Fixtures {
     public static func bytes(_ relative: String) throws -> [UInt8] {
         [UInt8](try Data(contentsOf: url(relative)))
     }
+
+    /// The float32 data of a version 1.0 little-endian `.npy` fixture (as written by Uplink).
+    public static func npyFloats(_ relative: String) throws -> [Float] {
+        let b = try bytes(relative)
+        let start = 10 + Int(b[8]) + Int(b[9]) << 8
+        return stride(from: start, to: b.count, by: 4).map {
+            Float(bitPattern: UInt32(b[$0]) | UInt32(b[$0 + 1]) << 8 | UInt32(b[$0 + 2]) << 16 | UInt32(b[$0 + 3]) << 24)
+        }
+    }
 }
 
 extension FrameEncoder {
