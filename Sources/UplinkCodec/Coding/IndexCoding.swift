@@ -59,26 +59,56 @@ public enum IndexCoding {
     }
 
     /// The best Rice parameter for these indices and its exact payload size in bits.
+    ///
+    /// One pass builds, per gap bit length ℓ, the count and sum of the gaps. For a parameter r a
+    /// gap escapes exactly when ℓ ≥ r + 6 (its quotient is then ≥ 32), so the cost of every r is
+    /// known up to the floor in `g >> r` from these 65 bins; the two best estimates are then
+    /// costed exactly. This finds small r for clustered positions (many tiny gaps, a few huge
+    /// ones) where a guess from the mean gap would not.
     static func bestRice(_ indices: UnsafeBufferPointer<Int>, n: Int) -> (r: Int, bits: Int) {
         let k = indices.count
         guard k > 0 else { return (0, 0) }
         let width = positionBits(n)
-        let meanGap = Double(indices[k - 1] + 1 - k) / Double(k)
-        // The Rice parameter for geometric gaps is about log₂(ln 2 · mean gap).
-        let scaled = Int(meanGap * 0.6931471805599453)
-        let guess = scaled > 0 ? Int.bitWidth - 1 - scaled.leadingZeroBitCount : 0
-        var best = (r: 0, bits: Int.max)
-        for r in max(0, guess - 2)...min(width, guess + 3) {
-            var bits = 0
-            var prev = -1
-            for i in indices {
-                let q = (i - prev - 1) >> r
-                prev = i
-                bits += q < escapeQuotient ? q + 1 + r : escapeQuotient + width
+        var count = [Int](repeating: 0, count: 65)
+        var sum = [Double](repeating: 0, count: 65)
+        var prev = -1
+        for i in indices {
+            let g = i - prev - 1
+            prev = i
+            let length = Int.bitWidth - g.leadingZeroBitCount
+            count[length] += 1
+            sum[length] += Double(g)
+        }
+        var estimates: [(r: Int, bits: Double)] = []
+        for r in 0...min(width, 57) {
+            var bits = 0.0
+            for length in 0...64 where count[length] > 0 {
+                if length >= r + 6 {
+                    bits += Double(count[length] * (escapeQuotient + width))
+                } else {
+                    bits += Double(count[length] * (1 + r)) + sum[length] / Double(1 << r)
+                }
             }
-            if bits < best.bits { best = (r, bits) }
+            estimates.append((r, bits))
+        }
+        estimates.sort { $0.bits < $1.bits }
+        var best = (r: 0, bits: Int.max)
+        for (r, _) in estimates.prefix(2) {
+            let bits = exactRiceBits(indices, r: r, width: width)
+            if bits < best.bits || (bits == best.bits && r < best.r) { best = (r, bits) }
         }
         return best
+    }
+
+    static func exactRiceBits(_ indices: UnsafeBufferPointer<Int>, r: Int, width: Int) -> Int {
+        var bits = 0
+        var prev = -1
+        for i in indices {
+            let q = (i - prev - 1) >> r
+            prev = i
+            bits += q < escapeQuotient ? q + 1 + r : escapeQuotient + width
+        }
+        return bits
     }
 
     /// What an index stream holds, read from its first bytes.
