@@ -101,7 +101,7 @@ struct EncodeSummary {
     }
 
     var k: Int { decoded.transmittedCount }
-    func streamBytes(_ kind: StreamKind) -> Int { header.sections.filter { $0.stream == kind }.reduce(0) { $0 + $1.storedLength } }
+    func streamBytes(_ kind: StreamKind) -> Int { header.streamBytes(kind) }
     /// Wire bits per transmitted position (index stream), when the frame has one.
     var bitsPerPosition: Double? { decoded.indexSummary == nil || k == 0 ? nil : Double(streamBytes(.indices) * 8) / Double(k) }
     var bitsPerPositionBound: Double { IndexCoding.entropyBoundBitsPerPosition(n: header.parameterCount, k: k) }

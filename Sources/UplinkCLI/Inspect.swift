@@ -13,27 +13,36 @@ extension UplinkCommand {
         @Argument(help: "The frame.")
         var frame: String
 
+        @Option(help: "The model layout (.safetensors or .npy), for frames encoded with --omit-layout; with it the frame is decoded and checked in full.")
+        var layout: String?
+
         @Flag(help: "Print JSON instead of text.")
         var json = false
 
         func run() throws {
             try reportingErrors(json: json) {
+                let expected = try layout.map { (p) throws(UplinkError) in try TensorFiles.loadLayout(path: p) }
                 let bytes = try TensorFiles.readFile(frame)
                 let header: FrameHeader
+                var prepared: PreparedFrame?
                 do {
                     header = try bytes.withUnsafeBytes { raw -> FrameHeader in
                         let h = try FrameReader.readHeader(raw)
                         try FrameReader.verifySectionChecksums(raw, h)
                         return h
                     }
+                    // Decode in full when the layout is known: checks every stream and gives k.
+                    if header.tensors != nil || expected != nil {
+                        prepared = try FrameDecoder().prepare(bytes, layout: expected)
+                    }
                 } catch let error as UplinkError {
                     throw UplinkError(error.code, "\(frame): \(error.message)")
                 }
-                if json { printJSON(inspectJSON(header)) } else { print(inspectText(header)) }
+                if json { printJSON(inspectJSON(header, prepared)) } else { print(inspectText(header, prepared)) }
             }
         }
 
-        func inspectJSON(_ h: FrameHeader) -> [String: Any] {
+        func inspectJSON(_ h: FrameHeader, _ p: PreparedFrame?) -> [String: Any] {
             var out: [String: Any] = [
                 "file": frame, "format_version": Int(h.version), "flags": Int(h.flags.rawValue),
                 "fingerprint": h.fingerprintHex, "round": h.round, "samples": h.sampleCount,
@@ -52,10 +61,23 @@ extension UplinkCommand {
             if let tensors = h.tensors {
                 out["tensors"] = tensors.map { ["name": $0.name, "shape": $0.shape] as [String: Any] }
             }
+            out["decoded_and_verified"] = p != nil
+            if let p {
+                out["transmitted"] = p.transmittedCount
+                out["density"] = Double(p.transmittedCount) / Double(h.parameterCount)
+                if let s = p.indexSummary {
+                    let bits = Double(h.streamBytes(.indices) * 8) / Double(max(1, s.count))
+                    let bound = IndexCoding.entropyBoundBitsPerPosition(n: h.parameterCount, k: s.count)
+                    out["index_method"] = s.method.description
+                    if s.method == .rice { out["rice_parameter"] = s.riceParameter }
+                    out["bits_per_position"] = bits
+                    out["bits_per_position_bound"] = bound
+                }
+            }
             return out
         }
 
-        func inspectText(_ h: FrameHeader) -> String {
+        func inspectText(_ h: FrameHeader, _ p: PreparedFrame?) -> String {
             var lines = [
                 "\(frame): Uplink frame v\(h.version), \(h.frameLength) bytes (\(humanBytes(h.frameLength)))",
                 "  pipeline     \(h.pipeline)",
@@ -64,6 +86,17 @@ extension UplinkCommand {
                 "  ratio        \(String(format: "%.2f", h.compressionRatio))× smaller than float32 (\(humanBytes(h.float32Bytes)))",
                 "  header       \(h.headerLength) bytes, checksums verified",
             ]
+            if let p {
+                var line = "  transmitted  \(p.transmittedCount) of \(h.parameterCount) values (\(String(format: "%.4g", 100 * Double(p.transmittedCount) / Double(h.parameterCount)))%)"
+                if let s = p.indexSummary {
+                    let bits = Double(h.streamBytes(.indices) * 8) / Double(max(1, s.count))
+                    let bound = IndexCoding.entropyBoundBitsPerPosition(n: h.parameterCount, k: s.count)
+                    line += ", positions \(s.method)\(s.method == .rice ? " r=\(s.riceParameter)" : ""): \(String(format: "%.3f", bits)) bits each (bound \(String(format: "%.3f", bound)))"
+                }
+                lines.append(line)
+            } else {
+                lines.append("  values       not decoded (pass --layout to check the streams)")
+            }
             if let tensors = h.tensors {
                 for t in tensors.prefix(20) { lines.append("  tensor       \(t)") }
                 if tensors.count > 20 { lines.append("  …            \(tensors.count - 20) more tensors") }

@@ -89,6 +89,11 @@ public struct FrameHeader: Hashable, Sendable {
     /// Bytes of the dense float32 update this frame stands for.
     public var float32Bytes: Int { parameterCount * 4 }
 
+    /// Bytes on the wire of the sections of stream `kind`.
+    public func streamBytes(_ kind: StreamKind) -> Int {
+        sections.lazy.filter { $0.stream == kind }.reduce(0) { $0 + $1.storedLength }
+    }
+
     /// Dense float32 bytes divided by frame bytes: how many times smaller than float32.
     public var compressionRatio: Double { Double(float32Bytes) / Double(frameLength) }
 
