@@ -32,7 +32,7 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 50)
 
     for spec in ["fp32 | stored", "fp32 | lz4", "fp32 | zlib level=1", "fp16 | lz4"] {
-        let encoder = FrameEncoder(layout: layout, pipeline: try! Pipeline(parsing: spec))
+        var encoder = FrameEncoder(layout: layout, pipeline: try! Pipeline(parsing: spec))
         Benchmark("encode 1M \(spec)") { benchmark in
             for _ in benchmark.scaledIterations {
                 blackHole(try encoder.encode(update))
