@@ -36,6 +36,28 @@ import UplinkTestSupport
         }
     }
 
+    /// A 1-byte LZ4 section may not claim 64 MiB: no codec expands that much, and the claim is
+    /// refused before any allocation (found by the fuzzer's author: 901 bytes asked for 2 GiB).
+    @Test func expansionBeyondTheCodecsLimitIsRejected() {
+        for (codec, ratio) in [(UInt8(1), UInt64(256)), (2, 1032)] {
+            var b = Self.valid(count: 1 << 24)
+            b.sections = [FrameBuilder.section(codec: codec, crc: 0, raw: ratio * 10 + 1, stored: 10)]
+            b.payload = [UInt8](repeating: 0, count: 10)
+            #expect(Self.code(b.build()) == .malformedHeader)
+            b.sections = [FrameBuilder.section(codec: codec, crc: 0, raw: 1 << 26, stored: 1)]
+            b.payload = [0]
+            #expect(Self.code(b.build()) == .malformedHeader)
+        }
+    }
+
+    /// Checksums are verified before any stream is allocated or decompressed.
+    @Test func corruptedSectionsFailBeforeDecompression() {
+        var b = Self.valid(count: 1 << 20)
+        b.sections = [FrameBuilder.section(codec: 1, crc: 0xDEAD_BEEF, raw: 4 << 20, stored: 20_000)]
+        b.payload = [UInt8](repeating: 0, count: 20_000)
+        #expect(Self.code(b.build()) == .sectionChecksum)
+    }
+
     @Test func parameterCountsBeyondFormatAndLimits() {
         for n: UInt64 in [0, 1 << 62, UInt64.max, (1 << 48) + 1] {
             var b = Self.valid()

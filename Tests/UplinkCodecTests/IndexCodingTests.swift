@@ -54,6 +54,20 @@ import UplinkTestSupport
         #expect(bits >= bound * 0.99, "below the entropy bound on random positions: \(bits) < \(bound)")
     }
 
+    /// The same goal on the frames of the seeded synthetic fixture (i.i.d. values, so its top-k
+    /// positions are uniformly spread), through the whole encoder.
+    @Test(arguments: [("topk 1% | int8 | stored", 0.04), ("topk 0.1% | int8 | stored", 0.02)])
+    func syntheticFixtureFramesMeetTheGoal(spec: String, tolerance: Double) throws {
+        let values = try Fixtures.npyFloats("updates/synthetic-lognormal-1m.npy")
+        let layout = try ModelLayout(name: "u", count: values.count)
+        let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec)).encodeOnce(values)
+        let decoded = try FrameDecoder().decode(frame)
+        let k = decoded.transmittedCount
+        let bits = Double(decoded.header.streamBytes(.indices) * 8) / Double(k)
+        let bound = IndexCoding.entropyBoundBitsPerPosition(n: values.count, k: k)
+        #expect(bits <= bound * (1 + tolerance), "\(spec): \(bits) bits per position, bound \(bound)")
+    }
+
     @Test func denseSelectionsUseTheBitmap() throws {
         let idx = Self.uniformPositions(n: 8000, k: 4000, seed: 1)
         let bytes = try Self.roundTrip(idx, n: 8000).bytes
