@@ -1,13 +1,21 @@
 """Checks the golden frames in fixtures/frames/ against the independent Python decoder.
 
-For every frame in manifest.json: decode, compare with the golden input (fp32 bit-exact, fp16
-equal to numpy's float32 -> float16 -> float32 round trip), check round and samples, then check
-that bit flips and truncations are all rejected with FrameError.
+For every frame in manifest.json: decode, compare bit-exactly (float32 bit patterns) with the
+reference decoder's pinned output named by the entry's "decoded" field (fixtures/frames/
+decoded/*.npy, flat float32), check round, samples, tensor table and pipeline, cross-check the
+values against the golden input where the doc defines them exactly (fp32, fp16, bf16 values;
+random-k positions against the doc's reference code), then check that bit flips and
+truncations are all rejected with FrameError.
+
+Then builds frames by hand (valid CRCs, recomputed) to check the decoder on valid edge cases
+(Rice escapes, bitmap, k = 0) and on invalid streams, which must be rejected with code 111
+(or 704 for non-finite values).
 """
 from __future__ import annotations
 
 import json
 import os
+import struct
 import sys
 import time
 
@@ -16,7 +24,8 @@ import numpy as np
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from uplink_decode import (  # noqa: E402
-    FrameError, decode_frame, flat_update_from_safetensors, layout_from_safetensors,
+    FrameError, crc32c, decode_frame, flat_update_from_safetensors, layout_fingerprint,
+    layout_from_safetensors, randk_positions, randk_positions_reference, tensor_table_bytes,
 )
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -32,6 +41,18 @@ def spread(count, length):
     return sorted({(i * length) // count for i in range(count)})
 
 
+def bits_equal(a, b):
+    return (a.dtype == np.float32 and b.dtype == np.float32 and a.shape == b.shape
+            and a.view(np.uint32).tobytes() == b.view(np.uint32).tobytes())
+
+
+def bf16_round(x):
+    """float32 -> bfloat16 (round to nearest, ties to even) -> float32, for finite x."""
+    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return (u.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
 def check_frame(fname, meta, manifest, golden, layout):
     problems = []
     path = os.path.join(FRAMES, fname)
@@ -39,7 +60,6 @@ def check_frame(fname, meta, manifest, golden, layout):
         data = f.read()
     if "bytes" in meta and len(data) != meta["bytes"]:
         problems.append(f"size {len(data)} != manifest {meta['bytes']}")
-    quantizer = meta["pipeline"].split("|")[0].strip()
     no_table = "--omit-layout" in meta.get("options", [])
     use_layout = layout if no_table else None
 
@@ -48,17 +68,42 @@ def check_frame(fname, meta, manifest, golden, layout):
     except FrameError as e:
         return [f"decode failed: {e}"], "?"
     upd = fr["update"]
-    if quantizer == "fp32":
-        expect = golden
-    elif quantizer == "fp16":
-        expect = golden.astype(np.float16).astype(np.float32)
+
+    # Bit-exact comparison with the reference decoder's pinned output.
+    if "decoded" not in meta:
+        problems.append("manifest entry has no 'decoded' field")
     else:
-        return [f"unknown quantizer {quantizer!r} in manifest"], "?"
-    if upd.dtype != np.float32 or upd.shape != expect.shape:
-        problems.append(f"update dtype/shape {upd.dtype}{upd.shape} != {expect.shape}")
-    elif upd.view(np.uint32).tobytes() != expect.view(np.uint32).tobytes():
-        diff = int(np.count_nonzero(upd.view(np.uint32) != expect.view(np.uint32)))
-        problems.append(f"update differs from golden input in {diff} values")
+        pinned = np.load(os.path.join(FRAMES, meta["decoded"]), allow_pickle=False)
+        if pinned.dtype != np.float32 or pinned.ndim != 1:
+            problems.append(f"pinned output is {pinned.dtype}{pinned.shape}, expected flat float32")
+        elif not bits_equal(upd, pinned):
+            if upd.shape != pinned.shape:
+                problems.append(f"update shape {upd.shape} != pinned {pinned.shape}")
+            else:
+                diff = np.flatnonzero(upd.view(np.uint32) != pinned.view(np.uint32))
+                problems.append(f"update differs from pinned output in {diff.size} values "
+                                f"(first at {int(diff[0])}: {upd[diff[0]]!r} vs {pinned[diff[0]]!r})")
+
+    # Cross-checks against the golden input, where the doc defines the values exactly.
+    stages = {s["kind"]: s for s in fr["pipeline"]}
+    quant = stages["quantizer"]["name"]
+    pos = fr["positions"] if fr["positions"] is not None else np.arange(fr["n"])
+    src = golden[pos]
+    expect = {"fp32": lambda x: x,
+              "fp16": lambda x: x.astype(np.float16).astype(np.float32),
+              "bf16": bf16_round}.get(quant)
+    if expect is not None and "ef" not in stages and not bits_equal(upd[pos], expect(src)):
+        problems.append(f"transmitted {quant} values differ from the golden input")
+    sp = stages.get("sparsifier")
+    if sp is not None and sp["name"] == "randk":
+        ref = randk_positions_reference(fr["n"], fr["k"], sp["seed"], fr["round"])
+        if fr["positions"].tolist() != ref:
+            problems.append("random-k positions differ from the doc's reference code")
+    if sp is not None and sp["name"] == "threshold":
+        want = np.flatnonzero(np.abs(golden) >= sp["tau"])
+        if fr["positions"].tolist() != want.tolist():
+            problems.append("threshold positions differ from |x| >= tau on the golden input")
+
     if fr["round"] != manifest.get("round", 7) or fr["round"] != 7:
         problems.append(f"round {fr['round']} != 7")
     if fr["samples"] != manifest.get("samples", 600) or fr["samples"] != 600:
@@ -67,7 +112,7 @@ def check_frame(fname, meta, manifest, golden, layout):
         problems.append(f"tensor table presence {fr['tensors'] is not None} unexpected")
     if fr["tensors"] is not None and [(n, tuple(s)) for n, s in fr["tensors"]] != layout:
         problems.append(f"tensor table {fr['tensors']} != golden layout {layout}")
-    pipe = " | ".join(s["name"] for s in fr["pipeline"])
+    pipe = " | ".join(s["label"] for s in fr["pipeline"])
     if pipe != " | ".join(p.split()[0] for p in meta["pipeline"].split("|")):
         problems.append(f"pipeline {pipe} != manifest {meta['pipeline']}")
     if no_table:
@@ -80,10 +125,10 @@ def check_frame(fname, meta, manifest, golden, layout):
 
     # Mutations: every one must raise FrameError.
     mutations = []
-    for pos in spread(FLIPS, len(data) * 8):
+    for p in spread(FLIPS, len(data) * 8):
         m = bytearray(data)
-        m[pos // 8] ^= 1 << (pos % 8)
-        mutations.append((f"flip bit {pos}", bytes(m)))
+        m[p // 8] ^= 1 << (p % 8)
+        mutations.append((f"flip bit {p}", bytes(m)))
     for length in spread(TRUNCATIONS, len(data)):
         mutations.append((f"truncate to {length}", data[:length]))
     codes = {}
@@ -95,9 +140,251 @@ def check_frame(fname, meta, manifest, golden, layout):
             codes[e.code] = codes.get(e.code, 0) + 1
         except Exception as e:  # any other exception is a decoder bug
             problems.append(f"{label}: raised {type(e).__name__}: {e}")
-    summary = (f"n={fr['n']} S={fr['S']} pipeline={pipe} "
+    summary = (f"n={fr['n']} k={fr['k']} S={fr['S']} pipeline={pipe} "
                f"mutations={len(mutations)} rejected codes={dict(sorted(codes.items()))}")
     return problems, summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-built frames (written from the doc, independent of the decoder's internals)
+
+def leb128(v, pad=0):
+    """Unsigned LEB128; pad > 0 appends pad non-minimal bytes (continuations, then 0x00)."""
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b | (0x80 if pad else 0))
+            break
+    if pad:
+        out += b"\x80" * (pad - 1) + b"\x00"
+    return bytes(out)
+
+
+class BitWriter:
+    def __init__(self):
+        self.bits = []
+
+    def put(self, value, width):
+        self.bits += [(value >> i) & 1 for i in range(width)]
+
+    def tobytes(self):
+        out = bytearray((len(self.bits) + 7) // 8)
+        for i, b in enumerate(self.bits):
+            out[i // 8] |= b << (i % 8)
+        return bytes(out)
+
+
+def rice_payload(positions, n, r):
+    W = max(1, (n - 1).bit_length())
+    w = BitWriter()
+    prev = -1
+    for p in positions:
+        g = p - prev - 1
+        prev = p
+        q = g >> r
+        if q < 32:
+            w.put((1 << q) - 1, q)
+            w.put(0, 1)
+            w.put(g, r)
+        else:
+            w.put((1 << 32) - 1, 32)
+            w.put(g, W)
+    return w, w.tobytes()
+
+
+def indices_rice(positions, n, r, k=None):
+    return bytes([0, r]) + leb128(len(positions) if k is None else k) + rice_payload(positions, n, r)[1]
+
+
+def indices_bitmap(positions, n, k=None):
+    bm = bytearray((n + 7) // 8)
+    for p in positions:
+        bm[p // 8] |= 1 << (p % 8)
+    return bytes([1, 0]) + leb128(len(positions) if k is None else k) + bytes(bm)
+
+
+def pack_codes(codes, b):
+    w = BitWriter()
+    for c in codes:
+        w.put(int(c), b)
+    return w.tobytes()
+
+
+def stage(sid, params=b""):
+    return bytes([sid, len(params)]) + params
+
+
+FP32, FP16, BF16, STORED = stage(0x20), stage(0x21), stage(0x22), stage(0x60)
+TOPK = stage(0x10, b"\x00" + b"\x00" + struct.pack("<d", 0.1))
+THRESH = stage(0x13, struct.pack("<d", 0.5))
+
+
+def INT(bits, asym=False, block=4):
+    return stage(0x23, struct.pack("<BBIQ", bits, 1 if asym else 0, block, 0))
+
+
+def SIGN(block=0):
+    return stage(0x24, struct.pack("<I", block))
+
+
+def build_frame(stage_list, streams, layout, rnd=7, samples=600, table=True, crc_fix=True):
+    """stage_list: descriptor stage bytes; streams: [(kind, raw bytes)], one stored section each
+    (empty streams get no section)."""
+    desc = bytes([len(stage_list)]) + b"".join(stage_list)
+    tt = tensor_table_bytes(layout) if table else b""
+    n = sum(int(np.prod(s, dtype=np.int64)) if len(s) else 1 for _, s in layout)
+    secs = [(k, raw) for k, raw in streams if len(raw)]
+    sec_table = b"".join(struct.pack("<BBBBIQQ", k, 0, 0, 0, crc32c(raw), len(raw), len(raw))
+                         for k, raw in secs)
+    header = struct.pack("<QQQQIIH", layout_fingerprint(layout), rnd, samples, n, len(layout),
+                         len(secs), len(desc)) + desc + tt + sec_table
+    pre = b"UPLK" + struct.pack("<HHI", 1, 1 if table else 0, len(header))
+    return pre + header + struct.pack("<I", crc32c(pre + header)) + b"".join(raw for _, raw in secs)
+
+
+def f32(*xs):
+    return np.array(xs, dtype="<f4").tobytes()
+
+
+def crafted_checks():
+    """Returns a list of (label, problem or None)."""
+    results = []
+    layout = [("bias", (7,)), ("w", (10, 10))]
+    n = 107  # W = 7
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(n).astype(np.float32)
+
+    def expect_ok(label, frame, want):
+        try:
+            got = decode_frame(frame)["update"]
+            ok = bits_equal(got, np.asarray(want, dtype=np.float32))
+            results.append((label, None if ok else "decoded update differs from the expected one"))
+        except Exception as e:
+            results.append((label, f"rejected: {type(e).__name__}: {e}"))
+
+    def expect_err(label, frame, code):
+        try:
+            decode_frame(frame)
+            results.append((label, f"accepted, expected [{code}]"))
+        except FrameError as e:
+            results.append((label, None if e.code == code else f"got {e}, expected [{code}]"))
+        except Exception as e:
+            results.append((label, f"raised {type(e).__name__}: {e}"))
+
+    def sparse(pos):
+        u = np.zeros(n, dtype=np.float32)
+        u[pos] = x[pos]
+        return u
+
+    def topk_fp32(idx, pos, values=None):
+        vals = f32(*x[pos]) if values is None else values
+        return build_frame([TOPK, FP32, STORED], [(2, idx), (1, vals)], layout)
+
+    # Builder sanity: rebuilding every all-stored golden frame from its parts gives its bytes.
+    for fname in sorted(os.listdir(FRAMES)):
+        if not fname.endswith("-stored.upl"):
+            continue
+        data = open(os.path.join(FRAMES, fname), "rb").read()
+        fr = decode_frame(data)
+        descs = [stage(s["id"], s["params"]) for s in fr["pipeline"]]
+        streams = [(s["kind"], data[s["offset"]:s["offset"] + s["stored_length"]])
+                   for s in fr["sections"]]
+        lay = [(nm, tuple(sh)) for nm, sh in fr["tensors"]]
+        same = build_frame(descs, streams, lay, fr["round"], fr["samples"]) == data
+        results.append((f"builder reproduces {fname}", None if same else "bytes differ"))
+
+    # random-k: the vectorized generator agrees with the doc's reference code.
+    for (nn, k, seed, rnd) in [(608, 30, 7, 7), (1000, 999, 1, 0), (5, 1, 0, 0),
+                               (100000, 300, 2 ** 64 - 1, 2 ** 64 - 1), (37, 36, 12345, 99)]:
+        same = randk_positions(nn, k, seed, rnd).tolist() == randk_positions_reference(nn, k, seed, rnd)
+        results.append((f"randk n={nn} k={k} seed={seed} round={rnd}", None if same else "differs from reference"))
+
+    # Valid edge cases.
+    pos = [0, 1, 40, 41, 100, 106]  # gap 38 >= 32 with r=0: escape code
+    expect_ok("rice r=0 with escape", topk_fp32(indices_rice(pos, n, 0), pos), sparse(pos))
+    expect_ok("rice r=W", topk_fp32(indices_rice(pos, n, 7), pos), sparse(pos))
+    expect_ok("rice r=2", topk_fp32(indices_rice(pos, n, 2), pos), sparse(pos))
+    expect_ok("bitmap", topk_fp32(indices_bitmap(pos, n), pos), sparse(pos))
+    expect_ok("rice k=0 (no values stream)", topk_fp32(indices_rice([], n, 0), [], b""), np.zeros(n, np.float32))
+    allp = list(range(n))
+    expect_ok("bitmap k=n", topk_fp32(indices_bitmap(allp, n), allp), x)
+    want = np.zeros(n, np.float32)
+    want[pos] = np.float32(0.5) * np.array([1, -1, -1, 1, 1, -1], np.float32)
+    expect_ok("threshold + sign block=0",
+              build_frame([THRESH, SIGN(0), STORED],
+                          [(2, indices_rice(pos, n, 3)), (3, f32(0.5)), (1, pack_codes([0, 1, 1, 0, 0, 1], 1))],
+                          layout), want)
+    codes4 = [0, 15, 7, 3, 9]
+    sc, off = np.float32(0.1), np.float32(-0.7)
+    want = np.zeros(n, np.float32)
+    want[:5] = off + np.array(codes4, np.float32) * sc
+    expect_ok("topk + int4 asym (code 15 valid)",
+              build_frame([TOPK, INT(4, asym=True, block=8), STORED],
+                          [(2, indices_rice([0, 1, 2, 3, 4], n, 0)), (3, f32(sc, off)), (1, pack_codes(codes4, 4))],
+                          layout), want)
+
+    # Invalid indices streams: [111].
+    expect_err("indices: k > n", topk_fp32(bytes([1, 0]) + leb128(n + 1) + bytes((n + 7) // 8), pos), 111)
+    expect_err("indices: unknown method 2", topk_fp32(bytes([2]) + indices_rice(pos, n, 0)[1:], pos), 111)
+    expect_err("indices: r > W", topk_fp32(indices_rice(pos, n, 8), pos), 111)
+    expect_err("indices: bitmap with r != 0", topk_fp32(bytes([1, 1]) + indices_bitmap(pos, n)[2:], pos), 111)
+    expect_err("indices: non-minimal LEB128 k", topk_fp32(bytes([0, 0]) + leb128(len(pos), pad=1)
+                                                          + rice_payload(pos, n, 0)[1], pos), 111)
+    expect_err("indices: LEB128 runs off the end", build_frame([TOPK, FP32, STORED], [(2, b"\x00\x00\x80")], layout), 111)
+    # Position past n via an escaped gap: last gap coded as 200 in W=7 bits.
+    w, _ = rice_payload([0], n, 0)
+    w.put((1 << 32) - 1, 32)
+    w.put(120, 7)
+    expect_err("indices: position past n (escape)", topk_fp32(bytes([0, 0]) + leb128(2) + w.tobytes(), [0, 1]), 111)
+    w, _ = rice_payload([0], n, 3)
+    w.put((1 << 20) - 1, 20)  # q = 20, g = 160+ > n
+    w.put(0, 1)
+    w.put(5, 3)
+    expect_err("indices: position past n (rice)", topk_fp32(bytes([0, 3]) + leb128(2) + w.tobytes(), [0, 1]), 111)
+    w, _ = rice_payload(pos, n, 2)
+    padded = bytearray(w.tobytes())
+    assert len(w.bits) % 8, "test needs padding bits"
+    padded[-1] |= 0x80
+    expect_err("indices: non-zero padding bits", topk_fp32(bytes([0, 2]) + leb128(len(pos)) + bytes(padded), pos), 111)
+    expect_err("indices: trailing byte", topk_fp32(indices_rice(pos, n, 2) + b"\x00", pos), 111)
+    expect_err("indices: payload ends inside a code", topk_fp32(indices_rice(pos, n, 0)[:-1], pos), 111)
+    expect_err("indices: k larger than coded gaps", topk_fp32(indices_rice(pos, n, 2, k=len(pos) + 3), pos), 111)
+    bad_bm = bytearray(indices_bitmap(pos, n))
+    bad_bm[-1] |= 0x80  # bit 111 >= n
+    expect_err("indices: bitmap bit past n", topk_fp32(bytes(bad_bm), pos), 111)
+    expect_err("indices: bitmap count != k", topk_fp32(indices_bitmap(pos, n, k=len(pos) - 1), pos), 111)
+    expect_err("indices: bitmap too short", topk_fp32(indices_bitmap(pos, n)[:-1], pos), 111)
+    expect_err("indices: stream missing", build_frame([TOPK, FP32, STORED], [(1, f32(*x[pos]))], layout), 108)
+    expect_err("values: shorter than k", topk_fp32(indices_rice(pos, n, 0), pos[:-1]), 111)
+
+    # Invalid scales / values: [111]; non-finite: [704].
+    idx5 = indices_rice([0, 1, 2, 3, 4], n, 0)
+
+    def int_frame(bits, scales, codes, asym=False, block=4, stream_codes=None):
+        vals = pack_codes(codes, bits) if stream_codes is None else stream_codes
+        return build_frame([TOPK, INT(bits, asym, block), STORED], [(2, idx5), (3, scales), (1, vals)], layout)
+
+    expect_ok("int8 sym valid", int_frame(8, f32(0.5, 0.25), [127, 254, 0, 130, 100]),
+              np.concatenate([np.array([0, 63.5, -63.5, 1.5, -6.75], np.float32), np.zeros(n - 5, np.float32)]))
+    expect_err("int8 sym: code 255", int_frame(8, f32(0.5, 0.25), [127, 255, 0, 1, 2]), 111)
+    expect_err("int4 sym: code 15", int_frame(4, f32(0.5, 0.25), [7, 15, 0, 1, 2]), 111)
+    expect_err("int2 sym: code 3", int_frame(2, f32(0.5, 0.25), [1, 3, 0, 1, 2]), 111)
+    expect_err("int: negative scale", int_frame(8, f32(0.5, -0.25), [1, 2, 3, 4, 5]), 111)
+    expect_err("int: NaN scale", int_frame(8, f32(float("nan"), 0.25), [1, 2, 3, 4, 5]), 111)
+    expect_err("int asym: infinite offset", int_frame(4, f32(0.5, float("inf")), [1, 2, 3, 4, 5], asym=True, block=8), 111)
+    expect_err("int4: non-zero padding bits in values",
+               int_frame(4, f32(0.5, 0.25), [], stream_codes=pack_codes([1, 2, 3, 4, 5], 4)[:2] + b"\xf5"), 111)
+    expect_err("sign: negative scale",
+               build_frame([THRESH, SIGN(0), STORED], [(2, idx5), (3, f32(-1.0)), (1, b"\x01")], layout), 111)
+    expect_err("int: overflow to infinity", int_frame(8, f32(3e38, 0.25), [254, 1, 2, 3, 4]), 704)
+    expect_err("fp32: NaN value", topk_fp32(indices_rice(pos, n, 0), pos, f32(*([float("nan")] + [1.0] * 5))), 704)
+    expect_err("bf16: infinity", build_frame([THRESH, BF16, STORED], [(2, idx5), (1, struct.pack("<5H", 0x7F80, 0, 0, 0, 0))],
+                                             layout), 704)
+    return results
 
 
 def main():
@@ -121,6 +408,17 @@ def main():
         else:
             passed += 1
             print(f"ok   {fname}: {summary}")
+    try:
+        crafted = crafted_checks()
+    except Exception as e:
+        crafted = [("crafted checks", f"raised {type(e).__name__}: {e}")]
+    for label, problem in crafted:
+        if problem:
+            failed += 1
+            print(f"FAIL crafted: {label}: {problem}")
+        else:
+            passed += 1
+            print(f"ok   crafted: {label}")
     print(f"({time.perf_counter() - t0:.2f} s)")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or passed == 0 else 0

@@ -1,15 +1,22 @@
 """Independent decoder for Uplink frame format v1, written from docs/wire-format.md only.
 
+Implements the whole document: all stages of §5 (ef, topk, topk-sampled, randk, threshold,
+fp32, fp16, bf16, int, sign, ternary, stored, lz4, zlib), the §7 section rules (including the
+codec expansion-ratio bound) and the §8 streams (indices with Rice/bitmap coding, random-k
+regeneration, scales and bit-packed values).
+
 Public API:
     decode_frame(data: bytes, layout=None, limits=None) -> dict
     FrameError(code, message)
     read_safetensors(path) -> dict[name -> np.ndarray]   (F32 only)
     layout_from_safetensors(path) -> list[(name, shape)]  (sorted by name, byte-wise UTF-8)
     crc32c(data), fnv1a64(data)
+    randk_positions(n, k, seed, round_id), amount_k(amount, n)
 """
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 
@@ -75,15 +82,39 @@ SECTION_ENTRY = 24
 MAX_SECTION_RAW = 64 * 1024 * 1024
 MAX_DIM = 1 << 48
 MAX_N = 1 << 48
+MAX_BLOCK = 1 << 24
+M64 = (1 << 64) - 1
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 
-QUANTIZERS = {0x20: "fp32", 0x21: "fp16"}
-CODEC_STAGES = {0x60: "stored", 0x61: "lz4", 0x62: "zlib"}
-STAGE_PARAM_LEN = {0x20: 0, 0x21: 0, 0x60: 0, 0x61: 1, 0x62: 1}
+# §5 stage table: id -> (name, kind, parameter length L).
+STAGES = {
+    0x01: ("ef", "ef", 4),
+    0x10: ("topk", "sparsifier", 10),
+    0x11: ("topk-sampled", "sparsifier", 18),
+    0x12: ("randk", "sparsifier", 17),
+    0x13: ("threshold", "sparsifier", 8),
+    0x20: ("fp32", "quantizer", 0),
+    0x21: ("fp16", "quantizer", 0),
+    0x22: ("bf16", "quantizer", 0),
+    0x23: ("int", "quantizer", 14),
+    0x24: ("sign", "quantizer", 4),
+    0x25: ("ternary", "quantizer", 4),
+    0x60: ("stored", "codec", 0),
+    0x61: ("lz4", "codec", 1),
+    0x62: ("zlib", "codec", 1),
+}
+KIND_RANK = {"ef": 0, "sparsifier": 1, "quantizer": 2, "codec": 3}
 LEVEL_RANGE = {0x61: (0, 12), 0x62: (1, 9)}
+
 SECTION_CODECS = {0: "stored", 1: "lz4", 2: "zlib"}
+# Expansion bound per codec (§7): raw length <= ratio * stored length.
+CODEC_MAX_RATIO = {1: 256, 2: 1032}
+
 STREAM_VALUES = 1
-STREAM_NAMES = {STREAM_VALUES: "values"}
-BYTES_PER_VALUE = {"fp32": 4, "fp16": 2}
+STREAM_INDICES = 2
+STREAM_SCALES = 3
+STREAM_NAMES = {STREAM_INDICES: "indices", STREAM_SCALES: "scales", STREAM_VALUES: "values"}
+STREAM_ORDER = (STREAM_INDICES, STREAM_SCALES, STREAM_VALUES)
 
 # The Swift reader's default limits (doc §9, "FrameLimits").
 DEFAULT_LIMITS = {
@@ -165,7 +196,7 @@ def flat_update_from_safetensors(path) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoder
+# Decoder helpers
 
 class _Cursor:
     """Reads little-endian fields from data[pos:end]; running past `end` raises `code`."""
@@ -191,33 +222,6 @@ class _Cursor:
 
     def u64(self):
         return struct.unpack("<Q", self.take(8))[0]
-
-
-def _parse_pipeline(desc: bytes):
-    cur = _Cursor(desc, 0, len(desc), 105, "pipeline descriptor")
-    k = cur.u8()
-    stages = []
-    for _ in range(k):
-        sid = cur.u8()
-        plen = cur.u8()
-        params = cur.take(plen)
-        if sid not in STAGE_PARAM_LEN:
-            raise FrameError(106, f"unknown stage id 0x{sid:02x}")
-        if plen != STAGE_PARAM_LEN[sid]:
-            raise FrameError(105, f"stage 0x{sid:02x}: parameter length {plen}, expected {STAGE_PARAM_LEN[sid]}")
-        stage = {"id": sid, "name": QUANTIZERS.get(sid) or CODEC_STAGES[sid]}
-        if sid in LEVEL_RANGE:
-            lo, hi = LEVEL_RANGE[sid]
-            level = params[0]
-            if not lo <= level <= hi:
-                raise FrameError(105, f"stage {stage['name']}: level {level} outside {lo}..{hi}")
-            stage["level"] = level
-        stages.append(stage)
-    if cur.pos != len(desc):
-        raise FrameError(105, f"pipeline descriptor has {len(desc) - cur.pos} bytes after stage {k}")
-    if len(stages) != 2 or stages[0]["id"] not in QUANTIZERS or stages[1]["id"] not in CODEC_STAGES:
-        raise FrameError(105, "pipeline must be exactly one quantizer followed by exactly one codec")
-    return stages
 
 
 def _parse_tensor_table(data, pos, end, T):
@@ -288,12 +292,355 @@ def _decompress(codec, stored, raw_len, index):
     raise FrameError(107, f"section {index}: unknown codec {codec}")  # unreachable (checked earlier)
 
 
+# ---------------------------------------------------------------------------------------------
+# §5 pipeline descriptor
+
+def _parse_amount(b: bytes, what: str) -> dict:
+    kind = b[0]
+    if kind == 0:
+        (f,) = struct.unpack("<d", b[1:9])
+        if not 0.0 < f <= 1.0:  # NaN fails too
+            raise FrameError(105, f"{what}: fraction {f!r} outside (0, 1]")
+        return {"kind": "fraction", "fraction": f}
+    if kind == 1:
+        (c,) = struct.unpack("<Q", b[1:9])
+        if not 1 <= c <= MAX_N:
+            raise FrameError(105, f"{what}: count {c} outside 1..2^48")
+        return {"kind": "count", "count": c}
+    raise FrameError(105, f"{what}: amount kind {kind} is neither 0 (fraction) nor 1 (count)")
+
+
+def amount_k(amount: dict, n: int) -> int:
+    """k for n parameters (§5): min(n, floor(f*n + 0.5)) in binary64, or min(n, count)."""
+    if amount["kind"] == "fraction":
+        return min(n, int(math.floor(amount["fraction"] * float(n) + 0.5)))
+    return min(n, amount["count"])
+
+
+def _parse_stage_params(sid: int, name: str, p: bytes) -> dict:
+    st = {}
+    if sid == 0x01:
+        (decay,) = struct.unpack("<f", p)
+        if not 0.0 <= decay <= 1.0:
+            raise FrameError(105, f"ef: decay {decay!r} outside 0..1")
+        st["decay"] = decay
+    elif sid in (0x10, 0x11):
+        scope = p[0]
+        if scope not in (0, 1):
+            raise FrameError(105, f"{name}: scope {scope} is neither 0 nor 1")
+        st["scope"] = "global" if scope == 0 else "tensor"
+        st["amount"] = _parse_amount(p[1:10], name)
+        if sid == 0x11:
+            (sample,) = struct.unpack("<d", p[10:18])
+            if not 0.0 < sample <= 1.0:
+                raise FrameError(105, f"{name}: sample {sample!r} outside (0, 1]")
+            st["sample"] = sample
+    elif sid == 0x12:
+        st["amount"] = _parse_amount(p[0:9], name)
+        (st["seed"],) = struct.unpack("<Q", p[9:17])
+    elif sid == 0x13:
+        (tau,) = struct.unpack("<d", p)
+        if not (math.isfinite(tau) and tau > 0.0):
+            raise FrameError(105, f"threshold: tau {tau!r} not finite and > 0")
+        st["tau"] = tau
+    elif sid == 0x23:
+        bits, flags, block, seed = struct.unpack("<BBIQ", p)
+        if bits not in (8, 4, 2):
+            raise FrameError(105, f"int: bits {bits} not 8, 4 or 2")
+        if flags & ~0x03:
+            raise FrameError(105, f"int: undefined flag bits 0x{flags & ~0x03:02x}")
+        if not 1 <= block <= MAX_BLOCK:
+            raise FrameError(105, f"int: block {block} outside 1..2^24")
+        st.update(bits=bits, asymmetric=bool(flags & 1), stochastic=bool(flags & 2),
+                  block=block, seed=seed)
+    elif sid in (0x24, 0x25):
+        (block,) = struct.unpack("<I", p)
+        if block > MAX_BLOCK:
+            raise FrameError(105, f"{name}: block {block} outside 0..2^24")
+        st["block"] = block
+    elif sid in LEVEL_RANGE:
+        lo, hi = LEVEL_RANGE[sid]
+        level = p[0]
+        if not lo <= level <= hi:
+            raise FrameError(105, f"stage {name}: level {level} outside {lo}..{hi}")
+        st["level"] = level
+    return st
+
+
+def _stage_label(stage: dict) -> str:
+    return f"int{stage['bits']}" if stage["name"] == "int" else stage["name"]
+
+
+def _parse_pipeline(desc: bytes):
+    cur = _Cursor(desc, 0, len(desc), 105, "pipeline descriptor")
+    count = cur.u8()
+    stages = []
+    last_rank = -1
+    for _ in range(count):
+        sid = cur.u8()
+        plen = cur.u8()
+        params = cur.take(plen)
+        if sid not in STAGES:
+            raise FrameError(106, f"unknown stage id 0x{sid:02x}")
+        name, kind, want = STAGES[sid]
+        if plen != want:
+            raise FrameError(105, f"stage {name}: parameter length {plen}, expected {want}")
+        rank = KIND_RANK[kind]
+        if rank <= last_rank:
+            raise FrameError(105, f"stage {name}: {kind} stage out of order or repeated")
+        last_rank = rank
+        stage = {"id": sid, "name": name, "kind": kind, "params": params}
+        stage.update(_parse_stage_params(sid, name, params))
+        stage["label"] = _stage_label(stage)
+        stages.append(stage)
+    if cur.pos != len(desc):
+        raise FrameError(105, f"pipeline descriptor has {len(desc) - cur.pos} bytes after stage {count}")
+    by_kind = {s["kind"]: s for s in stages}
+    if "quantizer" not in by_kind or "codec" not in by_kind:
+        raise FrameError(105, "pipeline must have exactly one quantizer and one codec")
+    if by_kind["quantizer"]["name"] == "ternary" and "sparsifier" not in by_kind:
+        raise FrameError(105, "ternary quantizer requires a sparsifier")
+    return stages, by_kind
+
+
+# ---------------------------------------------------------------------------------------------
+# §8 stream geometry
+
+def _value_bits(q: dict) -> int:
+    return {"fp32": 32, "fp16": 16, "bf16": 16, "sign": 1, "ternary": 1}.get(q["name"]) or q["bits"]
+
+
+def _block_size(q: dict, m: int) -> int:
+    if q["name"] == "int":
+        return q["block"]
+    return q["block"] or m  # sign/ternary: 0 = one block of m
+
+
+def _stream_lengths(q: dict, m: int):
+    """(scales length, values length) in bytes for m transmitted values (§8.4)."""
+    values = (m * _value_bits(q) + 7) // 8
+    if q["name"] not in ("int", "sign", "ternary") or m == 0:
+        return 0, values
+    per = 8 if (q["name"] == "int" and q["asymmetric"]) else 4
+    B = _block_size(q, m)
+    return ((m + B - 1) // B) * per, values
+
+
+# ---------------------------------------------------------------------------------------------
+# §8.2 indices stream
+
+def _decode_indices(buf: bytes, n: int) -> np.ndarray:
+    if len(buf) < 3:
+        raise FrameError(111, f"indices stream of {len(buf)} bytes is shorter than 3")
+    method, r = buf[0], buf[1]
+    if method not in (0, 1):
+        raise FrameError(111, f"indices: unknown method {method}")
+    W = max(1, (n - 1).bit_length())
+    # LEB128 k, minimal length.
+    pos, k, shift = 2, 0, 0
+    while True:
+        if pos >= len(buf):
+            raise FrameError(111, "indices: LEB128 k runs past the end of the stream")
+        byte = buf[pos]
+        pos += 1
+        k |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            if byte == 0 and pos - 2 > 1:
+                raise FrameError(111, "indices: LEB128 k is not minimal (final 0x00 byte)")
+            break
+        if pos - 2 >= 10:
+            raise FrameError(111, "indices: LEB128 k longer than 10 bytes")
+    if k > n:
+        raise FrameError(111, f"indices: k={k} > n={n}")
+    payload = buf[pos:]
+
+    if method == 1:  # bitmap
+        if r != 0:
+            raise FrameError(111, f"indices: bitmap with Rice parameter {r} != 0")
+        if len(payload) != (n + 7) // 8:
+            raise FrameError(111, f"indices: bitmap of {len(payload)} bytes, need {(n + 7) // 8}")
+        bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8), bitorder="little")
+        if bits[n:].any():
+            raise FrameError(111, "indices: bitmap has bits set at positions >= n")
+        positions = np.flatnonzero(bits[:n]).astype(np.int64)
+        if positions.size != k:
+            raise FrameError(111, f"indices: bitmap has {positions.size} bits set, k={k}")
+        return positions
+
+    # Rice-coded gaps.
+    if r > W:
+        raise FrameError(111, f"indices: Rice parameter {r} > W={W}")
+    L = 8 * len(payload)
+    rmask = (1 << r) - 1
+    wmask = (1 << W) - 1
+    from_bytes = int.from_bytes
+
+    def window(p):  # >= 65 bits starting at bit p (zeros past the end)
+        b = p >> 3
+        return from_bytes(payload[b:b + 9], "little") >> (p & 7)
+
+    out = [0] * k
+    p = 0
+    prev = -1
+    for j in range(k):
+        w = window(p)
+        ones = ((~w) & (w + 1)).bit_length() - 1  # trailing one-bits of w
+        if ones < 32:
+            if p + ones >= L:
+                raise FrameError(111, f"indices: payload ends inside gap {j}")
+            p += ones + 1
+            if p + r > L:
+                raise FrameError(111, f"indices: payload ends inside gap {j}")
+            g = (ones << r) | (window(p) & rmask) if r else ones
+            p += r
+        else:
+            p += 32
+            if p + W > L:
+                raise FrameError(111, f"indices: payload ends inside escaped gap {j}")
+            g = window(p) & wmask
+            p += W
+        prev += g + 1
+        if prev >= n:
+            raise FrameError(111, f"indices: position {prev} of entry {j} >= n={n}")
+        out[j] = prev
+    if len(payload) != (p + 7) // 8:
+        raise FrameError(111, f"indices: {len(payload) - (p + 7) // 8} bytes after the last gap")
+    if p & 7 and payload[-1] >> (p & 7):
+        raise FrameError(111, "indices: non-zero padding bits after the last gap")
+    return np.array(out, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# §8.3 random-k positions (vectorized SplitMix64 outputs; Floyd's insertion is sequential)
+
+def _mulhi64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """High 64 bits of the 128-bit products of uint64 arrays."""
+    m32 = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
+    ah, al = a >> s32, a & m32
+    bh, bl = b >> s32, b & m32
+    hh, hl, lh, ll = ah * bh, ah * bl, al * bh, al * bl
+    mid = (hl & m32) + (lh & m32) + (ll >> s32)
+    return hh + (hl >> s32) + (lh >> s32) + (mid >> s32)
+
+
+def randk_positions(n: int, k: int, seed: int, round_id: int) -> np.ndarray:
+    if k >= n:
+        return np.arange(n, dtype=np.int64)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    state0 = (seed ^ ((round_id * GOLDEN_GAMMA) & M64)) & M64
+    with np.errstate(over="ignore"):
+        i = np.arange(1, k + 1, dtype=np.uint64)
+        z = np.uint64(state0) + i * np.uint64(GOLDEN_GAMMA)  # wraps mod 2^64
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = z ^ (z >> np.uint64(31))
+        t = _mulhi64(x, np.arange(n - k + 1, n + 1, dtype=np.uint64))  # uniform in 0..j
+    chosen = set()
+    add = chosen.add
+    for j, tj in zip(range(n - k, n), t.tolist()):
+        add(j if tj in chosen else tj)
+    return np.sort(np.fromiter(chosen, dtype=np.int64, count=len(chosen)))
+
+
+def randk_positions_reference(n, k, seed, round_id):
+    """The doc's §8.3 code, verbatim (used by the checker to test the vectorized version)."""
+    def splitmix64(state):
+        state = (state + 0x9E3779B97F4A7C15) & M64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return state, z ^ (z >> 31)
+    if k >= n:
+        return list(range(n))
+    state = seed ^ ((round_id * 0x9E3779B97F4A7C15) & M64)
+    chosen = set()
+    for j in range(n - k, n):
+        state, x = splitmix64(state)
+        t = (x * (j + 1)) >> 64
+        chosen.add(j if t in chosen else t)
+    return sorted(chosen)
+
+
+# ---------------------------------------------------------------------------------------------
+# §8.4 values
+
+def _unpack_codes(buf: bytes, m: int, b: int) -> np.ndarray:
+    used = m * b
+    if len(buf) != (used + 7) // 8:
+        raise FrameError(111, f"values stream of {len(buf)} bytes, need {(used + 7) // 8}")
+    if used & 7 and buf[-1] >> (used & 7):
+        raise FrameError(111, "values: non-zero padding bits in the last byte")
+    if b == 32:
+        return np.frombuffer(buf, dtype="<u4")
+    if b == 16:
+        return np.frombuffer(buf, dtype="<u2")
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    if b == 8:
+        return arr
+    per = 8 // b
+    shifts = (np.arange(per, dtype=np.uint8) * np.uint8(b))
+    codes = (arr[:, None] >> shifts[None, :]) & np.uint8((1 << b) - 1)
+    return codes.reshape(-1)[:m]
+
+
+def _decode_values(q: dict, scales_buf: bytes, values_buf: bytes, m: int) -> np.ndarray:
+    name = q["name"]
+    b = _value_bits(q)
+    codes = _unpack_codes(values_buf, m, b)
+    if name == "fp32":
+        vals = codes.view("<f4").astype(np.float32)
+    elif name == "fp16":
+        vals = codes.view("<f2").astype(np.float32)  # exact widening
+    elif name == "bf16":
+        vals = (codes.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    else:
+        B = _block_size(q, m)
+        blk = np.arange(m, dtype=np.int64) // B if m else np.zeros(0, dtype=np.int64)
+        sc = np.frombuffer(scales_buf, dtype="<f4").astype(np.float32)
+        asym = name == "int" and q["asymmetric"]
+        if asym:
+            sc = sc.reshape(-1, 2)
+            scale, offset = sc[:, 0], sc[:, 1]
+            if not np.all(np.isfinite(offset)):
+                raise FrameError(111, "scales: non-finite offset")
+        else:
+            scale = sc
+        if not np.all(np.isfinite(scale) & (scale >= 0)):
+            raise FrameError(111, "scales: a scale is negative, NaN or infinite")
+        with np.errstate(over="ignore", invalid="ignore"):
+            if name == "int":
+                cf = codes.astype(np.float32)
+                if asym:
+                    vals = offset[blk] + cf * scale[blk]
+                else:
+                    top = (1 << q["bits"]) - 1
+                    if np.any(codes == top):
+                        raise FrameError(111, f"values: invalid symmetric code {top}")
+                    qmax = np.float32((1 << (q["bits"] - 1)) - 1)
+                    vals = (cf - qmax) * scale[blk]
+            else:  # sign, ternary
+                s = scale[blk]
+                vals = np.where(codes == 0, s, -s)
+    vals = np.asarray(vals, dtype=np.float32)
+    if not np.all(np.isfinite(vals)):
+        bad = int(np.flatnonzero(~np.isfinite(vals))[0])
+        raise FrameError(704, f"non-finite value at transmitted entry {bad}")
+    return vals
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame
+
 def decode_frame(data: bytes, layout=None, limits=None) -> dict:
     """Decodes one v1 frame. `layout` is an optional list of (name, shape) (the expected model).
 
     Returns a dict with version, flags, header_length, fingerprint, round, samples, n, T, S,
     tensors (list of (name, shape) or None when the frame has no table), pipeline (list of stage
-    dicts), sections (list of section dicts) and update (np.float32 array of length n).
+    dicts), sections (list of section dicts), positions (np.int64 array, None when dense), k and
+    update (np.float32 array of length n).
     Raises FrameError on every rejection case of docs/wire-format.md.
     """
     lim = dict(DEFAULT_LIMITS)
@@ -352,15 +699,18 @@ def decode_frame(data: bytes, layout=None, limits=None) -> dict:
     pos = 12 + MIN_HEADER
     if pos + P > hdr_end:
         raise FrameError(105, f"pipeline descriptor of {P} bytes exceeds the header")
-    pipeline = _parse_pipeline(data[pos:pos + P])
+    pipeline, by_kind = _parse_pipeline(data[pos:pos + P])
     pos += P
-    quantizer = pipeline[0]["name"]
+    quant = by_kind["quantizer"]
+    sparsifier = by_kind.get("sparsifier")
 
     # §6 tensor table / layout.
     tensors = None
     if flags & FLAG_HAS_TENSOR_TABLE:
         table_start = pos
         tensors, pos, total = _parse_tensor_table(data, pos, hdr_end, T)
+        if total > lim["parameters"]:
+            raise FrameError(403, f"tensor table sums to {total} > limit {lim['parameters']}")
         if total != n:
             raise FrameError(105, f"tensor element counts sum to {total}, header n={n}")
         computed = fnv1a64(struct.pack("<I", T) + data[table_start:pos])
@@ -385,22 +735,48 @@ def decode_frame(data: bytes, layout=None, limits=None) -> dict:
     if hdr_end - pos != S * SECTION_ENTRY:
         raise FrameError(105, f"{hdr_end - pos} header bytes left for {S} section entries")
 
-    # §8 expected streams for this pipeline, in order.
-    expected = [(STREAM_VALUES, BYTES_PER_VALUE[quantizer] * n)]
-    expected = [(k, length) for k, length in expected if length > 0]
-    stream_idx = 0
-    stream_have = 0
+    # §8.1 allowed stream lengths: kind -> (min, max).
+    k_fixed = None
+    if sparsifier is None:
+        mode = "dense"
+        k_fixed = n
+    elif sparsifier["name"] == "randk":
+        mode = "randk"
+        k_fixed = amount_k(sparsifier["amount"], n)
+    else:
+        mode = "indices"
+    allowed = {}
+    if mode == "indices":
+        allowed[STREAM_INDICES] = (3, 12 + (n + 7) // 8)
+        sc_max, va_max = _stream_lengths(quant, n)
+        allowed[STREAM_SCALES] = (0, sc_max)
+        allowed[STREAM_VALUES] = (0, va_max)
+    else:
+        sc_len, va_len = _stream_lengths(quant, k_fixed)
+        allowed[STREAM_SCALES] = (sc_len, sc_len)
+        allowed[STREAM_VALUES] = (va_len, va_len)
+    if quant["name"] not in ("int", "sign", "ternary"):
+        allowed[STREAM_SCALES] = (0, 0)
+    order = [kd for kd in STREAM_ORDER if kd in allowed and allowed[kd][1] > 0]
+
+    have = {kd: 0 for kd in allowed}
+    cur_idx = -1
     sections = []
     offset = hdr_end + 4
     for i in range(S):
         kind, codec, level, reserved, crc, raw_len, stored_len = struct.unpack_from("<BBBBIQQ", data, pos)
         pos += SECTION_ENTRY
-        # The kind must be the current stream (while it is incomplete), else the next one.
-        if stream_idx < len(expected) and stream_have == expected[stream_idx][1]:
-            stream_idx += 1
-            stream_have = 0
-        if stream_idx >= len(expected) or kind != expected[stream_idx][0]:
+        if kind not in order or order.index(kind) < cur_idx:
             raise FrameError(108, f"section {i}: stream kind {kind} is not the expected stream")
+        # Moving on to a later stream: the current one must be long enough, and every stream
+        # skipped over must be allowed to be empty; otherwise this section is not the next
+        # expected stream.
+        nxt = order.index(kind)
+        for j in range(max(cur_idx, 0), nxt):
+            if have[order[j]] < allowed[order[j]][0]:
+                raise FrameError(108, f"section {i}: stream kind {kind} where stream "
+                                      f"{STREAM_NAMES[order[j]]} is expected")
+        cur_idx = nxt
         if codec not in SECTION_CODECS:
             raise FrameError(107, f"section {i}: unknown codec {codec}")
         if reserved != 0:
@@ -410,23 +786,23 @@ def decode_frame(data: bytes, layout=None, limits=None) -> dict:
         if codec == 0:
             if stored_len != raw_len:
                 raise FrameError(105, f"section {i}: stored section with stored length {stored_len} != raw {raw_len}")
-        elif not 1 <= stored_len <= raw_len - 1:
-            raise FrameError(105, f"section {i}: compressed stored length {stored_len} not in 1..{raw_len - 1}")
-        stream_have += raw_len
-        if stream_have > expected[stream_idx][1]:
-            raise FrameError(404, f"section {i}: stream {STREAM_NAMES[kind]} longer than {expected[stream_idx][1]} bytes")
+        else:
+            if not 1 <= stored_len <= raw_len - 1:
+                raise FrameError(105, f"section {i}: compressed stored length {stored_len} not in 1..{raw_len - 1}")
+            if raw_len > CODEC_MAX_RATIO[codec] * stored_len:
+                raise FrameError(105, f"section {i}: raw length {raw_len} > {CODEC_MAX_RATIO[codec]} x stored {stored_len}")
+        have[kind] += raw_len
+        if have[kind] > allowed[kind][1]:
+            raise FrameError(404, f"section {i}: stream {STREAM_NAMES[kind]} longer than {allowed[kind][1]} bytes")
         sections.append({
             "index": i, "kind": kind, "stream": STREAM_NAMES[kind], "codec": codec,
             "codec_name": SECTION_CODECS[codec], "level": level, "crc": crc,
             "raw_length": raw_len, "stored_length": stored_len, "offset": offset,
         })
         offset += stored_len
-    # Every expected stream must be complete.
-    if stream_idx < len(expected) and stream_have == expected[stream_idx][1]:
-        stream_idx += 1
-        stream_have = 0
-    if stream_idx < len(expected):
-        raise FrameError(111, f"stream {STREAM_NAMES[expected[stream_idx][0]]} has {stream_have} of {expected[stream_idx][1]} bytes")
+    for kd, (lo, hi) in allowed.items():
+        if not lo <= have[kd] <= hi:
+            raise FrameError(111, f"stream {STREAM_NAMES[kd]} has {have[kd]} bytes, allowed {lo}..{hi}")
 
     # Frame length must be exactly 12 + H + 4 + sum(stored lengths).
     if offset > size:
@@ -434,31 +810,44 @@ def decode_frame(data: bytes, layout=None, limits=None) -> dict:
     if offset < size:
         raise FrameError(104, f"{size - offset} bytes after the last section")
 
-    # Read the streams.
+    # §9 step 7: every section CRC, then decompress each stream.
+    for s in sections:
+        c = crc32c(data[s["offset"]:s["offset"] + s["stored_length"]])
+        if c != s["crc"]:
+            raise FrameError(201, f"section {s['index']}: CRC 0x{s['crc']:08x} != computed 0x{c:08x}")
     streams = {}
-    for kind, length in expected:
+    for kd in allowed:
         buf = bytearray()
         for s in sections:
-            if s["kind"] != kind:
-                continue
-            stored = data[s["offset"]:s["offset"] + s["stored_length"]]
-            c = crc32c(stored)
-            if c != s["crc"]:
-                raise FrameError(201, f"section {s['index']}: CRC 0x{s['crc']:08x} != computed 0x{c:08x}")
-            buf += _decompress(s["codec"], stored, s["raw_length"], s["index"])
-        if len(buf) != length:  # cannot happen given the checks above
-            raise FrameError(111, f"stream {kind} has {len(buf)} bytes, expected {length}")
-        streams[kind] = bytes(buf)
+            if s["kind"] == kd:
+                stored = data[s["offset"]:s["offset"] + s["stored_length"]]
+                buf += _decompress(s["codec"], stored, s["raw_length"], s["index"])
+        if len(buf) != have[kd]:  # cannot happen given the checks in _decompress
+            raise FrameError(502, f"stream {STREAM_NAMES[kd]} has {len(buf)} bytes, expected {have[kd]}")
+        streams[kd] = bytes(buf)
 
-    # §8 values.
-    raw = streams[STREAM_VALUES]
-    if quantizer == "fp32":
-        update = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    # §9 step 8: positions.
+    if mode == "dense":
+        positions = None
+        m = n
+    elif mode == "randk":
+        positions = randk_positions(n, k_fixed, sparsifier["seed"], rnd)
+        m = k_fixed
     else:
-        update = np.frombuffer(raw, dtype="<f2").astype(np.float32)
-    if not np.all(np.isfinite(update)):
-        bad = int(np.flatnonzero(~np.isfinite(update))[0])
-        raise FrameError(704, f"non-finite value at parameter {bad}")
+        positions = _decode_indices(streams[STREAM_INDICES], n)
+        m = int(positions.size)
+        sc_len, va_len = _stream_lengths(quant, m)
+        if have[STREAM_SCALES] != sc_len or have[STREAM_VALUES] != va_len:
+            raise FrameError(111, f"k={m}: scales/values streams have {have[STREAM_SCALES]}/"
+                                  f"{have[STREAM_VALUES]} bytes, need {sc_len}/{va_len}")
+
+    # §9 step 9: values.
+    vals = _decode_values(quant, streams[STREAM_SCALES], streams[STREAM_VALUES], m)
+    if positions is None:
+        update = vals.copy()
+    else:
+        update = np.zeros(n, dtype=np.float32)
+        update[positions] = vals
 
     return {
         "version": version,
@@ -475,5 +864,7 @@ def decode_frame(data: bytes, layout=None, limits=None) -> dict:
         "tensors": tensors,
         "pipeline": pipeline,
         "sections": sections,
+        "k": m,
+        "positions": positions,
         "update": update,
     }
