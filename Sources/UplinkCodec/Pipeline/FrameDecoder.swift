@@ -164,8 +164,51 @@ public struct PreparedFrame: Sendable {
         apply(into: destination) { d, v in d = v }
     }
 
-    private func apply(into destination: UnsafeMutableBufferPointer<Float>, _ combine: (inout Float, Float) -> Void) {
-        precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
+    /// The squared L2 norm of the decoded update, accumulated in double precision.
+    public func squaredNorm() -> Double {
+        var sum = 0.0
+        forEachChunk { _, _, values in
+            for v in values { sum += Double(v) * Double(v) }
+        }
+        return sum
+    }
+
+    /// Writes the update's values at parameters `range` into `out` (which has `range.count`
+    /// elements): transmitted values where sent, 0 elsewhere. O(k log k) for a sparse frame.
+    public func decode(parameters range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
+        precondition(out.count == range.count && range.lowerBound >= 0 && range.upperBound <= header.parameterCount)
+        let m = transmittedCount
+        let quantizer = header.pipeline.quantizer
+        scales.withUnsafeBytes { sc in
+            values.withUnsafeBytes { v in
+                if let indices {
+                    for i in 0..<out.count { out[i] = 0 }
+                    let first = lowerBound(indices, range.lowerBound)
+                    var last = first
+                    while last < indices.count, indices[last] < range.upperBound { last += 1 }
+                    guard first < last else { return }
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: last - first) { tmp in
+                        quantizer.decode(scales: sc, values: v, count: m, range: first..<last, into: tmp.baseAddress!)
+                        for j in first..<last { out[indices[j] - range.lowerBound] = tmp[j - first] }
+                    }
+                } else {
+                    quantizer.decode(scales: sc, values: v, count: m, range: range, into: out.baseAddress!)
+                }
+            }
+        }
+    }
+
+    private func lowerBound(_ a: [Int], _ x: Int) -> Int {
+        var lo = 0, hi = a.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid] < x { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Calls `body(first, last, values)` for consecutive chunks of transmitted values.
+    private func forEachChunk(_ body: (Int, Int, UnsafeBufferPointer<Float>) -> Void) {
         let m = transmittedCount
         let quantizer = header.pipeline.quantizer
         scales.withUnsafeBytes { sc in
@@ -175,14 +218,34 @@ public struct PreparedFrame: Sendable {
                     while start < m {
                         let end = min(m, start + Quantizer.chunk)
                         quantizer.decode(scales: sc, values: v, count: m, range: start..<end, into: tmp.baseAddress!)
-                        if let indices {
-                            for j in start..<end { combine(&destination[indices[j]], tmp[j - start]) }
-                        } else {
-                            for j in start..<end { combine(&destination[j], tmp[j - start]) }
-                        }
+                        body(start, end, UnsafeBufferPointer(rebasing: tmp[0..<(end - start)]))
                         start = end
                     }
                 }
+            }
+        }
+    }
+
+    /// Adds `weight ×` the update to a double-precision `destination`: the server's running sum,
+    /// where double accumulators make the result independent of arrival order.
+    public func accumulate(into destination: UnsafeMutableBufferPointer<Double>, weight: Double) {
+        precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
+        forEachChunk { start, _, values in
+            if let indices {
+                for (o, v) in values.enumerated() { destination[indices[start + o]] += weight * Double(v) }
+            } else {
+                for (o, v) in values.enumerated() { destination[start + o] += weight * Double(v) }
+            }
+        }
+    }
+
+    private func apply(into destination: UnsafeMutableBufferPointer<Float>, _ combine: (inout Float, Float) -> Void) {
+        precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
+        forEachChunk { start, _, values in
+            if let indices {
+                for (o, v) in values.enumerated() { combine(&destination[indices[start + o]], v) }
+            } else {
+                for (o, v) in values.enumerated() { combine(&destination[start + o], v) }
             }
         }
     }

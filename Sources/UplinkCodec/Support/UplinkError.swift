@@ -44,6 +44,8 @@ extension UplinkError {
         case input
         /// A saved client or server state could not be used.
         case state
+        /// The server refused an update for the round (duplicate, wrong round, norm bound).
+        case aggregation
         /// A code outside the known ranges.
         case unknown
 
@@ -66,6 +68,7 @@ extension UplinkError {
             case 6: .pipeline
             case 7: .input
             case 8: .state
+            case 9: .aggregation
             default: .unknown
             }
         }
@@ -177,6 +180,20 @@ extension UplinkError {
         public static let malformedState = Code(rawValue: 800)
         /// A saved state was made for another model or pipeline.
         public static let stateMismatch = Code(rawValue: 801)
+
+        // MARK: 9xx aggregation
+        /// The client already has an accepted update in this round.
+        public static let duplicateClient = Code(rawValue: 900)
+        /// The frame belongs to another round.
+        public static let wrongRound = Code(rawValue: 901)
+        /// The update's L2 norm exceeds the configured bound and the policy is to reject.
+        public static let normExceeded = Code(rawValue: 902)
+        /// The frame declares zero training samples, so it would carry no weight.
+        public static let zeroWeight = Code(rawValue: 903)
+        /// The round closed with no accepted update.
+        public static let emptyRound = Code(rawValue: 904)
+        /// The round is already closed.
+        public static let roundClosed = Code(rawValue: 905)
     }
 }
 
