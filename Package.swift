@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "UplinkCodec", targets: ["UplinkCodec"]),
         .library(name: "UplinkTensorIO", targets: ["UplinkTensorIO"]),
+        .library(name: "UplinkAggregation", targets: ["UplinkAggregation"]),
         .executable(name: "uplink", targets: ["uplink"]),
     ],
     dependencies: [
@@ -32,10 +33,15 @@ let package = Package(
             dependencies: ["UplinkCodec"]
         ),
         .target(
+            name: "UplinkAggregation",
+            dependencies: ["UplinkCodec"]
+        ),
+        .target(
             name: "UplinkCLI",
             dependencies: [
                 "UplinkCodec",
                 "UplinkTensorIO",
+                "UplinkAggregation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -55,6 +61,10 @@ let package = Package(
         .testTarget(
             name: "UplinkTensorIOTests",
             dependencies: ["UplinkTensorIO", "UplinkTestSupport"]
+        ),
+        .testTarget(
+            name: "UplinkAggregationTests",
+            dependencies: ["UplinkAggregation", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkCLITests",

@@ -7,30 +7,54 @@ public enum Npy {
     /// The longest header accepted (NumPy itself refuses headers over 10,000 bytes by default).
     static let maxHeaderLength = 1 << 20
 
+    /// The shape, element type and data offset of a `.npy` file of `fileLength` bytes, from
+    /// its first bytes (`prefix`), with the same checks as ``read(_:)``.
+    public static func readHeader(_ prefix: [UInt8], fileLength: Int) throws(UplinkError) -> (shape: [Int], dtype: TensorDType, dataOffset: Int) {
+        try typed {
+            try prefix.withUnsafeBytes { raw in
+                let (header, offset) = try parseHeader(raw)
+                let dtype = try header.dtype()
+                guard !header.fortranOrder else {
+                    throw UplinkError(.fortranOrder, ".npy array is in Fortran order; save it with np.ascontiguousarray(a) first")
+                }
+                let count = try ModelLayout.elementCount(header.shape, name: "array")
+                guard count * dtype.size == fileLength - offset else {
+                    throw UplinkError(.malformedNpy, ".npy data has \(fileLength - offset) bytes, shape \(header.shape) of \(dtype.rawValue) needs \(count * dtype.size)")
+                }
+                return (header.shape, dtype, offset)
+            }
+        }
+    }
+
+    static func parseHeader(_ raw: UnsafeRawBufferPointer) throws(UplinkError) -> (NpyHeader, Int) {
+        guard raw.count >= 10, Array(raw[0..<6]) == magic else {
+            throw UplinkError(.malformedNpy, "not a .npy file: missing the \\x93NUMPY magic")
+        }
+        let major = raw[6]
+        var r = ByteReader(raw, offset: 8, what: ".npy file")
+        let headerLength: Int
+        switch major {
+        case 1: headerLength = Int(try r.read(UInt16.self, "header length"))
+        case 2, 3: headerLength = Int(try r.read(UInt32.self, "header length"))
+        default: throw UplinkError(.malformedNpy, ".npy format version \(major).\(raw[7]) is not supported (1.0, 2.0, 3.0 are)")
+        }
+        guard headerLength <= maxHeaderLength else {
+            throw UplinkError(.malformedNpy, ".npy header of \(headerLength) bytes is too long")
+        }
+        let headerBytes = try r.bytes(headerLength, "header")
+        guard let text = String(validating: headerBytes, as: UTF8.self) else {
+            throw UplinkError(.malformedNpy, ".npy header is not valid text")
+        }
+        return (try NpyHeader(parsing: text), r.offset)
+    }
+
     /// The shape and float32 values of the array in `bytes`.
     /// - Throws: ``UplinkError/Code/malformedNpy``, ``UplinkError/Code/unsupportedDtype``
     ///   or ``UplinkError/Code/fortranOrder``, each naming the problem.
     public static func read(_ bytes: [UInt8]) throws(UplinkError) -> (shape: [Int], values: [Float]) {
         try typed { try bytes.withUnsafeBytes { raw in
-            guard raw.count >= 10, Array(raw[0..<6]) == magic else {
-                throw UplinkError(.malformedNpy, "not a .npy file: missing the \\x93NUMPY magic")
-            }
-            let major = raw[6]
-            var r = ByteReader(raw, offset: 8, what: ".npy file")
-            let headerLength: Int
-            switch major {
-            case 1: headerLength = Int(try r.read(UInt16.self, "header length"))
-            case 2, 3: headerLength = Int(try r.read(UInt32.self, "header length"))
-            default: throw UplinkError(.malformedNpy, ".npy format version \(major).\(raw[7]) is not supported (1.0, 2.0, 3.0 are)")
-            }
-            guard headerLength <= maxHeaderLength else {
-                throw UplinkError(.malformedNpy, ".npy header of \(headerLength) bytes is too long")
-            }
-            let headerBytes = try r.bytes(headerLength, "header")
-            guard let text = String(validating: headerBytes, as: UTF8.self) else {
-                throw UplinkError(.malformedNpy, ".npy header is not valid text")
-            }
-            let header = try NpyHeader(parsing: text)
+            let (header, offset) = try parseHeader(raw)
+            var r = ByteReader(raw, offset: offset, what: ".npy file")
             let dtype = try header.dtype()
             guard !header.fortranOrder else {
                 throw UplinkError(.fortranOrder, ".npy array is in Fortran order; save it with np.ascontiguousarray(a) first")

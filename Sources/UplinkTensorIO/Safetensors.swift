@@ -67,24 +67,29 @@ public enum Safetensors {
 
     /// A `.safetensors` file holding `set` as F32 tensors in layout order.
     public static func write(_ set: TensorSet, metadata: [String: String] = [:]) -> [UInt8] {
+        var out = headerBytes(layout: set.layout, metadata: metadata)
+        out.reserveCapacity(out.count + set.values.count * 4)
+        out += float32Bytes(set.values)
+        return out
+    }
+
+    /// The length prefix and JSON header of an F32 file of `layout`, data in layout order.
+    static func headerBytes(layout: ModelLayout, metadata: [String: String] = [:]) -> [UInt8] {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
-        for (i, t) in set.layout.tensors.enumerated() {
-            let begin = set.layout.offsets[i] * 4
+        for (i, t) in layout.tensors.enumerated() {
+            let begin = layout.offsets[i] * 4
             header[t.name] = [
                 "dtype": "F32", "shape": t.shape,
-                "data_offsets": [begin, begin + set.layout.elementCounts[i] * 4],
+                "data_offsets": [begin, begin + layout.elementCounts[i] * 4],
             ] as [String: Any]
         }
         var json = [UInt8]((try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])) ?? Data("{}".utf8))
         // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
         json += [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8)
         var out: [UInt8] = []
-        out.reserveCapacity(8 + json.count + set.values.count * 4)
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
-        out += json
-        out += float32Bytes(set.values)
-        return out
+        return out + json
     }
 
     /// Parses and validates the header in `bytes` (which holds at least the header) of a file of

@@ -1,7 +1,7 @@
 import Foundation
 import UplinkCodec
 
-/// Reads and writes tensor files by extension: `.npy` (one tensor, named after the file) and
+/// Reads and writes tensor files by extension: `.npy` (one tensor, named ``npyTensorName``) and
 /// `.safetensors` (several named tensors).
 public enum TensorFiles {
     /// The tensors in the file at `path`.
@@ -10,7 +10,7 @@ public enum TensorFiles {
         switch fileExtension(path) {
         case "npy":
             let (shape, values) = try wrap(path) { () throws(UplinkError) in try Npy.read(bytes) }
-            return try TensorSet(layout: try ModelLayout([TensorSpec(name: tensorName(forNpy: path), shape: shape)]), values: values)
+            return try TensorSet(layout: try ModelLayout([TensorSpec(name: npyTensorName, shape: shape)]), values: values)
         case "safetensors":
             return try wrap(path) { () throws(UplinkError) in try Safetensors.read(bytes) }
         default:
@@ -46,12 +46,10 @@ public enum TensorFiles {
         try writeFile(path, bytes)
     }
 
-    /// The tensor name of a `.npy` file: its base name without the extension.
-    public static func tensorName(forNpy path: String) -> String {
-        let base = (path as NSString).lastPathComponent
-        let stem = (base as NSString).deletingPathExtension
-        return stem.isEmpty ? "update" : stem
-    }
+    /// The name of the one tensor of a `.npy` file: `arr_0`, as NumPy names unnamed arrays
+    /// (`np.savez`). A `.npy` file carries no name, and one taken from the file name would give
+    /// `update.npy` and `global.npy` different fingerprints although they hold the same model.
+    public static let npyTensorName = "arr_0"
 
     /// The whole file at `path`.
     public static func readFile(_ path: String) throws(UplinkError) -> [UInt8] {

@@ -96,7 +96,7 @@ final class Scratch {
         let sections = info["sections"] as? [[String: Any]] ?? []
         #expect(sections.count == 3)
         #expect(sections.map { $0["raw_bytes"] as? Int } == [8000, 8000, 4000])
-        #expect((info["tensors"] as? [[String: Any]])?.first?["name"] as? String == "u")
+        #expect((info["tensors"] as? [[String: Any]])?.first?["name"] as? String == "arr_0")
         let text = try CLI.run(["inspect", "f.upl"], in: s.url)
         #expect(text.status == 0 && text.stdout.contains("fp32 | zlib level=9") && text.stdout.contains("checksums verified"))
     }

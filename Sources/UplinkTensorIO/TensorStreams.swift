@@ -1,0 +1,146 @@
+import Foundation
+import UplinkCodec
+
+/// Reads the flat float32 values of a tensor file in ranges, without loading it whole: for a
+/// server applying an aggregate to a large model block by block.
+public final class TensorFileReader {
+    /// The file's layout.
+    public let layout: ModelLayout
+    private let handle: FileHandle
+    private let path: String
+    /// Per tensor: where its data starts in the file, and its element type.
+    private let tensorData: [(offset: UInt64, dtype: TensorDType)]
+
+    /// Opens `path` (`.npy` or `.safetensors`), reading only its header.
+    public init(path: String) throws(UplinkError) {
+        self.path = path
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw UplinkError(.io, "\(path): cannot open")
+        }
+        self.handle = handle
+        switch TensorFiles.fileExtension(path) {
+        case "safetensors":
+            let layout = try Safetensors.readLayout(path: path)
+            let prefix = try Self.read(handle, path, at: 0, count: 8)
+            let n = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            let header = try Self.read(handle, path, at: 0, count: 8 + Int(n))
+            let fileLength = Int((try? handle.seekToEnd()) ?? 0)
+            let (entries, dataStart) = try Safetensors.parseHeader(header, fileLength: fileLength)
+            self.layout = layout
+            self.tensorData = entries.map { (UInt64(dataStart + $0.begin), $0.dtype) }
+        case "npy":
+            // A .npy header is small; read a generous prefix and parse it with the full reader's rules.
+            let fileLength = Int((try? handle.seekToEnd()) ?? 0)
+            let prefix = try Self.read(handle, path, at: 0, count: min(fileLength, 1 << 16))
+            let (shape, dtype, dataOffset) = try Npy.readHeader(prefix, fileLength: fileLength)
+            self.layout = try ModelLayout([TensorSpec(name: TensorFiles.npyTensorName, shape: shape)])
+            self.tensorData = [(UInt64(dataOffset), dtype)]
+        default:
+            throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
+        }
+    }
+
+    deinit { try? handle.close() }
+
+    /// Reads the flat values `range` (layout order) into `out`, converting to float32.
+    public func read(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) throws(UplinkError) {
+        precondition(out.count == range.count)
+        var written = 0
+        for (t, count) in layout.elementCounts.enumerated() where count > 0 {
+            let start = layout.offsets[t]
+            let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + count)
+            guard lo < hi else { continue }
+            let (offset, dtype) = tensorData[t]
+            let bytes = try Self.read(handle, path, at: offset + UInt64((lo - start) * dtype.size), count: (hi - lo) * dtype.size)
+            var values: [Float] = []
+            values.reserveCapacity(hi - lo)
+            bytes.withUnsafeBytes { dtype.appendFloats($0, count: hi - lo, to: &values) }
+            for (i, v) in values.enumerated() { out[written + i] = v }
+            written += hi - lo
+        }
+    }
+
+    static func read(_ handle: FileHandle, _ path: String, at offset: UInt64, count: Int) throws(UplinkError) -> [UInt8] {
+        do {
+            try handle.seek(toOffset: offset)
+            let data = try handle.read(upToCount: count) ?? Data()
+            guard data.count == count else { throw UplinkError(.io, "\(path): file ends early") }
+            return [UInt8](data)
+        } catch let e as UplinkError {
+            throw e
+        } catch {
+            throw UplinkError(.io, "cannot read \(path): \(error.localizedDescription)")
+        }
+    }
+}
+
+/// Writes a float32 tensor file block by block (`.npy` or `.safetensors`), through a temporary
+/// file renamed into place by ``finish()``, so a reader never sees a half-written model.
+public final class TensorFileWriter {
+    /// The layout being written.
+    public let layout: ModelLayout
+    private let path: String
+    private let temporary: String
+    private let handle: FileHandle
+    private var written = 0
+
+    /// Starts writing `layout`'s values to `path`. A `.npy` file holds one tensor with its shape,
+    /// or the flat vector of several.
+    public init(path: String, layout: ModelLayout) throws(UplinkError) {
+        self.layout = layout
+        self.path = path
+        self.temporary = path + ".partial-\(UInt64.random(in: 0...UInt64.max))"
+        let header: [UInt8]
+        switch TensorFiles.fileExtension(path) {
+        case "npy":
+            let shape = layout.tensors.count == 1 ? layout.tensors[0].shape : [layout.parameterCount]
+            header = Npy.write(shape: shape, values: [Float]())
+        case "safetensors":
+            header = Safetensors.headerBytes(layout: layout)
+        default:
+            throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
+        }
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(header)),
+              let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw UplinkError(.io, "cannot write \(path)")
+        }
+        self.handle = handle
+        _ = try? handle.seekToEnd()
+    }
+
+    /// Appends the next `values` (layout order).
+    public func write(_ values: UnsafeBufferPointer<Float>) throws(UplinkError) {
+        precondition(written + values.count <= layout.parameterCount)
+        var bytes = [UInt8](repeating: 0, count: values.count * 4)
+        bytes.withUnsafeMutableBytes { raw in
+            for (i, v) in values.enumerated() { raw.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+        }
+        do {
+            try handle.write(contentsOf: Data(bytes))
+        } catch {
+            throw UplinkError(.io, "cannot write \(path): \(error.localizedDescription)")
+        }
+        written += values.count
+    }
+
+    /// Checks every value was written and moves the file into place.
+    public func finish() throws(UplinkError) {
+        guard written == layout.parameterCount else {
+            throw UplinkError(.io, "\(path): \(written) of \(layout.parameterCount) values written")
+        }
+        do {
+            try handle.close()
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        } catch {
+            throw UplinkError(.io, "cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+
+    deinit {
+        if written != layout.parameterCount || FileManager.default.fileExists(atPath: temporary) {
+            try? handle.close()
+            try? FileManager.default.removeItem(atPath: temporary)
+        }
+    }
+}
