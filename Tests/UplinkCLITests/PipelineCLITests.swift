@@ -63,7 +63,7 @@ import UplinkTestSupport
             #expect(r.status == 0, "\(r.stderr)")
         }
         // The same frames in process, with the state carried in memory.
-        var encoder = FrameEncoder(layout: try ModelLayout(name: "u", count: 10_000), pipeline: try Pipeline(parsing: spec))
+        var encoder = FrameEncoder(layout: try ModelLayout([TensorSpec(name: TensorFiles.npyTensorName, shape: [10_000])]), pipeline: try Pipeline(parsing: spec))
         for round in 0..<3 {
             #expect(try encoder.encode(u, round: UInt64(round)) == (try s.read("f\(round).upl")), "round \(round)")
         }
