@@ -98,8 +98,12 @@ extension UplinkCommand {
                 do throws(UplinkError) {
                     result = try aggregator.close()
                 } catch {
-                    if json { printJSON(summary(nil, rejections, roundID, chosen, nil)) }
-                    throw error
+                    // One JSON document: the summary, with the error in it.
+                    FileHandle.standardError.write(Data("uplink: \(error)\n".utf8))
+                    var s = summary(nil, rejections, roundID, chosen, nil)
+                    s["error"] = ["code": Int(error.code.rawValue), "category": error.category.rawValue, "message": error.message]
+                    if json { printJSON(s) } else { printText(s) }
+                    throw ExitCode(1)
                 }
                 try applyStreaming(result, reader: reader, optimizer: &optimizer)
                 if let state { try TensorFiles.writeFile(state, optimizer.serialized()) }
