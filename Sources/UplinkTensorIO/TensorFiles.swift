@@ -51,16 +51,31 @@ public enum TensorFiles {
     /// `update.npy` and `global.npy` different fingerprints although they hold the same model.
     public static let npyTensorName = "arr_0"
 
-    /// The whole file at `path`.
+    /// The whole file at `path`, read straight into one array (no intermediate `Data`).
     public static func readFile(_ path: String) throws(UplinkError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-                throw UplinkError(.io, "cannot read \(path)\(isDirectory.boolValue ? ": it is a directory" : "")")
-            }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw UplinkError(.io, "\(path): no such file")
         }
-        return [UInt8](data)
+        guard !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: path) else {
+            throw UplinkError(.io, "cannot read \(path)\(isDirectory.boolValue ? ": it is a directory" : "")")
+        }
+        defer { try? handle.close() }
+        let size = Int((try? handle.seekToEnd()) ?? 0)
+        _ = try? handle.seek(toOffset: 0)
+        let fd = handle.fileDescriptor
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            var done = 0
+            while done < size {
+                let n = read(fd, buffer.baseAddress! + done, size - done)
+                if n <= 0 { failed = n < 0; break }
+                done += n
+            }
+            count = done
+        }
+        guard !failed, bytes.count == size else { throw UplinkError(.io, "cannot read \(path)") }
+        return bytes
     }
 
     /// Writes `bytes` to `path` atomically (through a temporary file and a rename).

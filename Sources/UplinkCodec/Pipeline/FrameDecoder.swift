@@ -41,7 +41,11 @@ public struct FrameDecoder: Sendable {
         var streams: [StreamKind: [UInt8]] = [:]
         for (i, s) in header.sections.enumerated() {
             let stored = UnsafeRawBufferPointer(rebasing: frame[s.offset..<(s.offset + s.storedLength)])
-            var buffer = streams[s.stream] ?? []
+            // Taken out of the dictionary so that appending does not copy it (copy-on-write).
+            var buffer = streams.removeValue(forKey: s.stream) ?? []
+            if buffer.isEmpty {
+                buffer.reserveCapacity(header.sections.lazy.filter { $0.stream == s.stream }.reduce(0) { $0 + $1.rawLength })
+            }
             let start = buffer.count
             buffer.append(contentsOf: repeatElement(0, count: s.rawLength))
             do throws(UplinkError) {
