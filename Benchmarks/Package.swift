@@ -34,5 +34,15 @@ let package = Package(
             path: "Benchmarks/StageBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "AggregationBenchmarks",
+            dependencies: [
+                .product(name: "UplinkAggregation", package: uplinkPackage),
+                .product(name: "UplinkCodec", package: uplinkPackage),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/AggregationBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )
