@@ -16,33 +16,15 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        ("StageBenchmarks", ["UplinkCodec"]),
+        ("AggregationBenchmarks", ["UplinkCodec", "UplinkAggregation"]),
+    ].map { name, products in
         .executableTarget(
-            name: "FrameBenchmarks",
-            dependencies: [
-                .product(name: "UplinkCodec", package: uplinkPackage),
-                .product(name: "Benchmark", package: "benchmark"),
-            ],
-            path: "Benchmarks/FrameBenchmarks",
+            name: name,
+            dependencies: products.map { .product(name: $0, package: uplinkPackage) }
+                + [.product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/\(name)",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
-        .executableTarget(
-            name: "StageBenchmarks",
-            dependencies: [
-                .product(name: "UplinkCodec", package: uplinkPackage),
-                .product(name: "Benchmark", package: "benchmark"),
-            ],
-            path: "Benchmarks/StageBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
-        .executableTarget(
-            name: "AggregationBenchmarks",
-            dependencies: [
-                .product(name: "UplinkAggregation", package: uplinkPackage),
-                .product(name: "UplinkCodec", package: uplinkPackage),
-                .product(name: "Benchmark", package: "benchmark"),
-            ],
-            path: "Benchmarks/AggregationBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
-    ]
+        )
+    }
 )

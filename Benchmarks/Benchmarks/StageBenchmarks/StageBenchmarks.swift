@@ -20,11 +20,20 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(3),
         maxIterations: 30)
 
+    let bytes = [UInt8](repeating: 0xA5, count: 4 << 20)
+    Benchmark("crc32c 4 MiB") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(bytes.withUnsafeBytes { CRC32C.checksum($0) })
+        }
+    }
+
     for n in [1_000_000, 10_000_000] {
         let label = n == 1_000_000 ? "1M" : "10M"
         let layout = try! ModelLayout(name: "update", count: n)
         let update = syntheticUpdate(count: n, seed: 1)
-        for spec in ["ef | topk 1% | int8 | lz4", "ef | topk 0.1% | int4 | lz4", "topk 1% | fp32 | stored", "ef | sign block=1024 | lz4", "int8 | stored"] {
+        let specs = ["ef | topk 1% | int8 | lz4", "ef | topk 0.1% | int4 | lz4", "topk 1% | fp32 | stored", "ef | sign block=1024 | lz4", "int8 | stored"]
+            + (n == 1_000_000 ? ["fp32 | stored", "fp32 | lz4", "fp32 | zlib level=1", "fp16 | lz4"] : [])
+        for spec in specs {
             var encoder = FrameEncoder(layout: layout, pipeline: try! Pipeline(parsing: spec))
             Benchmark("encode \(label) \(spec)") { benchmark in
                 for _ in benchmark.scaledIterations {

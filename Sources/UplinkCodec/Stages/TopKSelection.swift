@@ -88,11 +88,19 @@ enum TopKSelection {
     static func pick(_ x: UnsafeBufferPointer<Float>, _ candidates: [Int], k: Int, base: Int, into out: inout [Int]) {
         var keys = candidates.map { key(x[$0]) }
         let m = nthLargest(&keys, k - 1)
+        out.reserveCapacity(out.count + k)
         var above = 0
         for i in candidates where key(x[i]) > m { above += 1 }
-        var ties = k - above
-        out.reserveCapacity(out.count + k)
-        for i in candidates {
+        emit(x, candidates, threshold: m, ties: k - above, base: base, into: &out)
+    }
+
+    /// Appends, in the order of `positions`, every position whose key is above `m` and the first
+    /// `ties` whose key equals `m`: the lower indices win ties.
+    static func emit(
+        _ x: UnsafeBufferPointer<Float>, _ positions: some Sequence<Int>, threshold m: UInt32, ties: Int, base: Int, into out: inout [Int]
+    ) {
+        var ties = ties
+        for i in positions {
             let kk = key(x[i])
             if kk > m {
                 out.append(base + i)
@@ -117,18 +125,8 @@ enum TopKSelection {
         for i in 0..<n where key(x[i]) >> 15 == prefix { hist[Int(key(x[i]) & 0x7FFF)] += 1 }
         var lo = 0x7FFF
         while hist[lo] < need { need -= hist[lo]; lo -= 1 }
-        let m = (prefix << 15) | UInt32(lo)
-        var ties = need
         out.reserveCapacity(out.count + k)
-        for i in 0..<n {
-            let kk = key(x[i])
-            if kk > m {
-                out.append(base + i)
-            } else if kk == m, ties > 0 {
-                out.append(base + i)
-                ties -= 1
-            }
-        }
+        emit(x, 0..<n, threshold: (prefix << 15) | UInt32(lo), ties: need, base: base, into: &out)
     }
 
     /// The element that would be at position `rank` if `a` were sorted in decreasing order
