@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "UplinkCodec", targets: ["UplinkCodec"]),
         .library(name: "UplinkTensorIO", targets: ["UplinkTensorIO"]),
         .library(name: "UplinkAggregation", targets: ["UplinkAggregation"]),
+        .library(name: "UplinkSimulation", targets: ["UplinkSimulation"]),
         .executable(name: "uplink", targets: ["uplink"]),
     ],
     dependencies: [
@@ -37,11 +38,16 @@ let package = Package(
             dependencies: ["UplinkCodec"]
         ),
         .target(
+            name: "UplinkSimulation",
+            dependencies: ["UplinkCodec", "UplinkAggregation", "CUplinkZlib"]
+        ),
+        .target(
             name: "UplinkCLI",
             dependencies: [
                 "UplinkCodec",
                 "UplinkTensorIO",
                 "UplinkAggregation",
+                "UplinkSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -65,6 +71,10 @@ let package = Package(
         .testTarget(
             name: "UplinkAggregationTests",
             dependencies: ["UplinkAggregation", "UplinkTestSupport"]
+        ),
+        .testTarget(
+            name: "UplinkSimulationTests",
+            dependencies: ["UplinkSimulation", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkCLITests",

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import UplinkAggregation
+import UplinkCodec
+import UplinkSimulation
+
+extension UplinkCommand {
+    /// `uplink train`: federated training of the digits MLP through a pipeline.
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Federated training on the bundled digits data, every update through the real encoder and aggregator.",
+            discussion: """
+                Example: uplink train --clients 100 --partition dirichlet:0.5 --rounds 50 --local-epochs 1 --fraction 0.1 \\
+                  --pipeline "ef | topk 1% | int8 | lz4" --seed 1
+                Prints test accuracy and cumulative uplink bytes per round (docs/results.md).
+                """)
+
+        @Option(help: "Number of clients.") var clients = 100
+        @Option(help: "iid, dirichlet:α (label skew) or quantity:β (size skew).") var partition = "dirichlet:0.5"
+        @Option(help: "Rounds.") var rounds = 50
+        @Option(help: "Local epochs per round (E).") var localEpochs = 1
+        @Option(help: "Fraction of clients per round (C).") var fraction = 0.1
+        @Option(help: "Local minibatch size (B).") var batchSize = 32
+        @Option(help: "Local SGD learning rate.") var lr: Float = 0.05
+        @Option(help: "Local SGD momentum.") var momentum: Float = 0.9
+        @Option(help: "FedProx proximal term μ (0 = FedAvg).") var proxMu: Float = 0
+        @Option(help: "Uplink pipeline.") var pipeline = "fp32 | stored"
+        @Option(parsing: .upToNextOption, help: "Server strategy, e.g. fedavg or \"fedadam lr=0.01\".") var strategy: [String] = ["fedavg"]
+        @Option(help: "Hidden width of the 64 → w → w → 10 network.") var width = 1024
+        @Option(help: "Seed.") var seed: UInt64 = 1
+        @Option(help: "Clients trained in parallel.") var threads = 2
+        @Option(help: "The digits data (fixtures/digits/digits.csv.gz).") var data: String?
+        @Flag(help: "Print JSON: per-round rows and a summary.") var json = false
+
+        func run() throws {
+            try reportingErrors(json: json) {
+                var config = FederatedConfig()
+                guard clients >= 1, rounds >= 1, localEpochs >= 1, batchSize >= 1, width >= 1, (1...64).contains(threads) else {
+                    throw UplinkError(.invalidArgument, "clients, rounds, local epochs, batch size and width must be ≥ 1; threads 1…64")
+                }
+                guard fraction > 0, fraction <= 1 else { throw UplinkError(.invalidArgument, "--fraction must be in (0, 1]") }
+                guard lr > 0, lr.isFinite, momentum >= 0, momentum < 1, proxMu >= 0 else {
+                    throw UplinkError(.invalidArgument, "--lr must be > 0, --momentum in [0, 1), --prox-mu ≥ 0")
+                }
+                config.clients = clients
+                config.partition = try Partition(parsing: partition)
+                config.rounds = rounds
+                config.fraction = fraction
+                config.local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum, proximalMu: proxMu)
+                config.pipeline = try Pipeline(parsing: pipeline)
+                config.strategy = try Strategy(parsing: strategy.joined(separator: " "))
+                config.width = width
+                config.seed = seed
+                config.threads = threads
+                let (train, test) = try Digits.load(path: data ?? Digits.defaultPath())
+                guard clients <= train.count else { throw UplinkError(.invalidArgument, "--clients \(clients) exceeds the \(train.count) training examples") }
+                let run = FederatedTraining(config: config, train: train, test: test)
+                let started = Date()
+                if !json {
+                    print("federated training: \(clients) clients, \(partition), \(rounds) rounds, C=\(fraction), E=\(localEpochs), B=\(batchSize); \(run.model.layout.parameterCount) parameters")
+                    print("pipeline \(config.pipeline); strategy \(config.strategy)")
+                    print("round  accuracy  uplink bytes  cumulative  ratio to fp32  rel. error")
+                }
+                let (reports, _) = try run.run { r in
+                    guard !json else { return }
+                    print(String(format: "%5d  %7.2f%%  %12d  %10d  %12.1f×  %10.3f", r.round, 100 * r.accuracy, r.uplinkBytes, r.cumulativeUplinkBytes,
+                                 Double(r.cumulativeFloat32Bytes) / Double(max(1, r.cumulativeUplinkBytes)), r.meanRelativeError))
+                }
+                let last = reports.last!
+                let summary: [String: Any] = [
+                    "pipeline": config.pipeline.description, "strategy": config.strategy.description,
+                    "partition": config.partition.description, "clients": clients, "rounds": rounds, "fraction": fraction,
+                    "local_epochs": localEpochs, "batch_size": batchSize, "seed": seed, "parameters": run.model.layout.parameterCount,
+                    "final_accuracy": last.accuracy, "best_accuracy": reports.map(\.accuracy).max()!,
+                    "total_uplink_bytes": last.cumulativeUplinkBytes, "float32_uplink_bytes": last.cumulativeFloat32Bytes,
+                    "ratio_to_float32": Double(last.cumulativeFloat32Bytes) / Double(max(1, last.cumulativeUplinkBytes)),
+                    "seconds": Date().timeIntervalSince(started),
+                ]
+                if json {
+                    printJSON([
+                        "rounds": reports.map {
+                            ["round": $0.round, "accuracy": $0.accuracy, "reported": $0.reported, "uplink_bytes": $0.uplinkBytes,
+                             "cumulative_uplink_bytes": $0.cumulativeUplinkBytes, "cumulative_float32_bytes": $0.cumulativeFloat32Bytes,
+                             "mean_relative_error": $0.meanRelativeError] as [String: Any]
+                        },
+                        "summary": summary,
+                    ])
+                } else {
+                    print(String(format: "final accuracy %.2f%%, %d uplink bytes (%.1f× fewer than float32), %.1f s",
+                                 100 * last.accuracy, last.cumulativeUplinkBytes, summary["ratio_to_float32"] as! Double, summary["seconds"] as! Double))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Dispatch
+import Synchronization
+import UplinkAggregation
+import UplinkCodec
+
+/// A federated training run: FedAvg-style rounds where every client update goes through the
+/// real encoder (each client with its own error-feedback state) and the real server aggregator.
+public struct FederatedConfig: Sendable {
+    /// Number of clients (N).
+    public var clients: Int = 100
+    /// How the training set is split among them.
+    public var partition: Partition = .dirichlet(0.5)
+    /// Rounds to run.
+    public var rounds: Int = 50
+    /// Fraction of clients selected per round (C).
+    public var fraction: Double = 0.1
+    /// Local training (E, B, learning rate, momentum, FedProx μ).
+    public var local = LocalTraining()
+    /// The uplink pipeline.
+    public var pipeline = Pipeline()
+    /// The server strategy.
+    public var strategy: Strategy = .fedAvg(lr: 1)
+    /// Hidden width of the 64 → w → w → 10 network.
+    public var width: Int = 1024
+    /// Seed for initialization, partition, selection and local shuffles.
+    public var seed: UInt64 = 1
+    /// Clients trained in parallel.
+    public var threads: Int = 2
+
+    /// The defaults of `uplink train`.
+    public init() {}
+}
+
+/// What one round did.
+public struct RoundReport: Sendable {
+    /// Round number, from 1.
+    public var round: Int
+    /// Clients whose update was accepted.
+    public var reported: Int
+    /// Test accuracy of the new global model.
+    public var accuracy: Double
+    /// Uplink bytes of the round's frames.
+    public var uplinkBytes: Int
+    /// Uplink bytes so far.
+    public var cumulativeUplinkBytes: Int
+    /// What the same updates would have cost as dense float32.
+    public var cumulativeFloat32Bytes: Int
+    /// Mean relative L2 error of the decoded updates against the local deltas.
+    public var meanRelativeError: Double
+}
+
+/// Runs federated training on a dataset.
+public struct FederatedTraining: Sendable {
+    public let config: FederatedConfig
+    public let model: MLP
+    let train: Dataset
+    let test: Dataset
+    let shares: [[Int]]
+
+    /// A run of `config` on `train` (split among clients) evaluated on `test`.
+    public init(config: FederatedConfig, train: Dataset, test: Dataset) {
+        self.config = config
+        self.model = MLP(sizes: [train.featureCount, config.width, config.width, train.classCount])
+        self.train = train
+        self.test = test
+        self.shares = config.partition.split(labels: train.labels, classes: train.classCount, clients: config.clients, seed: config.seed)
+    }
+
+    /// The clients selected in `round`: ⌊C·N + ½⌋ (at least 1) without replacement.
+    public func selection(round: Int) -> [Int] {
+        let m = max(1, min(config.clients, Int((config.fraction * Double(config.clients)).rounded())))
+        var rng = SplitMix64(seed: config.seed &+ 0x5345_4C45_4354, round: UInt64(round))
+        var pool = Array(0..<config.clients)
+        for i in 0..<m { pool.swapAt(i, i + Int(rng.below(UInt64(config.clients - i)))) }
+        return pool[0..<m].sorted()
+    }
+
+    /// Runs every round, calling `progress` after each; returns the reports and the final model.
+    public func run(progress: (RoundReport) -> Void = { _ in }) throws(UplinkError) -> (reports: [RoundReport], parameters: [Float]) {
+        var global = model.initialParameters(seed: config.seed)
+        var optimizer = ServerOptimizer(strategy: config.strategy, layout: model.layout)
+        var encoders: [Int: FrameEncoder] = [:]
+        var reports: [RoundReport] = []
+        var cumulative = 0, cumulativeDense = 0
+        let n = model.layout.parameterCount
+        for round in 1...config.rounds {
+            let chosen = selection(round: round)
+            let starting = global
+            let states = chosen.map { encoders[$0] ?? FrameEncoder(layout: model.layout, pipeline: config.pipeline) }
+            let results = Mutex([(frame: [UInt8], encoder: FrameEncoder, error: Double)?](repeating: nil, count: chosen.count))
+            let failure = Mutex<UplinkError?>(nil)
+            DispatchQueue.concurrentPerform(iterations: max(1, config.threads)) { worker in
+                for slot in stride(from: worker, to: chosen.count, by: max(1, config.threads)) {
+                    let client = chosen[slot]
+                    let data = train.subset(shares[client])
+                    let local = config.local.train(model, from: starting, data: data, seed: config.seed ^ UInt64(client) &* 0x9E37_79B9 ^ UInt64(round) << 32)
+                    var delta = [Float](repeating: 0, count: n)
+                    for i in 0..<n { delta[i] = local[i] - starting[i] }
+                    var encoder = states[slot]
+                    do throws(UplinkError) {
+                        let frame = try encoder.encode(delta, round: UInt64(round), sampleCount: UInt64(data.count))
+                        let decoded = try FrameDecoder(limits: .forModel(model.layout)).decode(frame, layout: model.layout).values
+                        var diff = 0.0, norm = 0.0
+                        for i in 0..<n {
+                            diff += Double(decoded[i] - delta[i]) * Double(decoded[i] - delta[i])
+                            norm += Double(delta[i]) * Double(delta[i])
+                        }
+                        let error = norm > 0 ? (diff / norm).squareRoot() : 0
+                        results.withLock { $0[slot] = (frame, encoder, error) }
+                    } catch {
+                        failure.withLock { $0 = error }
+                    }
+                }
+            }
+            if let error = failure.withLock({ $0 }) { throw error }
+            let outcomes = results.withLock { $0 }
+            // Submit in client order: the server sees the same sequence every run.
+            let aggregator = RoundAggregator(layout: model.layout, strategy: config.strategy, policy: RoundPolicy(round: UInt64(round)))
+            var bytes = 0, errors = 0.0
+            for (slot, client) in chosen.enumerated() {
+                guard let outcome = outcomes[slot] else { continue }
+                encoders[client] = outcome.encoder
+                try aggregator.submit(outcome.frame, clientID: "client-\(client)")
+                bytes += outcome.frame.count
+                errors += outcome.error
+            }
+            let result = try aggregator.close()
+            result.apply(to: &global, optimizer: &optimizer)
+            cumulative += bytes
+            cumulativeDense += result.accepted.count * n * 4
+            let report = RoundReport(
+                round: round, reported: result.accepted.count, accuracy: model.accuracy(global, data: test),
+                uplinkBytes: bytes, cumulativeUplinkBytes: cumulative, cumulativeFloat32Bytes: cumulativeDense,
+                meanRelativeError: errors / Double(max(1, result.accepted.count)))
+            reports.append(report)
+            progress(report)
+        }
+        return (reports, global)
+    }
+
+    /// Centralized training on the whole training set (a reference for the federated runs).
+    public static func centralized(model: MLP, train: Dataset, epochs: Int, local: LocalTraining, seed: UInt64) -> [Float] {
+        var settings = local
+        settings.epochs = epochs
+        return settings.train(model, from: model.initialParameters(seed: seed), data: train, seed: seed)
+    }
+}
