@@ -1,0 +1,264 @@
+import Dispatch
+import Synchronization
+import UplinkAggregation
+import UplinkCodec
+
+/// What happened in one simulated round.
+public struct SimulatedRound: Sendable, Codable {
+    public var round: Int
+    public var selected: Int
+    public var reported: Int
+    public var droppedDeadline: Int
+    public var droppedInterruption: Int
+    public var droppedDropout: Int
+    public var surplus: Int
+    public var bytesUp: Int
+    public var bytesDown: Int
+    /// Upload durations (seconds) of the uploads that completed.
+    public var uploadTimes: [Double]
+    public var duration: Double
+    public var wallClock: Double
+    public var accuracy: Double?
+    /// Sum of uplink frame bytes of the accepted reports.
+    public var acceptedBytes: Int
+    /// Clients that sent a sparser pipeline than configured because of their byte budget.
+    public var budgetFitted: Int
+}
+
+/// A pipeline's run through the whole scenario.
+public struct PipelineRun: Sendable, Codable {
+    public var pipeline: String
+    public var rounds: [SimulatedRound]
+}
+
+/// The discrete-event simulator: the real encoder, aggregator and training; simulated links and clock.
+///
+/// Per round (Bonawitz et al. 2019): select ⌈K·overSelection⌉ of the available clients; each
+/// downloads the global model (the bytes of its real encoding with the downlink pipeline),
+/// trains for `samples × epochs × msPerSample`, encodes its real update, and uploads it over its
+/// link (one round trip per request; outages resume or restart). Events (downloads, compute,
+/// arrivals, dropouts, the deadline) run on a virtual clock; the round closes at the K-th
+/// report or the deadline, and the reports that arrived aggregate with the real aggregator.
+/// A client's error-feedback state is committed only when its report is accepted.
+public struct Simulator: Sendable {
+    public let scenario: Scenario
+    public let clients: [SimulatedClient]
+    let model: MLP
+    let train: Dataset?
+    let test: Dataset?
+    let shares: [[Int]]
+    let replay: [Float]?
+
+    /// A simulator for `scenario`; `digits` is the training data when the scenario trains.
+    public init(scenario: Scenario, digits: (train: Dataset, test: Dataset)?, replay: [Float]? = nil) throws(UplinkError) {
+        try scenario.validate()
+        self.scenario = scenario
+        self.clients = try Population.make(scenario)
+        self.model = MLP.digits(width: scenario.width)
+        self.train = digits?.train
+        self.test = digits?.test
+        if scenario.train {
+            guard let digits else { throw UplinkError(.invalidArgument, "the scenario trains but no data was given") }
+            guard scenario.clients <= digits.train.count else { throw UplinkError(.invalidArgument, "scenario: more clients than training examples") }
+            self.shares = try Partition(parsing: scenario.partition).split(labels: digits.train.labels, classes: 10, clients: scenario.clients, seed: scenario.seed)
+            self.replay = nil
+        } else {
+            guard let replay, replay.count == model.layout.parameterCount else {
+                throw UplinkError(.invalidArgument, "replayed update must have \(MLP.digits(width: scenario.width).layout.parameterCount) values (width \(scenario.width))")
+            }
+            self.shares = (0..<scenario.clients).map { [$0] }
+            self.replay = replay
+        }
+    }
+
+    /// The ladder budget fitting climbs down, sparsest last.
+    static func budgetLadder(_ base: Pipeline) -> [Pipeline] {
+        var ladder = [base]
+        for amount in [0.003, 0.001, 0.0003, 0.0001] {
+            var p = base
+            p.sparsifier = .topK(.fraction(amount), scope: .global)
+            if case .int(var q) = p.quantizer, amount <= 0.001 { q.bits = 4; p.quantizer = .int(q) }
+            if case .int = p.quantizer {} else { p.quantizer = .int(IntQuantizer(bits: amount <= 0.001 ? 4 : 8)) }
+            if p.errorFeedback == nil { p.errorFeedback = ErrorFeedbackConfig() }
+            ladder.append(p)
+        }
+        return ladder
+    }
+
+    /// Runs every round with `pipelineText`; `progress` gets each round as it completes.
+    public func run(pipeline pipelineText: String, progress: (SimulatedRound) -> Void = { _ in }) throws(UplinkError) -> PipelineRun {
+        let pipeline = try Pipeline(parsing: pipelineText)
+        let downlink = try Pipeline(parsing: scenario.downlink)
+        let layout = model.layout
+        let n = layout.parameterCount
+        var global = model.initialParameters(seed: scenario.seed)
+        var optimizer = ServerOptimizer(strategy: .fedAvg(lr: 1), layout: layout)
+        var encoders: [Int: FrameEncoder] = [:]
+        var rounds: [SimulatedRound] = []
+        var wallClock = 0.0
+        let k = scenario.reportsPerRound
+        let deadline = scenario.deadlineSeconds
+        let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum)
+        var replayFrame: [UInt8]?
+        for round in 1...scenario.rounds {
+            var rng = SplitMix64(seed: scenario.seed ^ 0x524F_554E_44, round: UInt64(round))
+            // Selection with over-selection among the clients online this round.
+            let online = clients.filter { Double(rng.next() >> 11) * 0x1p-53 < $0.availability }
+            let want = min(online.count, Int((Double(k) * scenario.overSelection).rounded(.up)))
+            var pool = online
+            for i in 0..<want { pool.swapAt(i, i + Int(rng.below(UInt64(pool.count - i)))) }
+            let selected = pool[0..<want].sorted { $0.id < $1.id }
+            // The download: the real encoding of the global model; a lossy downlink changes what clients train from.
+            var downEncoder = FrameEncoder(layout: layout, pipeline: downlink, includeTensorTable: false)
+            let downFrame = try downEncoder.encode(global, round: UInt64(round))
+            let start = downlink.isLossless ? global : try FrameDecoder(limits: .forModel(layout)).decode(downFrame, layout: layout).values
+            // Per client: timeline up to the end of compute, and whether it quits first.
+            struct Plan { var client: SimulatedClient; var download: Transfer; var computeDone: Double?; var dropAt: Double? }
+            let plans: [Plan] = selected.map { c in
+                let dl = c.link.transfer(bytes: downFrame.count, uplink: false, start: 0, mode: scenario.interruptions, deadline: deadline)
+                let samples = Double(shares[c.id].count)
+                let done = dl.finish.map { $0 + samples * Double(scenario.localEpochs) * c.msPerSample / 1000 }
+                let drop = Double(rng.next() >> 11) * 0x1p-53 < c.dropout ? Double(rng.next() >> 11) * 0x1p-53 * deadline : nil
+                return Plan(client: c, download: dl, computeDone: done, dropAt: drop)
+            }
+            // Real training and encoding for the clients that get to upload, in parallel.
+            let trainers = plans.indices.filter { i in
+                guard let done = plans[i].computeDone, done < deadline else { return false }
+                return plans[i].dropAt.map { $0 > done } ?? true
+            }
+            let frames = Mutex([Int: (frame: [UInt8], encoder: FrameEncoder, fitted: Bool)]())
+            let failure = Mutex<UplinkError?>(nil)
+            let current = encoders
+            let reusable = replayFrame
+            DispatchQueue.concurrentPerform(iterations: 2) { worker in
+                for slot in stride(from: worker, to: trainers.count, by: 2) {
+                    let plan = plans[trainers[slot]]
+                    let c = plan.client
+                    do throws(UplinkError) {
+                        if let replay {
+                            // Replay: one frame reused by every client (no per-client state).
+                            if let f = reusable { frames.withLock { $0[c.id] = (f, FrameEncoder(layout: layout, pipeline: pipeline), false) }; continue }
+                            var e = FrameEncoder(layout: layout, pipeline: pipeline)
+                            let f = try e.encode(replay, round: UInt64(round), sampleCount: 1)
+                            frames.withLock { $0[c.id] = (f, e, false) }
+                            continue
+                        }
+                        let data = train!.subset(shares[c.id])
+                        let trained = local.train(model, from: start, data: data, seed: scenario.seed ^ UInt64(c.id) &* 0x9E37_79B9 ^ UInt64(round) << 32)
+                        var delta = [Float](repeating: 0, count: n)
+                        for i in 0..<n { delta[i] = trained[i] - start[i] }
+                        var encoder = current[c.id] ?? FrameEncoder(layout: layout, pipeline: pipeline)
+                        var frame = try encoder.encode(delta, round: UInt64(round), sampleCount: UInt64(data.count))
+                        var fitted = false
+                        if scenario.budgetFitting, let computeDone = plan.computeDone {
+                            // Budget: what the median goodput moves in the time left, with a 20% margin.
+                            let secondsLeft = deadline - computeDone - 2 * c.link.rtt
+                            let goodput = c.link.trace.map { $0.reduce(0, +) / Double($0.count) } ?? min(c.link.uplinkBps * (1 - c.link.loss), c.link.lossCeiling)
+                            let budget = Int(max(0, secondsLeft) * goodput / 8 * 0.8)
+                            if frame.count > budget {
+                                let residual = current[c.id]?.errorFeedback?.residual
+                                for candidate in Self.budgetLadder(pipeline).dropFirst() {
+                                    var e = FrameEncoder(layout: layout, pipeline: candidate)
+                                    if let residual { e.errorFeedback?.residual = residual }
+                                    let f = try e.encode(delta, round: UInt64(round), sampleCount: UInt64(data.count))
+                                    frame = f
+                                    // Carry the residual back under the configured pipeline.
+                                    var back = FrameEncoder(layout: layout, pipeline: pipeline)
+                                    if let r = e.errorFeedback?.residual, back.errorFeedback != nil { back.errorFeedback!.residual = r }
+                                    encoder = back
+                                    fitted = true
+                                    if f.count <= budget { break }
+                                }
+                            }
+                        }
+                        frames.withLock { $0[c.id] = (frame, encoder, fitted) }
+                    } catch {
+                        failure.withLock { $0 = error }
+                    }
+                }
+            }
+            if let error = failure.withLock({ $0 }) { throw error }
+            let built = frames.withLock { $0 }
+            if replay != nil, replayFrame == nil { replayFrame = built.values.first?.frame }
+
+            // The event loop of the round.
+            enum Event { case arrival(Int), failed(Int), dropout(Int), deadline }
+            var queue = EventQueue<Event>()
+            var uploads: [Int: (transfer: Transfer, start: Double)] = [:]
+            for (i, plan) in plans.enumerated() {
+                if let drop = plan.dropAt { queue.schedule(drop, .dropout(i)) }
+                guard let done = plan.computeDone, done < deadline, let f = built[plan.client.id] else {
+                    queue.schedule(min(deadline, plan.download.finish ?? deadline), .failed(i))
+                    continue
+                }
+                let ul = plan.client.link.transfer(bytes: f.frame.count, uplink: true, start: done, mode: scenario.interruptions, deadline: deadline)
+                uploads[i] = (ul, done)
+                if let finish = ul.finish { queue.schedule(finish, .arrival(i)) } else { queue.schedule(deadline, .failed(i)) }
+            }
+            queue.schedule(deadline, .deadline)
+            var stats = SimulatedRound(round: round, selected: plans.count, reported: 0, droppedDeadline: 0, droppedInterruption: 0, droppedDropout: 0,
+                                       surplus: 0, bytesUp: 0, bytesDown: 0, uploadTimes: [], duration: deadline, wallClock: 0, accuracy: nil,
+                                       acceptedBytes: 0, budgetFitted: 0)
+            var quit = Set<Int>(), resolved = Set<Int>()
+            var accepted: [Int] = []
+            var closeTime = deadline
+            loop: while let (time, event) = queue.next() {
+                switch event {
+                case .dropout(let i):
+                    if !resolved.contains(i) { quit.insert(i) }
+                case .arrival(let i):
+                    guard !quit.contains(i) else { continue }
+                    resolved.insert(i)
+                    if accepted.count < k { accepted.append(i) } else { stats.surplus += 1 }
+                    if accepted.count == k { closeTime = time; break loop }
+                case .failed(let i):
+                    guard !quit.contains(i) else { continue }
+                    resolved.insert(i)
+                case .deadline:
+                    closeTime = deadline
+                    break loop
+                }
+            }
+            // Tally: bytes each client moved until the round closed (the server aborts the rest).
+            let aggregator = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round)))
+            for (i, plan) in plans.enumerated() {
+                let c = plan.client
+                stats.bytesDown += plan.download.finish.map { $0 <= closeTime } == true ? plan.download.bytesSent
+                    : c.link.transfer(bytes: downFrame.count, uplink: false, start: 0, mode: scenario.interruptions, deadline: closeTime).bytesSent
+                if let up = uploads[i] {
+                    let moved = (up.transfer.finish ?? .infinity) <= closeTime ? up.transfer.bytesSent
+                        : c.link.transfer(bytes: built[c.id]!.frame.count, uplink: true, start: up.start, mode: scenario.interruptions, deadline: max(up.start, closeTime)).bytesSent
+                    stats.bytesUp += moved
+                    if let finish = up.transfer.finish, finish <= closeTime, !quit.contains(i) { stats.uploadTimes.append(finish - up.start) }
+                }
+                if accepted.contains(i) { continue }
+                if quit.contains(i) {
+                    stats.droppedDropout += 1
+                } else if let up = uploads[i], up.transfer.finish == nil {
+                    if up.transfer.interruptions > 0 { stats.droppedInterruption += 1 } else { stats.droppedDeadline += 1 }
+                } else if uploads[i] == nil {
+                    stats.droppedDeadline += 1
+                }
+            }
+            for i in accepted {
+                let c = plans[i].client
+                let b = built[c.id]!
+                try aggregator.submit(b.frame, clientID: "client-\(c.id)")
+                stats.acceptedBytes += b.frame.count
+                if b.fitted { stats.budgetFitted += 1 }
+                if replay == nil { encoders[c.id] = b.encoder }  // state committed on acceptance only
+            }
+            stats.reported = accepted.count
+            stats.duration = closeTime
+            if !accepted.isEmpty, replay == nil {
+                try aggregator.close().apply(to: &global, optimizer: &optimizer)
+            }
+            wallClock += closeTime
+            stats.wallClock = wallClock
+            if let test, replay == nil { stats.accuracy = model.accuracy(global, data: test) }
+            rounds.append(stats)
+            progress(stats)
+        }
+        return PipelineRun(pipeline: pipeline.description, rounds: rounds)
+    }
+}
