@@ -78,6 +78,8 @@ extension UplinkCommand {
                     print(result.csv(), terminator: "")
                 } else {
                     print(result.table())
+                    print("\nparticipation by network (reports accepted / uploads that made the deadline / clients selected):")
+                    print(result.participationTable())
                     print(String(format: "\nwrote %@/report.html, results.json, rounds.csv (%.0f s)", report, Date().timeIntervalSince(started)))
                 }
             }

@@ -78,6 +78,30 @@ public struct SimulationReport: Sendable, Codable {
         }.joined(separator: "\n")
     }
 
+    /// Participation per network profile over all rounds: reports accepted / updates that made
+    /// the deadline / clients selected.
+    public func participationTable() -> String {
+        let profiles = Array(Set(runs.flatMap { $0.rounds.flatMap { $0.selectedByProfile.keys } })).sorted()
+        guard !profiles.isEmpty else { return "" }
+        var rows = [["reported / in time / selected"] + profiles]
+        for run in runs {
+            var row = [run.pipeline]
+            for p in profiles {
+                let sel = run.rounds.reduce(0) { $0 + ($1.selectedByProfile[p] ?? 0) }
+                let rep = run.rounds.reduce(0) { $0 + ($1.reportedByProfile[p] ?? 0) }
+                let inTime = run.rounds.reduce(0) { $0 + ($1.inTimeByProfile[p] ?? 0) }
+                row.append(sel == 0 ? "—" : String(format: "%d / %d / %d (%.0f%% in time)", rep, inTime, sel, 100 * Double(inTime) / Double(sel)))
+            }
+            rows.append(row)
+        }
+        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
+        return rows.enumerated().map { i, row in
+            let line = row.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  ")
+            return i == 0 ? line + "\n" + String(repeating: "-", count: line.count) : line
+        }.joined(separator: "\n")
+    }
+
     /// One CSV row per pipeline and round.
     public func csv() -> String {
         var lines = ["pipeline,round,selected,reported,dropped_deadline,dropped_interruption,dropped_dropout,surplus,bytes_up,bytes_down,upload_p50_s,upload_p95_s,upload_max_s,duration_s,wall_clock_s,accuracy,budget_fitted"]
@@ -115,6 +139,8 @@ public struct SimulationReport: Sendable, Codable {
                         "dropped_interruption": r.droppedInterruption, "dropped_dropout": r.droppedDropout, "surplus": r.surplus,
                         "bytes_up": r.bytesUp, "bytes_down": r.bytesDown, "duration_seconds": r.duration, "wall_clock_seconds": r.wallClock,
                         "budget_fitted": r.budgetFitted, "upload_seconds": t,
+                        "selected_by_profile": r.selectedByProfile, "reported_by_profile": r.reportedByProfile,
+                        "in_time_by_profile": r.inTimeByProfile,
                     ]
                     if let a = r.accuracy { row["accuracy"] = a }
                     return row
@@ -148,6 +174,8 @@ public struct SimulationReport: Sendable, Codable {
             svg{margin:1em 0;border:1px solid #ddd}</style></head><body>
             <h1>Uplink simulation: \(esc(scenario))</h1>
             <pre>\(esc(table()))</pre>
+            <h2>Participation by network</h2>
+            <pre>\(esc(participationTable()))</pre>
             <p>late: dropped at the deadline; cut: dropped after an interruption; quit: client dropout. Data: results.json, rounds.csv.</p>
             \(bytesPlot.svg())\(box)\(accBytes.svg())\(accTime.svg())
             </body></html>

@@ -23,6 +23,12 @@ public struct SimulatedRound: Sendable, Codable {
     public var acceptedBytes: Int
     /// Clients that sent a sparser pipeline than configured because of their byte budget.
     public var budgetFitted: Int
+    /// Selected and reported clients per network profile.
+    public var selectedByProfile: [String: Int] = [:]
+    public var reportedByProfile: [String: Int] = [:]
+    /// Clients per profile whose upload would have arrived by the deadline (reported, or surplus
+    /// after the round filled up): whether the update fits the link at all.
+    public var inTimeByProfile: [String: Int] = [:]
 }
 
 /// A pipeline's run through the whole scenario.
@@ -223,6 +229,9 @@ public struct Simulator: Sendable {
             let aggregator = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round)))
             for (i, plan) in plans.enumerated() {
                 let c = plan.client
+                stats.selectedByProfile[c.profile, default: 0] += 1
+                if accepted.contains(i) { stats.reportedByProfile[c.profile, default: 0] += 1 }
+                if !quit.contains(i), let finish = uploads[i]?.transfer.finish, finish <= deadline { stats.inTimeByProfile[c.profile, default: 0] += 1 }
                 stats.bytesDown += plan.download.finish.map { $0 <= closeTime } == true ? plan.download.bytesSent
                     : c.link.transfer(bytes: downFrame.count, uplink: false, start: 0, mode: scenario.interruptions, deadline: closeTime).bytesSent
                 if let up = uploads[i] {
