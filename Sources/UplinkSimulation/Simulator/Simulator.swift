@@ -105,7 +105,7 @@ public struct Simulator: Sendable {
         let k = scenario.reportsPerRound
         let deadline = scenario.deadlineSeconds
         let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum)
-        var replayFrame: [UInt8]?
+        var replayFrame: (frame: [UInt8], encoder: FrameEncoder)?
         for round in 1...scenario.rounds {
             var rng = SplitMix64(seed: scenario.seed ^ 0x524F_554E_44, round: UInt64(round))
             // Selection with over-selection among the clients online this round.
@@ -135,18 +135,20 @@ public struct Simulator: Sendable {
             let frames = Mutex([Int: (frame: [UInt8], encoder: FrameEncoder, fitted: Bool)]())
             let failure = Mutex<UplinkError?>(nil)
             let current = encoders
+            if let replay {
+                // One encoding per round (frames carry the round id), shared by every client.
+                var e = replayFrame?.encoder ?? FrameEncoder(layout: layout, pipeline: pipeline)
+                replayFrame = (try e.encode(replay, round: UInt64(round), sampleCount: 1), e)
+            }
             let reusable = replayFrame
             DispatchQueue.concurrentPerform(iterations: 2) { worker in
                 for slot in stride(from: worker, to: trainers.count, by: 2) {
                     let plan = plans[trainers[slot]]
                     let c = plan.client
                     do throws(UplinkError) {
-                        if let replay {
-                            // Replay: one frame reused by every client (no per-client state).
-                            if let f = reusable { frames.withLock { $0[c.id] = (f, FrameEncoder(layout: layout, pipeline: pipeline), false) }; continue }
-                            var e = FrameEncoder(layout: layout, pipeline: pipeline)
-                            let f = try e.encode(replay, round: UInt64(round), sampleCount: 1)
-                            frames.withLock { $0[c.id] = (f, e, false) }
+                        if let shared = reusable {
+                            // Replay: one frame and one encoder (copy-on-write, so never copied) for every client.
+                            frames.withLock { $0[c.id] = (shared.frame, shared.encoder, false) }
                             continue
                         }
                         let data = train!.subset(shares[c.id])
@@ -185,7 +187,6 @@ public struct Simulator: Sendable {
             }
             if let error = failure.withLock({ $0 }) { throw error }
             let built = frames.withLock { $0 }
-            if replay != nil, replayFrame == nil { replayFrame = built.values.first?.frame }
 
             // The event loop of the round.
             enum Event { case arrival(Int), failed(Int), dropout(Int), deadline }
