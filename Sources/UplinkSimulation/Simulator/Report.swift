@@ -191,7 +191,7 @@ struct SVGPlot {
     var logX = false
     var logY = false
     var series: [(String, String, [(Double, Double)])]
-    let w = 1000.0, h = 420.0, left = 80.0, right = 260.0, top = 40.0, bottom = 50.0
+    let w = 1200.0, h = 420.0, left = 80.0, right = 420.0, top = 40.0, bottom = 50.0
 
     func svg() -> String {
         let points = series.flatMap(\.2)
