@@ -43,6 +43,19 @@ public struct LinkProfile: Codable, Hashable, Sendable {
         self.loss = loss
     }
 
+    /// A profile from a scenario file: `name`, `uplinkMbps`, `downlinkMbps` and `rttMs` are
+    /// required; the rest default to a steady link (spread 0.5, variability 0.2, no outages, no loss).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try c.decode(String.self, forKey: .name), uplinkMbps: try c.decode(Double.self, forKey: .uplinkMbps),
+            downlinkMbps: try c.decode(Double.self, forKey: .downlinkMbps), spread: try c.decodeIfPresent(Double.self, forKey: .spread) ?? 0.5,
+            rttMs: try c.decode(Double.self, forKey: .rttMs), variability: try c.decodeIfPresent(Double.self, forKey: .variability) ?? 0.2,
+            outagesPerHour: try c.decodeIfPresent(Double.self, forKey: .outagesPerHour) ?? 0,
+            meanOutageSeconds: try c.decodeIfPresent(Double.self, forKey: .meanOutageSeconds) ?? 5,
+            loss: try c.decodeIfPresent(Double.self, forKey: .loss) ?? 0)
+    }
+
     /// The built-in profiles (medians from the sources in `docs/simulation.md`).
     public static let builtIn: [LinkProfile] = [
         LinkProfile(name: "2G", uplinkMbps: 0.1, downlinkMbps: 0.2, spread: 0.5, rttMs: 600, variability: 0.3, outagesPerHour: 12, meanOutageSeconds: 10, loss: 0.01),

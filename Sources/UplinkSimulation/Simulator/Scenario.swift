@@ -19,6 +19,26 @@ public struct Scenario: Codable, Sendable {
         public var dropout: Double = 0.02
         /// A CSV trace of (seconds, kbit/s) rows to replay instead of the profile's rates.
         public var trace: String?
+
+        /// A group; only `profile` and `share` are required in a scenario file.
+        public init(profile: String, share: Double, msPerSample: [Double] = [5, 20], availability: Double = 0.8, dropout: Double = 0.02, trace: String? = nil) {
+            self.profile = profile
+            self.share = share
+            self.msPerSample = msPerSample
+            self.availability = availability
+            self.dropout = dropout
+            self.trace = trace
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                profile: try c.decode(String.self, forKey: .profile), share: try c.decode(Double.self, forKey: .share),
+                msPerSample: try c.decodeIfPresent([Double].self, forKey: .msPerSample) ?? [5, 20],
+                availability: try c.decodeIfPresent(Double.self, forKey: .availability) ?? 0.8,
+                dropout: try c.decodeIfPresent(Double.self, forKey: .dropout) ?? 0.02,
+                trace: try c.decodeIfPresent(String.self, forKey: .trace))
+        }
     }
 
     /// Scenario name, for reports.
@@ -105,7 +125,7 @@ public struct Scenario: Codable, Sendable {
             let field = context.codingPath.map(\.stringValue).joined(separator: ".")
             throw UplinkError(.invalidArgument, "\(path): field \"\(field)\": \(context.debugDescription)")
         } catch let DecodingError.dataCorrupted(context) {
-            throw UplinkError(.invalidArgument, "\(path): \(context.debugDescription)")
+            throw UplinkError(.invalidArgument, "\(path): not a valid scenario: \(context.debugDescription)")
         } catch {
             throw UplinkError(.invalidArgument, "\(path): not a valid scenario (\(error))")
         }
@@ -125,6 +145,12 @@ public struct Scenario: Codable, Sendable {
             }
             guard g.msPerSample.count == 2, g.msPerSample[0] >= 0, g.msPerSample[1] >= g.msPerSample[0] else { throw bad("msPerSample is [min, max]") }
             guard (0...1).contains(g.availability), (0...1).contains(g.dropout), g.availability > 0 else { throw bad("availability in (0, 1], dropout in [0, 1]") }
+        }
+        for p in profiles {
+            guard p.uplinkMbps > 0, p.downlinkMbps > 0, p.rttMs >= 0, p.spread >= 0, p.variability >= 0, p.outagesPerHour >= 0,
+                  p.meanOutageSeconds >= 0, (0..<1).contains(p.loss) else {
+                throw bad("profile \"\(p.name)\": rates > 0, other values ≥ 0, loss in [0, 1)")
+            }
         }
         guard !pipelines.isEmpty else { throw bad("no pipelines") }
         for p in pipelines + [downlink] { _ = try Pipeline(parsing: p) }

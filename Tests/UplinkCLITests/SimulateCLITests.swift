@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+import UplinkTestSupport
+
+@Suite struct SimulateCLITests {
+    static let scenario = """
+        {"name": "tiny", "clients": 20, "rounds": 2, "reportsPerRound": 4, "width": 16, "deadlineSeconds": 30,
+         "pipelines": ["fp32 | stored", "ef | topk 5% | int8 | lz4"],
+         "population": [{"profile": "3G", "share": 1}, {"profile": "LTE", "share": 1, "trace": "TRACE"}]}
+        """
+
+    @Test func simulateWritesTheReportAndPrintsTheTable() throws {
+        let s = try Scratch()
+        let trace = Fixtures.url("traces/lte-fade.csv").path
+        try s.write("tiny.json", Array(Self.scenario.replacingOccurrences(of: "TRACE", with: trace).utf8))
+        let data = Fixtures.url("digits/digits.csv.gz").path
+        let r = try CLI.run(["simulate", "--scenario", "tiny.json", "--report", "out", "--data", data], in: s.url)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("ef | topk 5% scope=global") && r.stdout.contains("participation by network"))
+        #expect(r.stderr.contains("round 2/2"))  // progress
+        for file in ["report.html", "results.json", "rounds.csv"] { #expect(FileManager.default.fileExists(atPath: s.path("out/" + file))) }
+        let html = String(decoding: try s.read("out/report.html"), as: UTF8.self)
+        #expect(html.components(separatedBy: "<svg").count - 1 == 4)
+        let json = try JSONSerialization.jsonObject(with: Data(try s.read("out/results.json"))) as! [String: Any]
+        let pipelines = json["pipelines"] as! [[String: Any]]
+        #expect(pipelines.count == 2 && (pipelines[0]["rounds"] as! [[String: Any]]).count == 2)
+        let csv = String(decoding: try s.read("out/rounds.csv"), as: UTF8.self).split(separator: "\n")
+        #expect(csv.count == 1 + 2 * 2 && csv[0].hasPrefix("pipeline,round,"))
+        let j = try CLI.run(["simulate", "--scenario", "tiny.json", "--report", "out2", "--data", data, "--json", "--rounds", "1"], in: s.url)
+        let parsed = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as! [String: Any]
+        #expect(((parsed["pipelines"] as! [[String: Any]])[0]["rounds"] as! [Any]).count == 1)
+    }
+
+    @Test func badScenariosGetErrorsNamingTheProblem() throws {
+        let s = try Scratch()
+        for (text, expected) in [
+            (#"{"population": [{"profile": "6G", "share": 1}]}"#, "unknown profile"),
+            (#"{"rounds": "many"}"#, "rounds"),
+            (#"{"pipelines": ["fp32 | brotli"]}"#, "brotli"),
+            (#"{"reportsPerRound": 500}"#, "reportsPerRound"),
+            ("not json", "scenario"),
+        ] {
+            try s.write("bad.json", Array(text.utf8))
+            let r = try CLI.run(["simulate", "--scenario", "bad.json", "--report", "out"], in: s.url)
+            #expect(r.status == 1 && r.stderr.contains(expected), "\(text): \(r.stderr)")
+        }
+    }
+}
