@@ -1,0 +1,99 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import UplinkCodec
+import UplinkTensorIO
+
+extension UplinkCommand {
+    /// `uplink bench`: time a pipeline's encode and decode-and-accumulate on this machine.
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time encode and decode-and-accumulate of a pipeline in process (median of several runs).",
+            discussion: """
+                Example: uplink bench --pipeline "ef | topk 1% | int8 | lz4" --params 10000000 --json
+                The synthetic update is seeded and heavy-tailed with 30% exact zeros; --in times a real one.
+                Build with -c release: debug builds are 10–50× slower.
+                """)
+
+        @Option(help: "The pipeline spec.") var pipeline: String
+        @Option(help: "Parameters of a synthetic update.") var params: Int = 10_000_000
+        @Option(name: .customLong("in"), help: "Time this update (.npy or .safetensors) instead of a synthetic one.") var input: String?
+        @Option(help: "Timed runs (the median is reported).") var runs: Int = 7
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            try reportingErrors(json: json) {
+                guard (1...1000).contains(runs) else { throw UplinkError(.invalidArgument, "--runs must be in 1…1000") }
+                let spec = try Pipeline(parsing: pipeline)
+                let (layout, update): (ModelLayout, [Float])
+                if let input {
+                    let set = try TensorFiles.load(path: input)
+                    (layout, update) = (set.layout, set.values)
+                } else {
+                    guard (1...(1 << 30)).contains(params) else { throw UplinkError(.invalidArgument, "--params must be in 1…2^30") }
+                    (layout, update) = (try ModelLayout(name: "update", count: params), Self.synthetic(count: params, seed: 1))
+                }
+                let n = layout.parameterCount
+                // A fresh encoder per run, made before timing: the first encode is what a client does each round.
+                var encodeTimes: [Double] = []
+                var frame: [UInt8] = []
+                for _ in 0..<runs {
+                    var encoder = FrameEncoder(layout: layout, pipeline: spec)
+                    encoder.errorFeedback?.residual.withUnsafeMutableBufferPointer { _ in }  // materialize before timing
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    frame = try encoder.encode(update, round: 1, sampleCount: 1)
+                    encodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                }
+                let decoder = FrameDecoder(limits: .forModel(layout))
+                var sum = [Float](repeating: 0, count: n)
+                var accumulateTimes: [Double] = []
+                for _ in 0..<runs {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    try typed {
+                        try sum.withUnsafeMutableBufferPointer { dest in
+                            try frame.withUnsafeBytes { _ = try decoder.accumulate($0, into: dest, weight: 0.5, layout: layout) }
+                        }
+                    }
+                    accumulateTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                }
+                let decoded = try decoder.decode(frame, layout: layout)
+                let median = { (a: [Double]) in a.sorted()[a.count / 2] }
+                let enc = median(encodeTimes), acc = median(accumulateTimes)
+                let k = decoded.transmittedCount
+                var out: [String: Any] = [
+                    "pipeline": spec.description, "parameters": n, "runs": runs, "bytes": frame.count,
+                    "ratio_to_float32": Double(4 * n) / Double(frame.count),
+                    "encode_seconds": enc, "encode_gb_per_s": Double(4 * n) / enc / 1e9, "encode_runs_seconds": encodeTimes,
+                    "accumulate_seconds": acc, "accumulate_gb_per_s": Double(4 * n) / acc / 1e9, "accumulate_runs_seconds": accumulateTimes,
+                    "transmitted": k,
+                ]
+                if decoded.indexSummary != nil, k > 0 {
+                    out["bits_per_position"] = Double(decoded.header.streamBytes(.indices) * 8) / Double(k)
+                    out["bits_per_position_bound"] = IndexCoding.entropyBoundBitsPerPosition(n: n, k: k)
+                }
+                if json {
+                    printJSON(out)
+                } else {
+                    print("\(spec), \(n) parameters, median of \(runs) runs")
+                    print(String(format: "  encode      %9.3f ms  %6.2f GB/s of float32 input", 1000 * enc, Double(4 * n) / enc / 1e9))
+                    print(String(format: "  accumulate  %9.3f ms  %6.2f GB/s", 1000 * acc, Double(4 * n) / acc / 1e9))
+                    print(String(format: "  frame       %d bytes, %.1f× smaller than float32, %d values sent", frame.count, Double(4 * n) / Double(frame.count), k))
+                    if let b = out["bits_per_position"] as? Double, let bound = out["bits_per_position_bound"] as? Double {
+                        print(String(format: "  positions   %.3f bits each, bound %.3f (%+.2f%%)", b, bound, 100 * (b / bound - 1)))
+                    }
+                }
+            }
+        }
+
+        /// Seeded heavy-tailed values (a cube of a uniform, times a scale) with 30% exact zeros.
+        static func synthetic(count: Int, seed: UInt64) -> [Float] {
+            var rng = SplitMix64(seed: seed)
+            return (0..<count).map { _ in
+                let r = rng.next()
+                if r % 10 < 3 { return 0 }
+                let u = Float(r >> 40) * 0x1p-24 - 0.5
+                return u * u * u * 0.05
+            }
+        }
+    }
+}
