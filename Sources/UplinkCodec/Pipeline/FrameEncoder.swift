@@ -20,7 +20,11 @@ public struct FrameEncoder: Sendable {
     /// The frame writer (section size).
     public var writer: FrameWriter
     /// The error-feedback memory, when the pipeline has an `ef` stage.
-    public var errorFeedback: ErrorFeedbackState?
+    public var errorFeedback: ErrorFeedbackState? {
+        didSet { if errorFeedback != nil { residualBound = nil } }
+    }
+    /// An upper bound of max |residual|, kept between encodes so the range check needs no pass.
+    private var residualBound: Float?
 
     /// An encoder for `layout` and `pipeline`, with a zero residual if the pipeline has `ef`.
     public init(layout: ModelLayout, pipeline: Pipeline, includeTensorTable: Bool = true, writer: FrameWriter = FrameWriter()) {
@@ -29,6 +33,7 @@ public struct FrameEncoder: Sendable {
         self.includeTensorTable = includeTensorTable
         self.writer = writer
         self.errorFeedback = pipeline.errorFeedback == nil ? nil : ErrorFeedbackState(layout: layout, pipeline: pipeline)
+        self.residualBound = 0  // a fresh residual is all zeros
     }
 
     /// Restores error-feedback memory saved with `ErrorFeedbackState.serialized()`.
@@ -48,25 +53,66 @@ public struct FrameEncoder: Sendable {
         guard update.count == layout.parameterCount else {
             throw UplinkError(.shapeMismatch, "update has \(update.count) values, the layout \(layout.parameterCount)")
         }
-        try checkFinite(update, "update value")
+        let updateMax = try checkFinite(update, "update value")
         // Everything that can fail is checked before the residual changes.
         if var state = errorFeedback {
-            try checkRange(update, plus: state.residual)
+            // Take the state out so its residual is uniquely referenced: mutating it in place then
+            // costs no copy of a model-sized array (copy-on-write would otherwise duplicate it).
+            if residualBound == nil { residualBound = Self.maxAbs(state.residual) }
+            var newBound = residualBound
+            // Deferred in this order so the bound is set after `errorFeedback`'s didSet clears it.
+            defer { residualBound = newBound }
+            errorFeedback = nil
+            defer { errorFeedback = state }
+            // |u + e| ≤ max|u| + max|e|: only when that bound could break the quantizer's range
+            // is the exact element-wise check needed.
+            if !(updateMax + newBound! <= rangeLimit) { try checkRange(update, plus: state.residual) }
+            let decay = pipeline.errorFeedback!.decay
             let streams = try typed {
                 try state.residual.withUnsafeMutableBufferPointer { acc in
-                    for i in 0..<acc.count { acc[i] += update[i] }
-                    let streams = try compress(UnsafeBufferPointer(acc), round: round, residual: acc)
-                    let decay = pipeline.errorFeedback!.decay
+                    var preselected: [Int]?
+                    // max |u + e| bounds the next residual: what is not sent keeps its value, what is
+                    // sent leaves a smaller quantization error, and decay only shrinks it.
+                    var accMax: UInt32 = 0
+                    if case .topK(let amount, .global)? = pipeline.sparsifier {
+                        // One pass adds the update and collects the top-k candidates together.
+                        (preselected, accMax) = TopKSelection.accumulateAndSelect(update, into: acc, k: amount.k(of: acc.count))
+                    } else {
+                        for i in 0..<acc.count {
+                            acc[i] += update[i]
+                            accMax = max(accMax, acc[i].bitPattern & 0x7FFF_FFFF)
+                        }
+                    }
+                    let streams = try compress(UnsafeBufferPointer(acc), round: round, residual: acc, preselected: preselected)
                     if decay != 1 { for i in 0..<acc.count { acc[i] *= decay } }
+                    newBound = Float(bitPattern: accMax)
                     return streams
                 }
             }
             state.roundsEncoded += 1
-            errorFeedback = state
             return try write(streams, round: round, sampleCount: sampleCount)
         }
-        try checkRange(update, plus: nil)
-        return try write(try compress(update, round: round, residual: nil), round: round, sampleCount: sampleCount)
+        if !(updateMax <= rangeLimit) { try checkRange(update, plus: nil) }
+        return try write(try compress(update, round: round, residual: nil, preselected: nil), round: round, sampleCount: sampleCount)
+    }
+
+    /// max |x| of finite values (0 for an empty array), by integer comparison of the magnitude
+    /// bits, which orders finite floats exactly and vectorizes (a `Float` max does not, for NaN's sake).
+    static func maxAbs(_ x: [Float]) -> Float {
+        x.withUnsafeBufferPointer { p in
+            var m: UInt32 = 0
+            for v in p { m = max(m, v.bitPattern & 0x7FFF_FFFF) }
+            return Float(bitPattern: m)
+        }
+    }
+
+    /// The largest magnitude the quantizer accepts.
+    private var rangeLimit: Float {
+        switch pipeline.quantizer {
+        case .fp16: 65519.996
+        case .bf16: Float(bitPattern: 0x7F7F_7FFF)  // rounds to the largest finite bfloat16
+        default: .greatestFiniteMagnitude
+        }
     }
 
     /// The frame for `update`.
@@ -78,12 +124,12 @@ public struct FrameEncoder: Sendable {
     /// left holding `values − decoded` at every position: the untransmitted entries unchanged,
     /// the transmitted ones their quantization error.
     private func compress(
-        _ values: UnsafeBufferPointer<Float>, round: UInt64, residual: UnsafeMutableBufferPointer<Float>?
+        _ values: UnsafeBufferPointer<Float>, round: UInt64, residual: UnsafeMutableBufferPointer<Float>?, preselected: [Int]?
     ) throws(UplinkError) -> [(kind: StreamKind, bytes: [UInt8])] {
         var streams: [(kind: StreamKind, bytes: [UInt8])] = []
         let q: QuantizedStreams
         if let sparsifier = pipeline.sparsifier {
-            let indices = sparsifier.select(values, layout: layout, round: round)
+            let indices = preselected ?? sparsifier.select(values, layout: layout, round: round)
             var kept = indices.map { values[$0] }
             q = try typed {
                 try kept.withUnsafeMutableBufferPointer { k in
@@ -108,10 +154,12 @@ public struct FrameEncoder: Sendable {
             includeTensorTable: includeTensorTable, streams: streams)
     }
 
-    private func checkFinite(_ update: UnsafeBufferPointer<Float>, _ what: String) throws(UplinkError) {
-        var any: UInt32 = 0
-        for v in update { any |= (v.bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
-        guard any != 0 else { return }
+    /// Throws for a NaN or infinity (naming tensor and element); returns max |x|.
+    private func checkFinite(_ update: UnsafeBufferPointer<Float>, _ what: String) throws(UplinkError) -> Float {
+        // The largest magnitude bits: at or above 0x7F80_0000 means an infinity or a NaN.
+        var m: UInt32 = 0
+        for v in update { m = max(m, v.bitPattern & 0x7FFF_FFFF) }
+        guard m >= 0x7F80_0000 else { return Float(bitPattern: m) }
         let i = update.firstIndex { !$0.isFinite }!
         let t = layout.offsets.lastIndex { $0 <= i }!
         throw UplinkError(
@@ -121,12 +169,7 @@ public struct FrameEncoder: Sendable {
 
     /// Checks that `update + residual` is finite and within the quantizer's range.
     private func checkRange(_ update: UnsafeBufferPointer<Float>, plus residual: [Float]?) throws(UplinkError) {
-        let limit: Float
-        switch pipeline.quantizer {
-        case .fp16: limit = 65519.996
-        case .bf16: limit = Float(bitPattern: 0x7F7F_7FFF)  // rounds to the largest finite bfloat16
-        default: limit = .greatestFiniteMagnitude
-        }
+        let limit = rangeLimit
         guard let residual else {
             guard limit < .greatestFiniteMagnitude else { return }
             if let i = update.firstIndex(where: { abs($0) > limit }) {

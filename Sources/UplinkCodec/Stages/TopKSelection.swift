@@ -43,6 +43,63 @@ enum TopKSelection {
         radix(x, k: k, base: base, into: &out)
     }
 
+    /// Error feedback's `acc += update` and exact top-k of the result in one pass over memory:
+    /// the threshold comes from a strided sample of `acc + update`, and each 4,096-value chunk is
+    /// added (vectorized) and then scanned for candidates while it is in cache. Returns the
+    /// indices, in increasing order, of the k largest magnitudes of the new `acc`.
+    /// Also returns the largest magnitude bits of the new `acc`.
+    static func accumulateAndSelect(_ update: UnsafeBufferPointer<Float>, into acc: UnsafeMutableBufferPointer<Float>, k: Int) -> ([Int], UInt32) {
+        let n = acc.count
+        var accMax: UInt32 = 0
+        guard k > 0, k < n else {
+            for i in 0..<n {
+                acc[i] += update[i]
+                accMax = max(accMax, acc[i].bitPattern & 0x7FFF_FFFF)
+            }
+            return (k >= n ? Array(0..<n) : [], accMax)
+        }
+        let s = min(n, 1 << 14)
+        var sample = [UInt32](unsafeUninitializedCapacity: s) { buf, count in
+            for j in 0..<s {
+                let i = Int((UInt64(j) &* UInt64(n)) / UInt64(s))
+                buf[j] = key(acc[i] + update[i])
+            }
+            count = s
+        }
+        let rank = min(s - 1, Int(Double(k) / Double(n) * Double(s) * 1.3) + 16)
+        let t = nthLargest(&sample, rank)
+        let cap = 2 * k + 4096
+        var candidates: [Int] = []
+        candidates.reserveCapacity(min(n, Int(Double(k) * 1.4) + 64))
+        var overflow = false
+        let chunk = 4096
+        var start = 0
+        while start < n {
+            let end = min(n, start + chunk)
+            var chunkMax: UInt32 = 0
+            for i in start..<end {
+                acc[i] += update[i]
+                chunkMax = max(chunkMax, acc[i].bitPattern & 0x7FFF_FFFF)
+            }
+            accMax = max(accMax, chunkMax)
+            if !overflow, chunkMax >= t {
+                for i in start..<end where key(acc[i]) >= t {
+                    if candidates.count == cap { overflow = true; break }
+                    candidates.append(i)
+                }
+            }
+            start = end
+        }
+        var out: [Int] = []
+        let view = UnsafeBufferPointer(acc)
+        if !overflow, candidates.count >= k {
+            pick(view, candidates, k: k, base: 0, into: &out)
+        } else {
+            radix(view, k: k, base: 0, into: &out)
+        }
+        return (out, accMax)
+    }
+
     /// Deep Gradient Compression's sampled top-k: threshold from a strided sample of
     /// `sampleFraction`·n entries at rank k/n; entries at or above it are kept, trimmed to
     /// exactly k if more pass (fewer may pass).
