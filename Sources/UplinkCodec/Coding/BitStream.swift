@@ -38,6 +38,9 @@ struct BitWriter {
 }
 
 /// Reads an LSB-first bit stream, throwing instead of reading past the end.
+///
+/// Reads go through a 64-bit window loaded unaligned from the current byte, so a unary run is one
+/// `trailingZeroBitCount` and a fixed-width field one shift and mask.
 struct BitReader {
     let base: UnsafeRawBufferPointer
     /// Position in bits.
@@ -47,36 +50,42 @@ struct BitReader {
 
     var bitCount: Int { base.count * 8 }
 
+    /// The next bits from `position` (at least 57 of them valid, fewer near the end, zero past it).
+    @inline(__always)
+    private func window() -> UInt64 {
+        let byte = position >> 3
+        var w: UInt64 = 0
+        if byte + 8 <= base.count {
+            w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: byte, as: UInt64.self))
+        } else {
+            for i in 0..<(base.count - byte) { w |= UInt64(base[byte + i]) << UInt64(8 * i) }
+        }
+        return w >> UInt64(position & 7)
+    }
+
     /// Reads `count` (0…57) bits.
     @inline(__always)
     mutating func read(bits count: Int) throws(UplinkError) -> UInt64 {
         guard count <= bitCount - position else {
             throw UplinkError(.malformedStream, "index stream ends inside a code")
         }
-        var v: UInt64 = 0
-        var got = 0
-        while got < count {
-            let byte = UInt64(base[(position + got) >> 3]) >> UInt64((position + got) & 7)
-            let take = min(count - got, 8 - ((position + got) & 7))
-            v |= (byte & ((1 << UInt64(take)) - 1)) << UInt64(got)
-            got += take
-        }
+        let v = count == 0 ? 0 : window() & ((1 << UInt64(count)) - 1)
         position += count
         return v
     }
 
-    /// Counts one-bits up to the next zero bit (consumed), stopping at `limit` ones (the zero
-    /// is then not consumed).
+    /// Counts one-bits up to the next zero bit (consumed), stopping at `limit` (≤ 56) ones (the
+    /// zero is then not consumed).
     @inline(__always)
     mutating func readUnary(limit: Int) throws(UplinkError) -> Int {
-        var ones = 0
-        while ones < limit {
-            guard position < bitCount else { throw UplinkError(.malformedStream, "index stream ends inside a code") }
-            let bit = (base[position >> 3] >> UInt8(position & 7)) & 1
-            position += 1
-            if bit == 0 { return ones }
-            ones += 1
+        let available = bitCount - position
+        let ones = (~window()).trailingZeroBitCount
+        if ones >= limit, limit <= available {
+            position += limit
+            return limit
         }
+        guard ones < available else { throw UplinkError(.malformedStream, "index stream ends inside a code") }
+        position += ones + 1
         return ones
     }
 }
