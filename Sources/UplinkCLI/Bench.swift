@@ -19,11 +19,12 @@ extension UplinkCommand {
         @Option(help: "Parameters of a synthetic update.") var params: Int = 10_000_000
         @Option(name: .customLong("in"), help: "Time this update (.npy or .safetensors) instead of a synthetic one.") var input: String?
         @Option(help: "Timed runs (the median is reported).") var runs: Int = 7
+        @Option(help: "Encoder threads (the error-feedback and top-k passes).") var threads: Int = 1
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
             try reportingErrors(json: json) {
-                guard (1...1000).contains(runs) else { throw UplinkError(.invalidArgument, "--runs must be in 1…1000") }
+                guard (1...1000).contains(runs), (1...64).contains(threads) else { throw UplinkError(.invalidArgument, "--runs must be in 1…1000 and --threads in 1…64") }
                 let spec = try Pipeline(parsing: pipeline)
                 let (layout, update): (ModelLayout, [Float])
                 if let input {
@@ -39,6 +40,7 @@ extension UplinkCommand {
                 var frame: [UInt8] = []
                 for _ in 0..<runs {
                     var encoder = FrameEncoder(layout: layout, pipeline: spec)
+                    encoder.threads = threads
                     encoder.errorFeedback?.residual.withUnsafeMutableBufferPointer { _ in }  // materialize before timing
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     frame = try encoder.encode(update, round: 1, sampleCount: 1)
@@ -61,7 +63,7 @@ extension UplinkCommand {
                 let enc = median(encodeTimes), acc = median(accumulateTimes)
                 let k = decoded.transmittedCount
                 var out: [String: Any] = [
-                    "pipeline": spec.description, "parameters": n, "runs": runs, "bytes": frame.count,
+                    "pipeline": spec.description, "parameters": n, "runs": runs, "threads": threads, "bytes": frame.count,
                     "ratio_to_float32": Double(4 * n) / Double(frame.count),
                     "encode_seconds": enc, "encode_gb_per_s": Double(4 * n) / enc / 1e9, "encode_runs_seconds": encodeTimes,
                     "accumulate_seconds": acc, "accumulate_gb_per_s": Double(4 * n) / acc / 1e9, "accumulate_runs_seconds": accumulateTimes,

@@ -45,6 +45,20 @@ import UplinkTestSupport
         #expect(try FrameDecoder().decode(frame).header.pipeline == p)
     }
 
+    /// More encoder threads give the same frames and the same residual.
+    @Test(arguments: ["ef | topk 1% | int8 | lz4", "ef | topk 0.1% | int4 | lz4", "ef | int8 | stored"])
+    func threadedEncodeIsIdentical(spec: String) throws {
+        let layout = try ModelLayout(name: "w", count: 400_000)
+        var one = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec))
+        var four = one
+        four.threads = 4
+        for round in 0..<3 {
+            let u = TestData.heavyTailed(count: 400_000, seed: UInt64(round) + 30)
+            #expect(try one.encode(u, round: UInt64(round)) == (try four.encode(u, round: UInt64(round))))
+        }
+        #expect(one.errorFeedback == four.errorFeedback)
+    }
+
     @Test func randomKSendsNoIndicesAndTheDecoderRegeneratesThem() throws {
         let n = Self.layout.parameterCount
         let p = try Pipeline(parsing: "randk 2% seed=11 | fp32 | stored")

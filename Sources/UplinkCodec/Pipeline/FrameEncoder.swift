@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Encodes updates of one model with one pipeline into frames: the client side of Uplink.
 ///
 /// ```swift
@@ -19,6 +21,9 @@ public struct FrameEncoder: Sendable {
     public var includeTensorTable: Bool
     /// The frame writer (section size).
     public var writer: FrameWriter
+    /// Threads for the passes over the whole update (error feedback and top-k selection);
+    /// worth it for models of millions of parameters.
+    public var threads: Int = 1
     /// The error-feedback memory, when the pipeline has an `ef` stage.
     public var errorFeedback: ErrorFeedbackState? {
         didSet { if errorFeedback != nil { residualBound = nil } }
@@ -76,7 +81,7 @@ public struct FrameEncoder: Sendable {
                     var accMax: UInt32 = 0
                     if case .topK(let amount, .global)? = pipeline.sparsifier {
                         // One pass adds the update and collects the top-k candidates together.
-                        (preselected, accMax) = TopKSelection.accumulateAndSelect(update, into: acc, k: amount.k(of: acc.count))
+                        (preselected, accMax) = TopKSelection.accumulateAndSelect(update, into: acc, k: amount.k(of: acc.count), threads: threads)
                     } else {
                         for i in 0..<acc.count {
                             acc[i] += update[i]
@@ -104,6 +109,22 @@ public struct FrameEncoder: Sendable {
             for v in p { m = max(m, v.bitPattern & 0x7FFF_FFFF) }
             return Float(bitPattern: m)
         }
+    }
+
+    /// max over `x` of `bitPattern & 0x7FFF_FFFF`, split over `threads` for large inputs.
+    static func maxMagnitudeBits(_ x: UnsafeBufferPointer<Float>, threads: Int) -> UInt32 {
+        let workers = max(1, min(threads, x.count / (1 << 16)))
+        var parts = [UInt32](repeating: 0, count: workers)
+        parts.withUnsafeMutableBufferPointer { parts in
+            let shared = UnsafeSendable((x, parts))
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let (x, parts) = shared.value
+                var m: UInt32 = 0
+                for i in (x.count * w / workers)..<(x.count * (w + 1) / workers) { m = max(m, x[i].bitPattern & 0x7FFF_FFFF) }
+                parts[w] = m
+            }
+        }
+        return parts.max() ?? 0
     }
 
     /// The largest magnitude the quantizer accepts.
@@ -157,8 +178,7 @@ public struct FrameEncoder: Sendable {
     /// Throws for a NaN or infinity (naming tensor and element); returns max |x|.
     private func checkFinite(_ update: UnsafeBufferPointer<Float>, _ what: String) throws(UplinkError) -> Float {
         // The largest magnitude bits: at or above 0x7F80_0000 means an infinity or a NaN.
-        var m: UInt32 = 0
-        for v in update { m = max(m, v.bitPattern & 0x7FFF_FFFF) }
+        let m = Self.maxMagnitudeBits(update, threads: threads)
         guard m >= 0x7F80_0000 else { return Float(bitPattern: m) }
         let i = update.firstIndex { !$0.isFinite }!
         let t = layout.offsets.lastIndex { $0 <= i }!

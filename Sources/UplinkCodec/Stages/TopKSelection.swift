@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Selection of the entries with the largest magnitudes, in O(n) time and O(k) extra memory.
 ///
 /// Magnitudes are compared as the integer `bitPattern & 0x7FFF_FFFF`, which orders non-negative
@@ -48,7 +50,7 @@ enum TopKSelection {
     /// added (vectorized) and then scanned for candidates while it is in cache. Returns the
     /// indices, in increasing order, of the k largest magnitudes of the new `acc`.
     /// Also returns the largest magnitude bits of the new `acc`.
-    static func accumulateAndSelect(_ update: UnsafeBufferPointer<Float>, into acc: UnsafeMutableBufferPointer<Float>, k: Int) -> ([Int], UInt32) {
+    static func accumulateAndSelect(_ update: UnsafeBufferPointer<Float>, into acc: UnsafeMutableBufferPointer<Float>, k: Int, threads: Int = 1) -> ([Int], UInt32) {
         let n = acc.count
         var accMax: UInt32 = 0
         guard k > 0, k < n else {
@@ -69,26 +71,47 @@ enum TopKSelection {
         let rank = min(s - 1, Int(Double(k) / Double(n) * Double(s) * 1.3) + 16)
         let t = nthLargest(&sample, rank)
         let cap = 2 * k + 4096
-        var candidates: [Int] = []
-        candidates.reserveCapacity(min(n, Int(Double(k) * 1.4) + 64))
-        var overflow = false
-        let chunk = 4096
-        var start = 0
-        while start < n {
-            let end = min(n, start + chunk)
-            var chunkMax: UInt32 = 0
-            for i in start..<end {
-                acc[i] += update[i]
-                chunkMax = max(chunkMax, acc[i].bitPattern & 0x7FFF_FFFF)
-            }
-            accMax = max(accMax, chunkMax)
-            if !overflow, chunkMax >= t {
-                for i in start..<end where key(acc[i]) >= t {
-                    if candidates.count == cap { overflow = true; break }
-                    candidates.append(i)
+        // Each worker adds and scans its own contiguous range; ranges are concatenated in order,
+        // so the candidates stay sorted whatever the thread count.
+        let workers = max(1, min(threads, n / (1 << 16)))
+        var parts = [(candidates: [Int], max: UInt32, overflow: Bool)](repeating: ([], 0, false), count: workers)
+        parts.withUnsafeMutableBufferPointer { parts in
+            let box = UnsafeSendable(parts)
+            let shared = UnsafeSendable((update, acc))
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let (update, acc) = shared.value
+                let lo = n * w / workers, hi = n * (w + 1) / workers
+                var candidates: [Int] = []
+                candidates.reserveCapacity(Int(Double(k) * 1.4 / Double(workers)) + 64)
+                var overflow = false
+                var partMax: UInt32 = 0
+                let chunk = 4096
+                var start = lo
+                while start < hi {
+                    let end = min(hi, start + chunk)
+                    var chunkMax: UInt32 = 0
+                    for i in start..<end {
+                        acc[i] += update[i]
+                        chunkMax = max(chunkMax, acc[i].bitPattern & 0x7FFF_FFFF)
+                    }
+                    partMax = max(partMax, chunkMax)
+                    if !overflow, chunkMax >= t {
+                        for i in start..<end where key(acc[i]) >= t {
+                            if candidates.count == cap { overflow = true; break }
+                            candidates.append(i)
+                        }
+                    }
+                    start = end
                 }
+                box.value[w] = (candidates, partMax, overflow)
             }
-            start = end
+        }
+        var candidates: [Int] = []
+        var overflow = false
+        for part in parts {
+            accMax = max(accMax, part.max)
+            overflow = overflow || part.overflow || candidates.count + part.candidates.count > cap
+            if !overflow { candidates += part.candidates }
         }
         var out: [Int] = []
         let view = UnsafeBufferPointer(acc)
@@ -229,4 +252,10 @@ enum RandomKSelection {
         }
         return chosen.sorted()
     }
+}
+
+/// Wraps a value for a concurrent closure whose accesses the caller keeps disjoint.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
