@@ -38,6 +38,15 @@ extension UplinkCommand {
                 // A fresh encoder per run, made before timing: the first encode is what a client does each round.
                 var encodeTimes: [Double] = []
                 var frame: [UInt8] = []
+                // Encoder memory: the high-water mark before and after the first encode, with the
+                // update and a materialized residual already resident.
+                var first = FrameEncoder(layout: layout, pipeline: spec)
+                first.threads = threads
+                first.errorFeedback?.residual.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = 0 } }
+                let before = peakResidentBytes()
+                frame = try first.encode(update, round: 1, sampleCount: 1)
+                let encoderExtra = peakResidentBytes() - before
+                let resident = 4 * n * (spec.errorFeedback == nil ? 1 : 2)
                 for _ in 0..<runs {
                     var encoder = FrameEncoder(layout: layout, pipeline: spec)
                     encoder.threads = threads
@@ -68,6 +77,8 @@ extension UplinkCommand {
                     "encode_seconds": enc, "encode_gb_per_s": Double(4 * n) / enc / 1e9, "encode_runs_seconds": encodeTimes,
                     "accumulate_seconds": acc, "accumulate_gb_per_s": Double(4 * n) / acc / 1e9, "accumulate_runs_seconds": accumulateTimes,
                     "transmitted": k,
+                    "encoder_peak_extra_bytes": encoderExtra,
+                    "encoder_peak_over_update_and_residual": Double(resident + encoderExtra) / Double(resident),
                 ]
                 if decoded.indexSummary != nil, k > 0 {
                     out["bits_per_position"] = Double(decoded.header.streamBytes(.indices) * 8) / Double(k)
@@ -80,6 +91,7 @@ extension UplinkCommand {
                     print(String(format: "  encode      %9.3f ms  %6.2f GB/s of float32 input", 1000 * enc, Double(4 * n) / enc / 1e9))
                     print(String(format: "  accumulate  %9.3f ms  %6.2f GB/s", 1000 * acc, Double(4 * n) / acc / 1e9))
                     print(String(format: "  frame       %d bytes, %.1f× smaller than float32, %d values sent", frame.count, Double(4 * n) / Double(frame.count), k))
+                    print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
                     if let b = out["bits_per_position"] as? Double, let bound = out["bits_per_position_bound"] as? Double {
                         print(String(format: "  positions   %.3f bits each, bound %.3f (%+.2f%%)", b, bound, 100 * (b / bound - 1)))
                     }
