@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "UplinkTensorIO", targets: ["UplinkTensorIO"]),
         .library(name: "UplinkAggregation", targets: ["UplinkAggregation"]),
         .library(name: "UplinkSimulation", targets: ["UplinkSimulation"]),
+        .library(name: "UplinkPrivacy", targets: ["UplinkPrivacy"]),
         .executable(name: "uplink", targets: ["uplink"]),
     ],
     dependencies: [
@@ -38,6 +39,10 @@ let package = Package(
             dependencies: ["UplinkCodec"]
         ),
         .target(
+            name: "UplinkPrivacy",
+            dependencies: ["UplinkCodec"]
+        ),
+        .target(
             name: "UplinkSimulation",
             dependencies: ["UplinkCodec", "UplinkAggregation", "CUplinkZlib"]
         ),
@@ -48,6 +53,7 @@ let package = Package(
                 "UplinkTensorIO",
                 "UplinkAggregation",
                 "UplinkSimulation",
+                "UplinkPrivacy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -71,6 +77,10 @@ let package = Package(
         .testTarget(
             name: "UplinkAggregationTests",
             dependencies: ["UplinkAggregation", "UplinkTestSupport"]
+        ),
+        .testTarget(
+            name: "UplinkPrivacyTests",
+            dependencies: ["UplinkPrivacy", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkSimulationTests",
