@@ -59,6 +59,20 @@ public struct FrameEncoder: Sendable {
             throw UplinkError(.shapeMismatch, "update has \(update.count) values, the layout \(layout.parameterCount)")
         }
         let updateMax = try checkFinite(update, "update value")
+        if let dp = pipeline.localDP {
+            // Local DP first: the clipped, noised copy is what the rest of the pipeline sees.
+            let private_ = dp.apply(update, round: round)
+            return try typed {
+                try private_.withUnsafeBufferPointer { p in
+                    try encodeChecked(p, updateMax: Float(bitPattern: Self.maxMagnitudeBits(p, threads: threads)), round: round, sampleCount: sampleCount)
+                }
+            }
+        }
+        return try encodeChecked(update, updateMax: updateMax, round: round, sampleCount: sampleCount)
+    }
+
+    /// The rest of ``encode(_:round:sampleCount:)``, on a finite update of the right size.
+    private mutating func encodeChecked(_ update: UnsafeBufferPointer<Float>, updateMax: Float, round: UInt64, sampleCount: UInt64) throws(UplinkError) -> [UInt8] {
         // Everything that can fail is checked before the residual changes.
         if var state = errorFeedback {
             // Take the state out so its residual is uniquely referenced: mutating it in place then

@@ -1,5 +1,7 @@
 /// Stage ids of the binary pipeline descriptor. Never renumbered; see `docs/wire-format.md` §5.
 enum StageID: UInt8 {
+    case clip = 0x02
+    case noise = 0x03
     case errorFeedback = 0x01
     case topK = 0x10
     case sampledTopK = 0x11
@@ -15,13 +17,15 @@ enum StageID: UInt8 {
     case lz4 = 0x61
     case zlib = 0x62
 
-    /// 0 error feedback, 1 sparsifier, 2 quantizer, 3 codec: the order stages must appear in.
+    /// The order stages must appear in: clip, noise, error feedback, sparsifier, quantizer, codec.
     var rank: Int {
         switch self {
-        case .errorFeedback: 0
-        case .topK, .sampledTopK, .randomK, .threshold: 1
-        case .fp32, .fp16, .bf16, .int, .sign, .ternary: 2
-        case .stored, .lz4, .zlib: 3
+        case .clip: 0
+        case .noise: 1
+        case .errorFeedback: 2
+        case .topK, .sampledTopK, .randomK, .threshold: 3
+        case .fp32, .fp16, .bf16, .int, .sign, .ternary: 4
+        case .stored, .lz4, .zlib: 5
         }
     }
 }
@@ -40,6 +44,12 @@ extension Pipeline {
             switch a {
             case .fraction(let f): w.write(UInt8(0)); w.write(f.bitPattern)
             case .count(let c): w.write(UInt8(1)); w.write(UInt64(c))
+            }
+        }
+        if let dp = localDP {
+            stage(.clip) { $0.write(dp.clip.bitPattern) }
+            if let z = dp.noiseMultiplier {
+                stage(.noise) { $0.write(z.bitPattern); $0.write(UInt8(dp.seed == nil ? 0 : 1)); $0.write(dp.seed ?? 0) }
             }
         }
         if let ef = errorFeedback { stage(.errorFeedback) { $0.write(ef.decay.bitPattern) } }
@@ -147,6 +157,17 @@ extension Pipeline {
                 return b
             }
             switch id {
+            case .clip:
+                let c = Double(bitPattern: try p.read(UInt64.self, "clip"))
+                guard c > 0, c.isFinite else { throw bad("clip bound \(c) is not a finite positive number") }
+                result.localDP = LocalDP(clip: c)
+            case .noise:
+                let z = Double(bitPattern: try p.read(UInt64.self, "z"))
+                let seeded = try p.read(UInt8.self, "seeded")
+                let seed = try p.read(UInt64.self, "seed")
+                guard z > 0, z.isFinite, seeded <= 1, seeded == 1 || seed == 0 else { throw bad("noise parameters are out of range") }
+                guard let dp = result.localDP else { throw bad("noise without a clip stage") }
+                result.localDP = LocalDP(clip: dp.clip, noiseMultiplier: z, seed: seeded == 1 ? seed : nil)
             case .errorFeedback:
                 let decay = Float(bitPattern: try p.read(UInt32.self, "decay"))
                 guard decay >= 0, decay <= 1 else { throw bad("decay \(decay) outside 0…1") }

@@ -7,6 +7,9 @@
 /// quantizer, a codec. The spec grammar and every stage's parameters are in
 /// `docs/pipeline.md`; the descriptor bytes are in `docs/wire-format.md`.
 public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
+    /// Local differential privacy: clip the update's L2 norm, optionally add Gaussian noise,
+    /// before anything else (client side only).
+    public var localDP: LocalDP?
     /// Error feedback (residual memory), client side only.
     public var errorFeedback: ErrorFeedbackConfig?
     /// Which entries are sent; `nil` sends all of them (dense).
@@ -18,9 +21,10 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
 
     /// A pipeline from its stages.
     public init(
-        errorFeedback: ErrorFeedbackConfig? = nil, sparsifier: Sparsifier? = nil,
+        localDP: LocalDP? = nil, errorFeedback: ErrorFeedbackConfig? = nil, sparsifier: Sparsifier? = nil,
         quantizer: Quantizer = .fp32, codec: CodecStage = .stored
     ) {
+        self.localDP = localDP
         self.errorFeedback = errorFeedback
         self.sparsifier = sparsifier
         self.quantizer = quantizer
@@ -28,7 +32,7 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Every stage name the parser accepts.
-    public static let knownStageNames = ["ef"] + Sparsifier.names + Quantizer.names + CodecStage.names
+    public static let knownStageNames = ["clip", "noise", "ef"] + Sparsifier.names + Quantizer.names + CodecStage.names
 
     /// Parses spec text such as `"ef | topk 1% | int8 block=256 | lz4"`.
     ///
@@ -40,31 +44,49 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
         var seen: [(rank: Int, name: String)] = []
         for stage in try PipelineSpecParser.split(text) {
             let rank: Int
-            if stage.name == "ef" {
+            if stage.name == "clip" {
                 rank = 0
+                var p = StageParameters(stage)
+                let c = try p.double("c", default: .nan, in: 1e-12...1e12, positional: true)
+                guard c.isFinite else { throw UplinkError(.pipelineBadParameter, "stage \"clip\" needs the L2 bound, for example \"clip 1.0\"") }
+                try p.finish()
+                result.localDP = LocalDP(clip: c, noiseMultiplier: result.localDP?.noiseMultiplier, seed: result.localDP?.seed)
+            } else if stage.name == "noise" {
+                rank = 1
+                var p = StageParameters(stage)
+                let z = try p.double("z", default: .nan, in: 1e-6...1e6, positional: true)
+                guard z.isFinite else { throw UplinkError(.pipelineBadParameter, "stage \"noise\" needs the noise multiplier, for example \"noise z=1.1\"") }
+                let seed: UInt64? = p.take("seed").map { UInt64($0) ?? 0 }
+                try p.finish()
+                guard let dp = result.localDP else {
+                    throw UplinkError(.pipelineBadOrder, "noise needs a clip stage before it: the noise is scaled to the clipping bound (\"clip 1.0 | noise z=1.1\")")
+                }
+                result.localDP = LocalDP(clip: dp.clip, noiseMultiplier: z, seed: seed)
+            } else if stage.name == "ef" {
+                rank = 2
                 result.errorFeedback = try ErrorFeedbackConfig(stage)
             } else if let s = try Sparsifier(stage) {
-                rank = 1
+                rank = 3
                 result.sparsifier = s
             } else if let q = try Quantizer(stage) {
-                rank = 2
+                rank = 4
                 result.quantizer = q
             } else if let c = try CodecStage(stage) {
-                rank = 3
+                rank = 5
                 result.codec = c
             } else {
                 throw UplinkError(
                     .pipelineUnknownStage,
                     "unknown stage \"\(stage.name)\"; known stages: \(Self.knownStageNames.joined(separator: ", "))")
             }
-            let kinds = ["error feedback", "sparsifier", "quantizer", "codec"]
+            let kinds = ["clip", "noise", "error feedback", "sparsifier", "quantizer", "codec"]
             if let same = seen.first(where: { $0.rank == rank }) {
                 throw UplinkError(.pipelineBadOrder, "two \(kinds[rank]) stages, \"\(same.name)\" and \"\(stage.name)\"; a pipeline has at most one")
             }
             if let later = seen.first(where: { $0.rank > rank }) {
                 throw UplinkError(
                     .pipelineBadOrder,
-                    "\(kinds[rank]) \"\(stage.name)\" must come before \(kinds[later.rank]) \"\(later.name)\" (order: ef | sparsifier | quantizer | codec)")
+                    "\(kinds[rank]) \"\(stage.name)\" must come before \(kinds[later.rank]) \"\(later.name)\" (order: clip | noise | ef | sparsifier | quantizer | codec)")
             }
             seen.append((rank, stage.name))
         }
@@ -84,6 +106,10 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
     /// The canonical spec text, with every parameter spelled out: parsing it gives back `self`.
     public var description: String {
         var parts: [String] = []
+        if let dp = localDP {
+            parts.append("clip \(shortest(dp.clip))")
+            if let z = dp.noiseMultiplier { parts.append("noise z=\(shortest(z))" + (dp.seed.map { " seed=\($0)" } ?? "")) }
+        }
         if let errorFeedback { parts.append(errorFeedback.description) }
         if let sparsifier { parts.append(sparsifier.description) }
         parts.append(quantizer.description)
@@ -122,6 +148,25 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
         }
         plan.append(StreamPlan(kind: .values, lengths: exact.map { $0.values...$0.values } ?? 0...most.values))
         return plan
+    }
+}
+
+/// Local differential privacy on the client: the update is clipped to L2 norm ≤ `clip`, then
+/// (with a noise multiplier z) each coordinate gets N(0, (z·clip)²) noise, before error feedback
+/// and compression. Noise comes from the system's cryptographically secure generator, or from
+/// SplitMix64 with `seed` (mixed with the round) for reproducible tests and simulations.
+public struct LocalDP: Hashable, Sendable {
+    /// The L2 bound C.
+    public var clip: Double
+    /// The noise multiplier z, or `nil` for clipping only.
+    public var noiseMultiplier: Double?
+    /// A seed for reproducible noise; `nil` uses the system CSPRNG.
+    public var seed: UInt64?
+
+    public init(clip: Double, noiseMultiplier: Double? = nil, seed: UInt64? = nil) {
+        self.clip = clip
+        self.noiseMultiplier = noiseMultiplier
+        self.seed = seed
     }
 }
 

@@ -116,9 +116,9 @@ public struct StageParameters {
 
     /// A floating-point parameter in `range`, or `defaultValue` when absent.
     public mutating func double(
-        _ key: String, default defaultValue: Double, in range: ClosedRange<Double>
+        _ key: String, default defaultValue: Double, in range: ClosedRange<Double>, positional: Bool = false
     ) throws(UplinkError) -> Double {
-        guard let text = take(key) else { return defaultValue }
+        guard let text = take(key, positional: positional) else { return defaultValue }
         guard let v = Double(text), range.contains(v) else {
             throw UplinkError(
                 .pipelineBadParameter,
