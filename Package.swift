@@ -44,7 +44,7 @@ let package = Package(
         ),
         .target(
             name: "UplinkSimulation",
-            dependencies: ["UplinkCodec", "UplinkAggregation", "CUplinkZlib"]
+            dependencies: ["UplinkCodec", "UplinkAggregation", "UplinkPrivacy", "CUplinkZlib"]
         ),
         .target(
             name: "UplinkCLI",

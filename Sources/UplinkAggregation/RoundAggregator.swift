@@ -9,6 +9,28 @@ public enum NormPolicy: String, Sendable, Hashable {
     case clip
 }
 
+/// Central differential privacy at the server (DP-FedAvg, McMahan et al. 2018): each update
+/// clipped to L2 ≤ `clip`, averaged unweighted, the sum noised with N(0, (z·clip)²) per
+/// coordinate and divided by the *expected* number of clients, so one client's influence is
+/// bounded by the clip whatever the round's size.
+public struct CentralDP: Sendable, Hashable {
+    /// The L2 bound C applied to each update.
+    public var clip: Double
+    /// The noise multiplier z.
+    public var noiseMultiplier: Double
+    /// The fixed denominator: the expected number of clients per round.
+    public var expectedClients: Double
+    /// Seed for reproducible noise; `nil` uses the system CSPRNG.
+    public var seed: UInt64?
+
+    public init(clip: Double, noiseMultiplier: Double, expectedClients: Double, seed: UInt64? = nil) {
+        self.clip = clip
+        self.noiseMultiplier = noiseMultiplier
+        self.expectedClients = expectedClients
+        self.seed = seed
+    }
+}
+
 /// How a round accepts updates.
 public struct RoundPolicy: Sendable, Hashable {
     /// The round id every frame must carry.
@@ -19,13 +41,16 @@ public struct RoundPolicy: Sendable, Hashable {
     public var normPolicy: NormPolicy
     /// Frame reader limits (`FrameLimits.forModel` by default).
     public var limits: FrameLimits?
+    /// Central DP; `nil` for none.
+    public var centralDP: CentralDP?
 
     /// A policy for `round`.
-    public init(round: UInt64, normBound: Double? = nil, normPolicy: NormPolicy = .reject, limits: FrameLimits? = nil) {
+    public init(round: UInt64, normBound: Double? = nil, normPolicy: NormPolicy = .reject, limits: FrameLimits? = nil, centralDP: CentralDP? = nil) {
         self.round = round
         self.normBound = normBound
         self.normPolicy = normPolicy
         self.limits = limits
+        self.centralDP = centralDP
     }
 }
 
@@ -97,6 +122,7 @@ public final class RoundAggregator: Sendable {
     /// (more shards: less lock contention, one more model-sized sum each).
     public init(layout: ModelLayout, strategy: Strategy, policy: RoundPolicy, shards: Int = 1) {
         precondition(shards >= 1)
+        precondition(policy.centralDP == nil || !strategy.needsAllUpdates, "central DP works with the mean-based strategies")
         self.layout = layout
         self.strategy = strategy
         self.policy = policy
@@ -143,8 +169,11 @@ public final class RoundAggregator: Sendable {
             scale = bound / norm
         }
         if case .normBounded(let clip, _) = strategy, norm * scale > clip { scale *= clip / (norm * scale) }
+        if let dp = policy.centralDP, norm * scale > dp.clip { scale *= dp.clip / (norm * scale) * (1 - 1e-9) }
         let weight: Double
         switch strategy {
+        case _ where policy.centralDP != nil:
+            weight = 1  // DP aggregation is unweighted: a sample count would scale one client's influence
         case .median, .trimmedMean:
             weight = 1
         default:
@@ -208,6 +237,21 @@ public final class RoundAggregator: Sendable {
             }
         }
         let accepted = tagged.sorted { $0.sequence < $1.sequence }.map(\.update)
+        if let dp = policy.centralDP {
+            // Noise on the sum, then the fixed denominator; an empty round still releases noise.
+            if sum.isEmpty { sum = [Double](repeating: 0, count: layout.parameterCount) }
+            let sigma = dp.noiseMultiplier * dp.clip
+            sum.withUnsafeMutableBufferPointer { s in
+                if let seed = dp.seed {
+                    var rng = SplitMix64(seed: seed, round: policy.round)
+                    GaussianNoise.add(to: s, sigma: sigma, using: &rng)
+                } else {
+                    var rng = SystemRandomNumberGenerator()
+                    GaussianNoise.add(to: s, sigma: sigma, using: &rng)
+                }
+            }
+            return RoundResult(strategy: strategy, layout: layout, sum: sum, totalWeight: dp.expectedClients, frames: frames, accepted: accepted)
+        }
         guard !accepted.isEmpty else { throw UplinkError(.emptyRound, "round \(policy.round) closed with no accepted update") }
         return RoundResult(strategy: strategy, layout: layout, sum: sum, totalWeight: weight, frames: frames, accepted: accepted)
     }

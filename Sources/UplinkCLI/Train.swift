@@ -30,6 +30,12 @@ extension UplinkCommand {
         @Option(help: "Seed.") var seed: UInt64 = 1
         @Option(help: "Clients trained in parallel.") var threads = 2
         @Option(help: "The digits data (fixtures/digits/digits.csv.gz).") var data: String?
+        @Option(help: "Central DP: clip each update to this L2 norm (DP-FedAvg; docs/privacy.md).") var dpClip: Double?
+        @Option(help: "Central DP noise multiplier z.") var dpNoise: Double?
+        @Option(help: "Adaptive clipping toward this quantile of update norms (Andrew et al. 2021).") var dpAdaptiveQuantile: Double?
+        @Option(help: "δ for the reported ε.") var dpDelta: Double = 1e-5
+        @Option(help: "Stop before ε would exceed this budget.") var dpEpsilonBudget: Double?
+        @Option(help: "Seed for the DP noise (default: the system's secure generator).") var dpSeed: UInt64?
         @Flag(help: "Print JSON: per-round rows and a summary.") var json = false
 
         func run() throws {
@@ -52,6 +58,16 @@ extension UplinkCommand {
                 config.width = width
                 config.seed = seed
                 config.threads = threads
+                switch (dpClip, dpNoise) {
+                case (nil, nil):
+                    guard dpAdaptiveQuantile == nil, dpEpsilonBudget == nil else { throw UplinkError(.invalidArgument, "--dp-adaptive-quantile and --dp-epsilon-budget need --dp-clip and --dp-noise") }
+                case let (c?, z?):
+                    guard c > 0, z > 0, dpDelta > 0, dpDelta < 1 else { throw UplinkError(.invalidArgument, "--dp-clip and --dp-noise must be > 0, --dp-delta in (0, 1)") }
+                    if let q = dpAdaptiveQuantile, !(q > 0 && q < 1) { throw UplinkError(.invalidArgument, "--dp-adaptive-quantile must be in (0, 1)") }
+                    config.dp = DPTraining(clip: c, noiseMultiplier: z, adaptiveQuantile: dpAdaptiveQuantile, delta: dpDelta, epsilonBudget: dpEpsilonBudget, seed: dpSeed)
+                default:
+                    throw UplinkError(.invalidArgument, "central DP needs both --dp-clip and --dp-noise")
+                }
                 let (train, test) = try Digits.load(path: data ?? Digits.defaultPath())
                 guard clients <= train.count else { throw UplinkError(.invalidArgument, "--clients \(clients) exceeds the \(train.count) training examples") }
                 let run = FederatedTraining(config: config, train: train, test: test)
@@ -59,14 +75,17 @@ extension UplinkCommand {
                 if !json {
                     print("federated training: \(clients) clients, \(partition), \(rounds) rounds, C=\(fraction), E=\(localEpochs), B=\(batchSize); \(run.model.layout.parameterCount) parameters")
                     print("pipeline \(config.pipeline); strategy \(config.strategy)")
-                    print("round  accuracy  uplink bytes  cumulative  ratio to fp32  rel. error")
+                    print("round  accuracy  uplink bytes  cumulative  ratio to fp32  rel. error" + (config.dp == nil ? "" : "        ε   clip"))
                 }
                 let (reports, _) = try run.run { r in
                     guard !json else { return }
                     print(String(format: "%5d  %7.2f%%  %12d  %10d  %12.1f×  %10.3f", r.round, 100 * r.accuracy, r.uplinkBytes, r.cumulativeUplinkBytes,
-                                 Double(r.cumulativeFloat32Bytes) / Double(max(1, r.cumulativeUplinkBytes)), r.meanRelativeError))
+                                 Double(r.cumulativeFloat32Bytes) / Double(max(1, r.cumulativeUplinkBytes)), r.meanRelativeError)
+                          + (r.epsilon.map { String(format: "  %7.3f  %5.3g", $0, r.clip ?? 0) } ?? ""))
                 }
-                let last = reports.last!
+                guard let last = reports.last else {
+                    throw UplinkError(.invalidArgument, "the ε budget \(dpEpsilonBudget ?? 0) is exhausted before the first round")
+                }
                 let summary: [String: Any] = [
                     "pipeline": config.pipeline.description, "strategy": config.strategy.description,
                     "partition": config.partition.description, "clients": clients, "rounds": rounds, "fraction": fraction,
@@ -74,20 +93,21 @@ extension UplinkCommand {
                     "final_accuracy": last.accuracy, "best_accuracy": reports.map(\.accuracy).max()!,
                     "total_uplink_bytes": last.cumulativeUplinkBytes, "float32_uplink_bytes": last.cumulativeFloat32Bytes,
                     "ratio_to_float32": Double(last.cumulativeFloat32Bytes) / Double(max(1, last.cumulativeUplinkBytes)),
-                    "seconds": Date().timeIntervalSince(started),
-                ]
+                    "seconds": Date().timeIntervalSince(started), "rounds_run": reports.count,
+                ].merging(last.epsilon.map { ["epsilon": $0, "delta": dpDelta, "dp_noise_multiplier": dpNoise ?? 0] } ?? [:]) { a, _ in a }
                 if json {
                     printJSON([
                         "rounds": reports.map {
                             ["round": $0.round, "accuracy": $0.accuracy, "reported": $0.reported, "uplink_bytes": $0.uplinkBytes,
                              "cumulative_uplink_bytes": $0.cumulativeUplinkBytes, "cumulative_float32_bytes": $0.cumulativeFloat32Bytes,
-                             "mean_relative_error": $0.meanRelativeError] as [String: Any]
+                             "mean_relative_error": $0.meanRelativeError].merging($0.epsilon.map { ["epsilon": $0] } ?? [:]) { a, _ in a } as [String: Any]
                         },
                         "summary": summary,
                     ])
                 } else {
                     print(String(format: "final accuracy %.2f%%, %d uplink bytes (%.1f× fewer than float32), %.1f s",
-                                 100 * last.accuracy, last.cumulativeUplinkBytes, summary["ratio_to_float32"] as! Double, summary["seconds"] as! Double))
+                                 100 * last.accuracy, last.cumulativeUplinkBytes, summary["ratio_to_float32"] as! Double, summary["seconds"] as! Double)
+                          + (last.epsilon.map { String(format: "; ε = %.3f at δ = %g after %d rounds", $0, dpDelta, reports.count) } ?? ""))
                 }
             }
         }

@@ -1,3 +1,4 @@
+import UplinkPrivacy
 import Dispatch
 import Synchronization
 import UplinkAggregation
@@ -26,9 +27,38 @@ public struct FederatedConfig: Sendable {
     public var seed: UInt64 = 1
     /// Clients trained in parallel.
     public var threads: Int = 2
+    /// Central differential privacy, `nil` for none.
+    public var dp: DPTraining?
 
     /// The defaults of `uplink train`.
     public init() {}
+}
+
+/// Central DP for a training run: DP-FedAvg with a fixed or adaptive clip, noise multiplier z,
+/// the RDP accountant reporting ε after every round, and an optional ε budget that stops
+/// training before the round that would exceed it.
+public struct DPTraining: Sendable {
+    /// The (initial) clip bound C.
+    public var clip: Double
+    /// The noise multiplier z of each round's Gaussian mechanism (count and sum together when adaptive).
+    public var noiseMultiplier: Double
+    /// Target quantile for adaptive clipping; `nil` keeps C fixed.
+    public var adaptiveQuantile: Double?
+    /// δ for the reported ε.
+    public var delta: Double = 1e-5
+    /// Stop before ε would exceed this.
+    public var epsilonBudget: Double?
+    /// Noise seed (simulations); `nil` uses the system CSPRNG.
+    public var seed: UInt64?
+
+    public init(clip: Double, noiseMultiplier: Double, adaptiveQuantile: Double? = nil, delta: Double = 1e-5, epsilonBudget: Double? = nil, seed: UInt64? = nil) {
+        self.clip = clip
+        self.noiseMultiplier = noiseMultiplier
+        self.adaptiveQuantile = adaptiveQuantile
+        self.delta = delta
+        self.epsilonBudget = epsilonBudget
+        self.seed = seed
+    }
 }
 
 /// What one round did.
@@ -47,6 +77,10 @@ public struct RoundReport: Sendable {
     public var cumulativeFloat32Bytes: Int
     /// Mean relative L2 error of the decoded updates against the local deltas.
     public var meanRelativeError: Double
+    /// ε spent so far (central DP), at the configured δ.
+    public var epsilon: Double?
+    /// The clip bound used this round (central DP).
+    public var clip: Double?
 }
 
 /// Runs federated training on a dataset.
@@ -83,7 +117,26 @@ public struct FederatedTraining: Sendable {
         var reports: [RoundReport] = []
         var cumulative = 0, cumulativeDense = 0
         let n = model.layout.parameterCount
+        let m = Double(selection(round: 1).count)
+        var accountant = RDPAccountant()
+        var adaptive = config.dp.flatMap { dp in dp.adaptiveQuantile.map { AdaptiveClipping(initialClip: dp.clip, targetQuantile: $0, expectedClients: m) } }
+        var countRng = SplitMix64(seed: (config.dp?.seed ?? 0) ^ 0x434C_4950)
+        var systemRng = SystemRandomNumberGenerator()
         for round in 1...config.rounds {
+            var policy = RoundPolicy(round: UInt64(round))
+            var epsilon: Double?
+            if let dp = config.dp {
+                // Poisson-sampling accounting at q = m/N (selection here is a fixed-size sample; see docs/privacy.md).
+                var next = accountant
+                try next.compose(noiseMultiplier: dp.noiseMultiplier, samplingRate: m / Double(config.clients), steps: 1)
+                let eps = try next.epsilon(delta: dp.delta).epsilon
+                if let budget = dp.epsilonBudget, eps > budget { break }
+                accountant = next
+                epsilon = eps
+                let clip = adaptive?.clip ?? dp.clip
+                let z = try adaptive?.valueNoiseMultiplier(total: dp.noiseMultiplier) ?? dp.noiseMultiplier
+                policy.centralDP = CentralDP(clip: clip, noiseMultiplier: z, expectedClients: m, seed: dp.seed.map { $0 &+ UInt64(round) })
+            }
             let chosen = selection(round: round)
             let starting = global
             let states = chosen.map { encoders[$0] ?? FrameEncoder(layout: model.layout, pipeline: config.pipeline) }
@@ -115,7 +168,7 @@ public struct FederatedTraining: Sendable {
             if let error = failure.withLock({ $0 }) { throw error }
             let outcomes = results.withLock { $0 }
             // Submit in client order: the server sees the same sequence every run.
-            let aggregator = RoundAggregator(layout: model.layout, strategy: config.strategy, policy: RoundPolicy(round: UInt64(round)))
+            let aggregator = RoundAggregator(layout: model.layout, strategy: config.strategy, policy: policy)
             var bytes = 0, errors = 0.0
             for (slot, client) in chosen.enumerated() {
                 guard let outcome = outcomes[slot] else { continue }
@@ -126,12 +179,17 @@ public struct FederatedTraining: Sendable {
             }
             let result = try aggregator.close()
             result.apply(to: &global, optimizer: &optimizer)
+            let usedClip = policy.centralDP?.clip
+            if adaptive != nil {
+                let norms = result.accepted.map(\.norm)
+                if config.dp?.seed != nil { adaptive!.update(norms: norms, expectedClients: m, using: &countRng) } else { adaptive!.update(norms: norms, expectedClients: m, using: &systemRng) }
+            }
             cumulative += bytes
             cumulativeDense += result.accepted.count * n * 4
             let report = RoundReport(
                 round: round, reported: result.accepted.count, accuracy: model.accuracy(global, data: test),
                 uplinkBytes: bytes, cumulativeUplinkBytes: cumulative, cumulativeFloat32Bytes: cumulativeDense,
-                meanRelativeError: errors / Double(max(1, result.accepted.count)))
+                meanRelativeError: errors / Double(max(1, result.accepted.count)), epsilon: epsilon, clip: usedClip)
             reports.append(report)
             progress(report)
         }
