@@ -88,6 +88,8 @@ GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 
 # §5 stage table: id -> (name, kind, parameter length L).
 STAGES = {
+    0x02: ("clip", "clip", 8),
+    0x03: ("noise", "noise", 17),
     0x01: ("ef", "ef", 4),
     0x10: ("topk", "sparsifier", 10),
     0x11: ("topk-sampled", "sparsifier", 18),
@@ -103,7 +105,7 @@ STAGES = {
     0x61: ("lz4", "codec", 1),
     0x62: ("zlib", "codec", 1),
 }
-KIND_RANK = {"ef": 0, "sparsifier": 1, "quantizer": 2, "codec": 3}
+KIND_RANK = {"clip": -2, "noise": -1, "ef": 0, "sparsifier": 1, "quantizer": 2, "codec": 3}
 LEVEL_RANGE = {0x61: (0, 12), 0x62: (1, 9)}
 
 SECTION_CODECS = {0: "stored", 1: "lz4", 2: "zlib"}
@@ -319,7 +321,15 @@ def amount_k(amount: dict, n: int) -> int:
 
 def _parse_stage_params(sid: int, name: str, p: bytes) -> dict:
     st = {}
-    if sid == 0x01:
+    if sid == 0x02:
+        (c,) = struct.unpack("<d", p)
+        if not (c > 0 and math.isfinite(c)):
+            raise FrameError(105, f"clip: bound {c!r} is not a finite positive number")
+    elif sid == 0x03:
+        z, seeded, seed = struct.unpack("<dBQ", p)
+        if not (z > 0 and math.isfinite(z)) or seeded > 1 or (seeded == 0 and seed != 0):
+            raise FrameError(105, "noise: parameters out of range")
+    elif sid == 0x01:
         (decay,) = struct.unpack("<f", p)
         if not 0.0 <= decay <= 1.0:
             raise FrameError(105, f"ef: decay {decay!r} outside 0..1")
@@ -375,7 +385,7 @@ def _parse_pipeline(desc: bytes):
     cur = _Cursor(desc, 0, len(desc), 105, "pipeline descriptor")
     count = cur.u8()
     stages = []
-    last_rank = -1
+    last_rank = -99
     for _ in range(count):
         sid = cur.u8()
         plen = cur.u8()
@@ -396,6 +406,8 @@ def _parse_pipeline(desc: bytes):
     if cur.pos != len(desc):
         raise FrameError(105, f"pipeline descriptor has {len(desc) - cur.pos} bytes after stage {count}")
     by_kind = {s["kind"]: s for s in stages}
+    if "noise" in by_kind and "clip" not in by_kind:
+        raise FrameError(105, "noise stage without a clip stage")
     if "quantizer" not in by_kind or "codec" not in by_kind:
         raise FrameError(105, "pipeline must have exactly one quantizer and one codec")
     if by_kind["quantizer"]["name"] == "ternary" and "sparsifier" not in by_kind:
