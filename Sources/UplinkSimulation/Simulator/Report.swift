@@ -59,16 +59,23 @@ public struct SimulationReport: Sendable, Codable {
             b >= 1e6 ? String(format: "%.2f MB", b / 1e6) : b >= 1e3 ? String(format: "%.1f kB", b / 1e3) : String(format: "%.0f B", b)
         }
         func secs(_ s: Double?) -> String { s.map { String(format: "%.2f s", $0) } ?? "—" }
-        let header = ["pipeline", "frame", "up/round", "upload p50", "p95", "max", "round", "reported", "late", "cut", "quit", "accuracy", "wall clock"]
+        let dp = runs.contains { $0.rounds.last?.epsilon != nil }
+        let header = ["pipeline", "frame", "up/round", "upload p50", "p95", "max", "round", "reported", "late", "cut", "quit", "accuracy", "wall clock"] + (dp ? ["rounds", "ε"] : [])
         var rows = [header]
         for run in runs {
             let s = Self.summarize(run)
-            rows.append([
+            var row: [String] = [
                 s.pipeline, bytes(s.meanAcceptedFrameBytes), bytes(s.meanBytesUpPerRound), secs(s.uploadP50), secs(s.uploadP95), secs(s.uploadMax),
                 secs(s.meanRoundSeconds), String(format: "%.1f (%.0f%%)", s.reportedPerRound, 100 * s.participation),
                 String(s.droppedDeadline), String(s.droppedInterruption), String(s.droppedDropout),
-                s.finalAccuracy.map { String(format: "%.2f%%", 100 * $0) } ?? "—", String(format: "%.0f s", s.wallClock),
-            ])
+            ]
+            row.append(s.finalAccuracy.map { String(format: "%.2f%%", 100 * $0) } ?? "—")
+            row.append(String(format: "%.0f s", s.wallClock))
+            if dp {
+                row.append(String(run.rounds.count))
+                row.append(run.rounds.last?.epsilon.map { String(format: "%.3f", $0) } ?? "—")
+            }
+            rows.append(row)
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
         return rows.enumerated().map { i, row in
@@ -143,6 +150,7 @@ public struct SimulationReport: Sendable, Codable {
                         "in_time_by_profile": r.inTimeByProfile,
                     ]
                     if let a = r.accuracy { row["accuracy"] = a }
+                    if let e = r.epsilon { row["epsilon"] = e }
                     return row
                 },
             ]

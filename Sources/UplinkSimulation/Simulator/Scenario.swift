@@ -85,6 +85,13 @@ public struct Scenario: Codable, Sendable {
     public var width: Int = 1024
     /// Give each client a byte budget from its link and the deadline, and sparsify to fit it.
     public var budgetFitting: Bool = false
+    /// Central DP: clip bound and noise multiplier (both or neither), adaptive quantile, δ and
+    /// an ε budget that ends the run early (docs/privacy.md).
+    public var dpClip: Double?
+    public var dpNoise: Double?
+    public var dpAdaptiveQuantile: Double?
+    public var dpDelta: Double = 1e-5
+    public var dpEpsilonBudget: Double?
 
     /// The default scenario.
     public init() {}
@@ -113,6 +120,11 @@ public struct Scenario: Codable, Sendable {
         momentum = try c.decodeIfPresent(Float.self, forKey: .momentum) ?? d.momentum
         width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
         budgetFitting = try c.decodeIfPresent(Bool.self, forKey: .budgetFitting) ?? d.budgetFitting
+        dpClip = try c.decodeIfPresent(Double.self, forKey: .dpClip)
+        dpNoise = try c.decodeIfPresent(Double.self, forKey: .dpNoise)
+        dpAdaptiveQuantile = try c.decodeIfPresent(Double.self, forKey: .dpAdaptiveQuantile)
+        dpDelta = try c.decodeIfPresent(Double.self, forKey: .dpDelta) ?? d.dpDelta
+        dpEpsilonBudget = try c.decodeIfPresent(Double.self, forKey: .dpEpsilonBudget)
     }
 
     /// Reads a scenario file, with errors that name the field.
@@ -156,6 +168,9 @@ public struct Scenario: Codable, Sendable {
         for p in pipelines + [downlink] { _ = try Pipeline(parsing: p) }
         _ = try Partition(parsing: partition)
         guard localEpochs >= 1, batchSize >= 1, width >= 1, learningRate > 0 else { throw bad("localEpochs, batchSize, width ≥ 1, learningRate > 0") }
+        guard (dpClip == nil) == (dpNoise == nil) else { throw bad("dpClip and dpNoise go together") }
+        if let c = dpClip, let z = dpNoise { guard c > 0, z > 0, dpDelta > 0, dpDelta < 1 else { throw bad("dpClip, dpNoise > 0 and dpDelta in (0, 1)") } }
+        if let q = dpAdaptiveQuantile { guard dpClip != nil, q > 0, q < 1 else { throw bad("dpAdaptiveQuantile in (0, 1), with dpClip") } }
     }
 
     /// A profile by name: scenario-defined first, then built-in.

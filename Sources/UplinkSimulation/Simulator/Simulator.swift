@@ -1,3 +1,4 @@
+import UplinkPrivacy
 import Dispatch
 import Synchronization
 import UplinkAggregation
@@ -29,6 +30,8 @@ public struct SimulatedRound: Sendable, Codable {
     /// Clients per profile whose upload would have arrived by the deadline (reported, or surplus
     /// after the round filled up): whether the update fits the link at all.
     public var inTimeByProfile: [String: Int] = [:]
+    /// ε spent so far, with central DP.
+    public var epsilon: Double?
 }
 
 /// A pipeline's run through the whole scenario.
@@ -106,7 +109,24 @@ public struct Simulator: Sendable {
         let deadline = scenario.deadlineSeconds
         let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum)
         var replayFrame: (frame: [UInt8], encoder: FrameEncoder)?
+        var accountant = RDPAccountant()
+        let m = Double(k)
+        var adaptive = scenario.dpClip.flatMap { c in scenario.dpAdaptiveQuantile.map { AdaptiveClipping(initialClip: c, targetQuantile: $0, expectedClients: m) } }
+        var countRng = SplitMix64(seed: scenario.seed ^ 0x434C_4950)
         for round in 1...scenario.rounds {
+            var dpPolicy: CentralDP?
+            var epsilon: Double?
+            if let clip = scenario.dpClip, let z = scenario.dpNoise {
+                // Accounting as Poisson sampling at q = K/N: the reports a round aggregates.
+                var next = accountant
+                try next.compose(noiseMultiplier: z, samplingRate: min(1, m / Double(scenario.clients)), steps: 1)
+                let eps = try next.epsilon(delta: scenario.dpDelta).epsilon
+                if let budget = scenario.dpEpsilonBudget, eps > budget { break }
+                accountant = next
+                epsilon = eps
+                dpPolicy = CentralDP(clip: adaptive?.clip ?? clip, noiseMultiplier: try adaptive?.valueNoiseMultiplier(total: z) ?? z,
+                                     expectedClients: m, seed: scenario.seed &+ UInt64(round))
+            }
             var rng = SplitMix64(seed: scenario.seed ^ 0x524F_554E_44, round: UInt64(round))
             // Selection with over-selection among the clients online this round.
             let online = clients.filter { Double(rng.next() >> 11) * 0x1p-53 < $0.availability }
@@ -227,7 +247,7 @@ public struct Simulator: Sendable {
                 }
             }
             // Tally: bytes each client moved until the round closed (the server aborts the rest).
-            let aggregator = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round)))
+            let aggregator = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round), centralDP: dpPolicy))
             for (i, plan) in plans.enumerated() {
                 let c = plan.client
                 stats.selectedByProfile[c.profile, default: 0] += 1
@@ -260,9 +280,12 @@ public struct Simulator: Sendable {
             }
             stats.reported = accepted.count
             stats.duration = closeTime
-            if !accepted.isEmpty, replay == nil {
-                try aggregator.close().apply(to: &global, optimizer: &optimizer)
+            if (!accepted.isEmpty || dpPolicy != nil), replay == nil {
+                let result = try aggregator.close()
+                result.apply(to: &global, optimizer: &optimizer)
+                adaptive?.update(norms: result.accepted.map(\.norm), expectedClients: m, using: &countRng)
             }
+            stats.epsilon = epsilon
             wallClock += closeTime
             stats.wallClock = wallClock
             if let test, replay == nil { stats.accuracy = model.accuracy(global, data: test) }
