@@ -42,19 +42,7 @@ public struct AdaptiveClipping: Sendable, Hashable {
         var noise = [Double](repeating: 0, count: 1)
         noise.withUnsafeMutableBufferPointer { GaussianNoise.add(to: $0, sigma: countNoise, using: &rng) }
         let fraction = (below + noise[0]) / m
-        clip *= CMathExp.exp(-learningRate * (fraction - targetQuantile))
+        clip *= LibM.exp(-learningRate * (fraction - targetQuantile))
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-enum CMathExp {
-    static func exp(_ x: Double) -> Double { libmExp(x) }
-}
-private func libmExp(_ x: Double) -> Double { exp(x) }

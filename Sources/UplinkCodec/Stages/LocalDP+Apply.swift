@@ -27,31 +27,31 @@ extension LocalDP {
 
 /// Gaussian noise by the Box–Muller transform, in double precision.
 public enum GaussianNoise {
+    /// Two independent N(0, σ²) draws.
+    @inline(__always)
+    static func pair<G: RandomNumberGenerator>(sigma: Double, using rng: inout G) -> (Double, Double) {
+        let u1 = Double(rng.next() >> 11 | 1) * 0x1p-53
+        let u2 = Double(rng.next() >> 11) * 0x1p-53
+        let r = (-2 * LibM.log(u1)).squareRoot() * sigma
+        let theta = 2 * Double.pi * u2
+        return (r * LibM.cos(theta), r * LibM.sin(theta))
+    }
+
     /// Adds independent N(0, σ²) to every element of `x`.
     public static func add<G: RandomNumberGenerator>(to x: inout [Float], sigma: Double, using rng: inout G) {
-        var i = 0
-        while i < x.count {
-            let u1 = Double(rng.next() >> 11 | 1) * 0x1p-53
-            let u2 = Double(rng.next() >> 11) * 0x1p-53
-            let r = (-2 * CMath.log(u1)).squareRoot() * sigma
-            let theta = 2 * Double.pi * u2
-            x[i] += Float(r * CMath.cos(theta))
-            if i + 1 < x.count { x[i + 1] += Float(r * CMath.sin(theta)) }
-            i += 2
+        for i in stride(from: 0, to: x.count, by: 2) {
+            let (a, b) = pair(sigma: sigma, using: &rng)
+            x[i] += Float(a)
+            if i + 1 < x.count { x[i + 1] += Float(b) }
         }
     }
 
     /// Adds independent N(0, σ²) to every element of a double-precision `x`.
     public static func add<G: RandomNumberGenerator>(to x: UnsafeMutableBufferPointer<Double>, sigma: Double, using rng: inout G) {
-        var i = 0
-        while i < x.count {
-            let u1 = Double(rng.next() >> 11 | 1) * 0x1p-53
-            let u2 = Double(rng.next() >> 11) * 0x1p-53
-            let r = (-2 * CMath.log(u1)).squareRoot() * sigma
-            let theta = 2 * Double.pi * u2
-            x[i] += r * CMath.cos(theta)
-            if i + 1 < x.count { x[i + 1] += r * CMath.sin(theta) }
-            i += 2
+        for i in stride(from: 0, to: x.count, by: 2) {
+            let (a, b) = pair(sigma: sigma, using: &rng)
+            x[i] += a
+            if i + 1 < x.count { x[i + 1] += b }
         }
     }
 }

@@ -8,13 +8,19 @@ import Darwin
 import ucrt
 #endif
 
-/// The C math library functions the codec needs, in one place.
-enum CMath {
-    static func log(_ x: Double) -> Double { libmLog(x) }
-    static func lgamma(_ x: Double) -> Double { libmLgamma(x) }
-    static func cos(_ x: Double) -> Double { libmCos(x) }
-    static func sin(_ x: Double) -> Double { libmSin(x) }
+/// The C math library functions Uplink's modules need, in one place (the codec has no
+/// Foundation, and a type with a `log` or `exp` member cannot call the free function by name).
+public enum LibM {
+    public static func log(_ x: Double) -> Double { libmLog(x) }
+    public static func exp(_ x: Double) -> Double { libmExp(x) }
+    public static func lgamma(_ x: Double) -> Double { libmLgamma(x) }
+    public static func cos(_ x: Double) -> Double { libmCos(x) }
+    public static func sin(_ x: Double) -> Double { libmSin(x) }
 }
+
+typealias CMath = LibM
+
+@inline(__always) private func libmExp(_ x: Double) -> Double { exp(x) }
 
 @inline(__always) private func libmCos(_ x: Double) -> Double { cos(x) }
 @inline(__always) private func libmSin(_ x: Double) -> Double { sin(x) }

@@ -201,6 +201,6 @@ enum Kernels {
 }
 
 extension Double {
-    func exp() -> Double { CMathShim.exp(self) }
-    func log() -> Double { CMathShim.log(self) }
+    func exp() -> Double { LibM.exp(self) }
+    func log() -> Double { LibM.log(self) }
 }

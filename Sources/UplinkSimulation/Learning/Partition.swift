@@ -82,14 +82,14 @@ enum Random {
     static func normal(using rng: inout SplitMix64) -> Double {
         let u1 = Double(rng.next() >> 11 | 1) * 0x1p-53
         let u2 = Double(rng.next() >> 11) * 0x1p-53
-        return (-2 * u1.log()).squareRoot() * CMathShim.cos(2 * .pi * u2)
+        return (-2 * u1.log()).squareRoot() * LibM.cos(2 * .pi * u2)
     }
 
     /// Gamma(shape, 1) by Marsaglia and Tsang (2000), with the α < 1 boost.
     static func gamma(shape: Double, using rng: inout SplitMix64) -> Double {
         if shape < 1 {
             let u = Double(rng.next() >> 11 | 1) * 0x1p-53
-            return gamma(shape: shape + 1, using: &rng) * CMathShim.exp(u.log() / shape)
+            return gamma(shape: shape + 1, using: &rng) * LibM.exp(u.log() / shape)
         }
         let d = shape - 1.0 / 3, c = 1 / (9 * d).squareRoot()
         while true {

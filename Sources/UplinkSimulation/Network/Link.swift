@@ -52,7 +52,7 @@ public struct Link: Sendable {
     /// A link drawn from `profile` with `seed`, with outages generated up to `horizon` seconds.
     public init(profile: LinkProfile, seed: UInt64, horizon: Double = 86_400) {
         var rng = SplitMix64(seed: seed)
-        func lognormal(_ median: Double, _ sigma: Double) -> Double { median * CMathShim.exp(sigma * Random.normal(using: &rng)) }
+        func lognormal(_ median: Double, _ sigma: Double) -> Double { median * LibM.exp(sigma * Random.normal(using: &rng)) }
         uplinkBps = lognormal(profile.uplinkMbps, profile.spread) * 1e6
         downlinkBps = lognormal(profile.downlinkMbps, profile.spread) * 1e6
         rtt = lognormal(profile.rttMs, 0.3) / 1000
@@ -65,9 +65,9 @@ public struct Link: Sendable {
             let rate = profile.outagesPerHour / 3600
             var t = 0.0
             while true {
-                t += -CMathShim.log(1 - Double(rng.next() >> 11) * 0x1p-53) / rate
+                t += -LibM.log(1 - Double(rng.next() >> 11) * 0x1p-53) / rate
                 guard t < horizon else { break }
-                let length = -CMathShim.log(1 - Double(rng.next() >> 11) * 0x1p-53) * profile.meanOutageSeconds
+                let length = -LibM.log(1 - Double(rng.next() >> 11) * 0x1p-53) * profile.meanOutageSeconds
                 outages.append((t, t + length))
                 t += length
             }
@@ -99,7 +99,7 @@ public struct Link: Sendable {
         var factor = 1.0
         if variability > 0 {
             var r = SplitMix64(seed: seed ^ UInt64(bitPattern: Int64(second)) &* 0x9E37_79B9_7F4A_7C15 ^ (uplink ? 1 : 2))
-            factor = CMathShim.exp(variability * Random.normal(using: &r))
+            factor = LibM.exp(variability * Random.normal(using: &r))
         }
         return min(base * factor * (1 - loss), lossCeiling)
     }
