@@ -118,17 +118,35 @@ extension Quantizer {
                 out[o] = BFloat16Bits.toFloat(UInt16(littleEndian: values.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
             }
         case .int(let q):
-            for (o, i) in range.enumerated() {
+            // Block by block: the scale is loaded once per block and the inner loop is a plain
+            // code → float map (the 8-bit case vectorizes).
+            var i = range.lowerBound
+            while i < range.upperBound {
                 let b = i / q.block
-                let c = Float(code(values, i, bits: q.bits))
+                let end = min(range.upperBound, (b + 1) * q.block)
+                let scale: Float, offset: Float
                 if q.symmetric {
-                    let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 4 * b, as: UInt32.self)))
-                    out[o] = (c - Float(q.qmax)) * s
+                    scale = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 4 * b, as: UInt32.self)))
+                    offset = -Float(q.qmax) * scale
                 } else {
-                    let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b, as: UInt32.self)))
-                    let lo = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b + 4, as: UInt32.self)))
-                    out[o] = lo + c * s
+                    scale = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b, as: UInt32.self)))
+                    offset = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b + 4, as: UInt32.self)))
                 }
+                let o = i - range.lowerBound
+                if q.symmetric {
+                    // (c − qmax)·s exactly as the encoder computes it: the subtraction is exact.
+                    let qm = Float(q.qmax)
+                    if q.bits == 8 {
+                        for j in i..<end { out[o + j - i] = (Float(values[j]) - qm) * scale }
+                    } else {
+                        for j in i..<end { out[o + j - i] = (Float(code(values, j, bits: q.bits)) - qm) * scale }
+                    }
+                } else if q.bits == 8 {
+                    for j in i..<end { out[o + j - i] = offset + Float(values[j]) * scale }
+                } else {
+                    for j in i..<end { out[o + j - i] = offset + Float(code(values, j, bits: q.bits)) * scale }
+                }
+                i = end
             }
         case .sign(let blk), .ternary(let blk):
             let block = blk == 0 ? max(m, 1) : blk
