@@ -56,20 +56,11 @@ public struct MLP: Sendable {
         let batch = rows.count
         guard batch > 0 else { return 0 }
         let layers = sizes.count - 1
-        // Activations per layer, row-major [batch × width].
-        var acts: [[Float]] = [[Float](repeating: 0, count: batch * sizes[0])]
+        var input = [Float](repeating: 0, count: batch * sizes[0])
         for (b, r) in rows.enumerated() {
-            for i in 0..<sizes[0] { acts[0][b * sizes[0] + i] = data.features[r * sizes[0] + i] }
+            for i in 0..<sizes[0] { input[b * sizes[0] + i] = data.features[r * sizes[0] + i] }
         }
-        parameters.withUnsafeBufferPointer { p in
-            for l in 0..<layers {
-                var out = [Float](repeating: 0, count: batch * sizes[l + 1])
-                Kernels.affine(input: acts[l], batch: batch, inWidth: sizes[l], outWidth: sizes[l + 1],
-                               weights: p.baseAddress! + weightOffset[l], bias: p.baseAddress! + biasOffset[l], output: &out)
-                if l < layers - 1 { for i in 0..<out.count where out[i] < 0 { out[i] = 0 } }
-                acts.append(out)
-            }
-        }
+        let acts = forward(parameters, input: input, batch: batch)
         // Softmax cross-entropy; delta = (softmax − onehot) / batch.
         let classes = sizes[layers]
         var delta = [Float](repeating: 0, count: batch * classes)
@@ -103,31 +94,39 @@ public struct MLP: Sendable {
         return total / Double(batch)
     }
 
+    /// The activations of every layer for `batch` inputs (row-major): the input, each ReLU
+    /// hidden layer, and the logits.
+    func forward(_ parameters: [Float], input: [Float], batch: Int) -> [[Float]] {
+        let layers = sizes.count - 1
+        var acts = [input]
+        parameters.withUnsafeBufferPointer { p in
+            for l in 0..<layers {
+                var out = [Float](repeating: 0, count: batch * sizes[l + 1])
+                Kernels.affine(input: acts[l], batch: batch, inWidth: sizes[l], outWidth: sizes[l + 1],
+                               weights: p.baseAddress! + weightOffset[l], bias: p.baseAddress! + biasOffset[l], output: &out)
+                if l < layers - 1 { for i in 0..<out.count where out[i] < 0 { out[i] = 0 } }
+                acts.append(out)
+            }
+        }
+        return acts
+    }
+
     /// Fraction of `data` classified correctly.
     public func accuracy(_ parameters: [Float], data: Dataset) -> Double {
         var correct = 0
         let layers = sizes.count - 1
         let chunk = 128
         var start = 0
-        parameters.withUnsafeBufferPointer { p in
-            while start < data.count {
-                let end = min(data.count, start + chunk)
-                let batch = end - start
-                var act = Array(data.features[(start * sizes[0])..<(end * sizes[0])])
-                for l in 0..<layers {
-                    var out = [Float](repeating: 0, count: batch * sizes[l + 1])
-                    Kernels.affine(input: act, batch: batch, inWidth: sizes[l], outWidth: sizes[l + 1],
-                                   weights: p.baseAddress! + weightOffset[l], bias: p.baseAddress! + biasOffset[l], output: &out)
-                    if l < layers - 1 { for i in 0..<out.count where out[i] < 0 { out[i] = 0 } }
-                    act = out
-                }
-                let classes = sizes[layers]
-                for b in 0..<batch {
-                    let row = act[(b * classes)..<((b + 1) * classes)]
-                    if row.firstIndex(of: row.max()!)! - row.startIndex == data.labels[start + b] { correct += 1 }
-                }
-                start = end
+        let classes = sizes[layers]
+        while start < data.count {
+            let end = min(data.count, start + chunk)
+            let batch = end - start
+            let logits = forward(parameters, input: Array(data.features[(start * sizes[0])..<(end * sizes[0])]), batch: batch).last!
+            for b in 0..<batch {
+                let row = logits[(b * classes)..<((b + 1) * classes)]
+                if row.firstIndex(of: row.max()!)! - row.startIndex == data.labels[start + b] { correct += 1 }
             }
+            start = end
         }
         return Double(correct) / Double(max(1, data.count))
     }

@@ -77,12 +77,7 @@ public struct SimulationReport: Sendable, Codable {
             }
             rows.append(row)
         }
-        let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
-        return rows.enumerated().map { i, row in
-            let line = row.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  ")
-            return i == 0 ? line + "\n" + String(repeating: "-", count: line.count) : line
-        }.joined(separator: "\n")
+        return Self.columns(rows)
     }
 
     /// Participation per network profile over all rounds: reports accepted / updates that made
@@ -101,6 +96,12 @@ public struct SimulationReport: Sendable, Codable {
             }
             rows.append(row)
         }
+        return Self.columns(rows)
+    }
+
+    /// Rows as aligned text columns (first column left-aligned, the rest right-aligned) with a
+    /// rule under the header row.
+    static func columns(_ rows: [[String]]) -> String {
         let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
         return rows.enumerated().map { i, row in
             let line = row.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
