@@ -20,24 +20,8 @@ import UplinkTestSupport
 
     static var frameNames: [String] { manifest.frames.keys.sorted() }
 
-    /// The golden input, parsed here from its safetensors bytes without UplinkTensorIO.
-    static let input: (layout: ModelLayout, values: [Float]) = {
-        let bytes = try! Fixtures.bytes("frames/golden-update.safetensors")
-        let n = Int(bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
-        let header = try! JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)])) as! [String: [String: Any]]
-        var tensors: [TensorSpec] = []
-        var values: [Float] = []
-        for name in header.keys.sorted() {
-            let entry = header[name]!
-            let shape = (entry["shape"] as! [NSNumber]).map(\.intValue)
-            let offsets = (entry["data_offsets"] as! [NSNumber]).map(\.intValue)
-            tensors.append(TensorSpec(name: name, shape: shape))
-            for i in stride(from: 8 + n + offsets[0], to: 8 + n + offsets[1], by: 4) {
-                values.append(Float(bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24))
-            }
-        }
-        return (try! ModelLayout(tensors), values)
-    }()
+    /// The golden input.
+    static let input: (layout: ModelLayout, values: [Float]) = try! Fixtures.safetensors("frames/golden-update.safetensors")
 
     static func encoder(for frame: Manifest.Frame) throws -> FrameEncoder {
         var encoder = FrameEncoder(layout: input.layout, pipeline: try Pipeline(parsing: frame.pipeline))

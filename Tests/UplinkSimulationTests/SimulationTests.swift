@@ -165,18 +165,6 @@ import UplinkTestSupport
     }
 
     static func replayUpdate() throws -> [Float] {
-        let bytes = try Fixtures.bytes("updates/mlp-digits-r6-c61.safetensors")
-        let n = Int(bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
-        let header = try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)])) as! [String: Any]
-        var values: [Float] = []
-        for name in header.keys.sorted() where name != "__metadata__" {
-            let offsets = ((header[name] as! [String: Any])["data_offsets"] as! [NSNumber]).map(\.intValue)
-            bytes.withUnsafeBytes { raw in
-                for i in stride(from: 8 + n + offsets[0], to: 8 + n + offsets[1], by: 4) {
-                    values.append(Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))))
-                }
-            }
-        }
-        return values
+        try Fixtures.safetensors("updates/mlp-digits-r6-c61.safetensors").values
     }
 }

@@ -14,6 +14,27 @@ public enum Fixtures {
         [UInt8](try Data(contentsOf: url(relative)))
     }
 
+    /// The layout (tensors sorted by name) and flat values of an F32 `.safetensors` fixture,
+    /// parsed here independently of UplinkTensorIO so codec tests do not depend on it.
+    public static func safetensors(_ relative: String) throws -> (layout: ModelLayout, values: [Float]) {
+        let b = try bytes(relative)
+        let n = Int(b[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+        let header = try JSONSerialization.jsonObject(with: Data(b[8..<(8 + n)])) as! [String: Any]
+        var tensors: [TensorSpec] = []
+        var values: [Float] = []
+        for name in header.keys.sorted() where name != "__metadata__" {
+            let entry = header[name] as! [String: Any]
+            let offsets = (entry["data_offsets"] as! [NSNumber]).map(\.intValue)
+            tensors.append(TensorSpec(name: name, shape: (entry["shape"] as! [NSNumber]).map(\.intValue)))
+            b.withUnsafeBytes { raw in
+                for i in stride(from: 8 + n + offsets[0], to: 8 + n + offsets[1], by: 4) {
+                    values.append(Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self))))
+                }
+            }
+        }
+        return (try ModelLayout(tensors), values)
+    }
+
     /// The float32 data of a version 1.0 little-endian `.npy` fixture (as written by Uplink).
     public static func npyFloats(_ relative: String) throws -> [Float] {
         let b = try bytes(relative)
