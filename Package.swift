@@ -80,7 +80,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UplinkPrivacyTests",
-            dependencies: ["UplinkPrivacy", "UplinkTestSupport"]
+            dependencies: ["UplinkPrivacy", "UplinkAggregation", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkSimulationTests",

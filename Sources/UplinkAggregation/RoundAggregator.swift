@@ -120,9 +120,15 @@ public final class RoundAggregator: Sendable {
 
     /// A round for `layout` aggregated with `strategy`, split into `shards` accumulators
     /// (more shards: less lock contention, one more model-sized sum each).
-    public init(layout: ModelLayout, strategy: Strategy, policy: RoundPolicy, shards: Int = 1) {
-        precondition(shards >= 1)
-        precondition(policy.centralDP == nil || !strategy.needsAllUpdates, "central DP works with the mean-based strategies")
+    ///
+    /// - Throws: ``UplinkError/Code/invalidArgument`` for fewer than one shard, or central DP
+    ///   with a strategy that needs every update (median, trimmed mean: their sensitivity is not
+    ///   bounded by the clip the noise is calibrated to).
+    public init(layout: ModelLayout, strategy: Strategy, policy: RoundPolicy, shards: Int = 1) throws(UplinkError) {
+        guard shards >= 1 else { throw UplinkError(.invalidArgument, "a round needs at least one shard, not \(shards)") }
+        guard policy.centralDP == nil || !strategy.needsAllUpdates else {
+            throw UplinkError(.invalidArgument, "central DP works only with the mean-based strategies (fedavg, fedavgm, fedadam, fedyogi, fedadagrad, norm-bounded), not \(strategy)")
+        }
         self.layout = layout
         self.strategy = strategy
         self.policy = policy

@@ -66,7 +66,7 @@ extension UplinkCommand {
                 let reader = try TensorFileReader(path: model)
                 let layout = reader.layout
                 let roundID = try round ?? firstRound(files, layout: layout)
-                let aggregator = RoundAggregator(
+                let aggregator = try RoundAggregator(
                     layout: layout, strategy: chosen,
                     policy: RoundPolicy(round: roundID, normBound: normBound, normPolicy: policy),
                     shards: threads)

@@ -15,7 +15,7 @@ enum Round {
     /// Aggregates `frames` (client i is "c<i>") with `strategy` onto `model`.
     static func run(_ strategy: String, _ frames: [[UInt8]], model: [Float] = [0, 0, 0], optimizer: inout ServerOptimizer?, policy: RoundPolicy = RoundPolicy(round: 1), layout: ModelLayout = Round.layout) throws -> [Float] {
         let s = try Strategy(parsing: strategy)
-        let agg = RoundAggregator(layout: layout, strategy: s, policy: policy)
+        let agg = try RoundAggregator(layout: layout, strategy: s, policy: policy)
         for (i, f) in frames.enumerated() { try agg.submit(f, clientID: "c\(i)") }
         var opt = optimizer ?? ServerOptimizer(strategy: s, layout: layout)
         var m = model
@@ -98,7 +98,7 @@ enum Round {
     }
 
     static func run(_ frames: [[UInt8]], strategy: String = "fedavg", ids: [String]? = nil, shards: Int = 1) throws -> [Float] {
-        let agg = RoundAggregator(layout: layout, strategy: try Strategy(parsing: strategy), policy: RoundPolicy(round: 1), shards: shards)
+        let agg = try RoundAggregator(layout: layout, strategy: try Strategy(parsing: strategy), policy: RoundPolicy(round: 1), shards: shards)
         for (i, f) in frames.enumerated() { _ = try? agg.submit(f, clientID: ids?[i] ?? "c\(i)") }
         var opt = ServerOptimizer(strategy: agg.strategy, layout: layout)
         var model = [Float](repeating: 0, count: layout.parameterCount)
@@ -161,7 +161,7 @@ enum Round {
         let without = try Self.run([good[0], good[1], good[3], good[4], good[5]], ids: ["g0", "g1", "g3", "g4", "g5"])
         #expect(withHostile == without)
         // And every hostile frame was refused with its own reason.
-        let agg = RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1))
+        let agg = try RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1))
         var codes: [UplinkError.Code] = []
         for (i, f) in hostile.enumerated() {
             do { try agg.submit(f, clientID: "h\(i)") } catch { codes.append(error.code) }
@@ -188,7 +188,7 @@ enum Round {
     @Test func concurrentShardedSubmissionEqualsSequential() throws {
         let frames = Self.clientFrames(40)
         let sequential = try Self.run(frames)
-        let agg = RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1), shards: 4)
+        let agg = try RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1), shards: 4)
         DispatchQueue.concurrentPerform(iterations: frames.count) { i in _ = try? agg.submit(frames[i], clientID: "c\(i)") }
         var opt = ServerOptimizer(strategy: .fedAvg(lr: 1), layout: Self.layout)
         var model = [Float](repeating: 0, count: Self.layout.parameterCount)
@@ -200,7 +200,7 @@ enum Round {
 
     @Test func duplicatesRoundsNormsAndClosedRoundsAreRefused() throws {
         let frames = Self.clientFrames(3, spec: "fp32")
-        let agg = RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, normBound: 1e9))
+        let agg = try RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, normBound: 1e9))
         try agg.submit(frames[0], clientID: "alice")
         #expect { try agg.submit(frames[1], clientID: "alice") } throws: { ($0 as? UplinkError)?.code == .duplicateClient }
         // A failed frame does not use up the client's turn.
@@ -211,9 +211,9 @@ enum Round {
         #expect { try agg.close() } throws: { ($0 as? UplinkError)?.code == .roundClosed }
 
         let norm = try FrameDecoder().decode(frames[0]).values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-        let strict = RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, normBound: norm / 2, normPolicy: .reject))
+        let strict = try RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, normBound: norm / 2, normPolicy: .reject))
         #expect { try strict.submit(frames[0], clientID: "a") } throws: { ($0 as? UplinkError)?.code == .normExceeded }
-        let clipping = RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, normBound: norm / 2, normPolicy: .clip))
+        let clipping = try RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, normBound: norm / 2, normPolicy: .clip))
         let accepted = try clipping.submit(frames[0], clientID: "a")
         #expect(abs(accepted.scale - 0.5) < 1e-12)
         var opt = ServerOptimizer(strategy: .fedAvg(lr: 1), layout: Self.layout)
@@ -223,7 +223,7 @@ enum Round {
         #expect(abs(clippedNorm - norm / 2) < norm * 1e-6)
 
         let zero = try FrameEncoder(layout: Self.layout, pipeline: Pipeline()).encodeOnce(TestData.uniform(count: Self.layout.parameterCount, seed: 1), round: 1, sampleCount: 0)
-        let z = RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1))
+        let z = try RoundAggregator(layout: Self.layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1))
         #expect { try z.submit(zero, clientID: "z") } throws: { ($0 as? UplinkError)?.code == .zeroWeight }
         #expect { try z.close() } throws: { ($0 as? UplinkError)?.code == .emptyRound }
     }
@@ -233,7 +233,7 @@ enum Round {
         var a = ServerOptimizer(strategy: strategy, layout: Self.layout)
         var model = [Float](repeating: 0, count: Self.layout.parameterCount)
         for r in 0..<2 {
-            let agg = RoundAggregator(layout: Self.layout, strategy: strategy, policy: RoundPolicy(round: 1))
+            let agg = try RoundAggregator(layout: Self.layout, strategy: strategy, policy: RoundPolicy(round: 1))
             for (i, f) in Self.clientFrames(3).enumerated() { try agg.submit(f, clientID: "c\(i)\(r)") }
             try agg.close().apply(to: &model, optimizer: &a)
         }

@@ -41,7 +41,7 @@ import UplinkTestSupport
     @Test func centralNoiseIsScaledToTheExpectedClients() throws {
         let layout = try ModelLayout(name: "w", count: 100_000)
         let dp = CentralDP(clip: 0.5, noiseMultiplier: 2, expectedClients: 10, seed: 1)
-        let agg = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, centralDP: dp))
+        let agg = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, centralDP: dp))
         for c in 0..<10 {
             var e = FrameEncoder(layout: layout, pipeline: Pipeline())
             try agg.submit(try e.encode([Float](repeating: 0, count: 100_000), round: 1, sampleCount: UInt64(c + 1)), clientID: "c\(c)")
@@ -57,7 +57,7 @@ import UplinkTestSupport
     @Test func centralDPClipsAndAveragesUnweighted() throws {
         let layout = try ModelLayout(name: "w", count: 2)
         let dp = CentralDP(clip: 1, noiseMultiplier: 1e-9, expectedClients: 2, seed: 1)
-        let agg = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, centralDP: dp))
+        let agg = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1, centralDP: dp))
         var e = FrameEncoder(layout: layout, pipeline: Pipeline())
         try agg.submit(try e.encode([30, 40], round: 1, sampleCount: 1000), clientID: "big")    // norm 50 → clipped to 1
         try agg.submit(try e.encode([0.5, 0], round: 1, sampleCount: 1), clientID: "small")   // within the bound

@@ -168,7 +168,7 @@ public struct FederatedTraining: Sendable {
             if let error = failure.withLock({ $0 }) { throw error }
             let outcomes = results.withLock { $0 }
             // Submit in client order: the server sees the same sequence every run.
-            let aggregator = RoundAggregator(layout: model.layout, strategy: config.strategy, policy: policy)
+            let aggregator = try RoundAggregator(layout: model.layout, strategy: config.strategy, policy: policy)
             var bytes = 0, errors = 0.0
             for (slot, client) in chosen.enumerated() {
                 guard let outcome = outcomes[slot] else { continue }

@@ -247,7 +247,7 @@ public struct Simulator: Sendable {
                 }
             }
             // Tally: bytes each client moved until the round closed (the server aborts the rest).
-            let aggregator = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round), centralDP: dpPolicy))
+            let aggregator = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round), centralDP: dpPolicy))
             for (i, plan) in plans.enumerated() {
                 let c = plan.client
                 stats.selectedByProfile[c.profile, default: 0] += 1
