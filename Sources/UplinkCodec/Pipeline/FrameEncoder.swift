@@ -62,10 +62,8 @@ public struct FrameEncoder: Sendable {
         if let dp = pipeline.localDP {
             // Local DP first: the clipped, noised copy is what the rest of the pipeline sees.
             let private_ = dp.apply(update, round: round)
-            return try typed {
-                try private_.withUnsafeBufferPointer { p in
-                    try encodeChecked(p, updateMax: Float(bitPattern: Self.maxMagnitudeBits(p, threads: threads)), round: round, sampleCount: sampleCount)
-                }
+            return try private_.withUnsafeBufferPointer { (p) throws(UplinkError) in
+                try encodeChecked(p, updateMax: Float(bitPattern: Self.maxMagnitudeBits(p, threads: threads)), round: round, sampleCount: sampleCount)
             }
         }
         return try encodeChecked(update, updateMax: updateMax, round: round, sampleCount: sampleCount)
@@ -87,26 +85,26 @@ public struct FrameEncoder: Sendable {
             // is the exact element-wise check needed.
             if !(updateMax + newBound! <= rangeLimit) { try checkRange(update, plus: state.residual) }
             let decay = pipeline.errorFeedback!.decay
-            let streams = try typed {
-                try state.residual.withUnsafeMutableBufferPointer { acc in
-                    var preselected: [Int]?
-                    // max |u + e| bounds the next residual: what is not sent keeps its value, what is
-                    // sent leaves a smaller quantization error, and decay only shrinks it.
-                    var accMax: UInt32 = 0
-                    if case .topK(let amount, .global)? = pipeline.sparsifier {
-                        // One pass adds the update and collects the top-k candidates together.
-                        (preselected, accMax) = TopKSelection.accumulateAndSelect(update, into: acc, k: amount.k(of: acc.count), threads: threads)
-                    } else {
-                        for i in 0..<acc.count {
-                            acc[i] += update[i]
-                            accMax = max(accMax, acc[i].bitPattern & 0x7FFF_FFFF)
-                        }
+            // A typed closure, not `typed { … }`: the untyped rethrow and dynamic cast back to
+            // UplinkError was miscompiled in release builds (segfault on every `ef | fp32` pipeline).
+            let streams = try state.residual.withUnsafeMutableBufferPointer { (acc) throws(UplinkError) in
+                var preselected: [Int]?
+                // max |u + e| bounds the next residual: what is not sent keeps its value, what is
+                // sent leaves a smaller quantization error, and decay only shrinks it.
+                var accMax: UInt32 = 0
+                if case .topK(let amount, .global)? = pipeline.sparsifier {
+                    // One pass adds the update and collects the top-k candidates together.
+                    (preselected, accMax) = TopKSelection.accumulateAndSelect(update, into: acc, k: amount.k(of: acc.count), threads: threads)
+                } else {
+                    for i in 0..<acc.count {
+                        acc[i] += update[i]
+                        accMax = max(accMax, acc[i].bitPattern & 0x7FFF_FFFF)
                     }
-                    let streams = try compress(UnsafeBufferPointer(acc), round: round, residual: acc, preselected: preselected)
-                    if decay != 1 { for i in 0..<acc.count { acc[i] *= decay } }
-                    newBound = Float(bitPattern: accMax)
-                    return streams
                 }
+                let streams = try compress(UnsafeBufferPointer(acc), round: round, residual: acc, preselected: preselected)
+                if decay != 1 { for i in 0..<acc.count { acc[i] *= decay } }
+                newBound = Float(bitPattern: accMax)
+                return streams
             }
             state.roundsEncoded += 1
             return try write(streams, round: round, sampleCount: sampleCount)
@@ -152,7 +150,7 @@ public struct FrameEncoder: Sendable {
 
     /// The frame for `update`.
     public mutating func encode(_ update: [Float], round: UInt64 = 0, sampleCount: UInt64 = 1) throws(UplinkError) -> [UInt8] {
-        try typed { try update.withUnsafeBufferPointer { try encode($0, round: round, sampleCount: sampleCount) } }
+        try update.withUnsafeBufferPointer { (p) throws(UplinkError) in try encode(p, round: round, sampleCount: sampleCount) }
     }
 
     /// Sparsifies and quantizes `values`. When `residual` is given (it aliases `values`), it is
@@ -166,17 +164,16 @@ public struct FrameEncoder: Sendable {
         if let sparsifier = pipeline.sparsifier {
             let indices = preselected ?? sparsifier.select(values, layout: layout, round: round)
             var kept = indices.map { values[$0] }
-            q = try typed {
-                try kept.withUnsafeMutableBufferPointer { k in
-                    try pipeline.quantizer.encode(UnsafeBufferPointer(k), error: residual == nil ? nil : k, round: round)
-                }
+            q = try kept.withUnsafeMutableBufferPointer { (k) throws(UplinkError) in
+                try pipeline.quantizer.encode(UnsafeBufferPointer(k), error: residual == nil ? nil : k, round: round)
+                    .checked(UnsafeBufferPointer(k), pipeline.quantizer)
             }
             if let residual { for (j, i) in indices.enumerated() { residual[i] = kept[j] } }
             if sparsifier.sendsIndices {
                 streams.append((.indices, indices.withUnsafeBufferPointer { IndexCoding.encode($0, n: values.count) }))
             }
         } else {
-            q = try pipeline.quantizer.encode(values, error: residual, round: round)
+            q = try pipeline.quantizer.encode(values, error: residual, round: round).checked(values, pipeline.quantizer)
         }
         if pipeline.quantizer.scaleBlocks(1).bytes > 0 { streams.append((.scales, q.scales)) }
         streams.append((.values, q.values))

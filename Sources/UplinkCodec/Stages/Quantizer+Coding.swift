@@ -2,16 +2,28 @@
 struct QuantizedStreams {
     var scales: [UInt8]
     var values: [UInt8]
+    /// The first value the quantizer could not represent (fp16/bf16 overflow), if any.
+    var overflowIndex: Int?
+
+    /// Throws ``UplinkError/Code/valueOutOfRange`` for a value the quantizer could not represent.
+    func checked(_ values: UnsafeBufferPointer<Float>, _ quantizer: Quantizer) throws(UplinkError) -> QuantizedStreams {
+        guard let i = overflowIndex else { return self }
+        throw UplinkError(.valueOutOfRange, "value \(values[i]) at transmitted index \(i) is outside the \(quantizer) range")
+    }
 }
 
 extension Quantizer {
     /// Quantizes `values` into its streams. When `error` is given (it may alias `values`), each
     /// value's quantization error `x − decode(encode(x))` is written there, for error feedback.
+    /// A value the quantizer cannot represent is reported in ``QuantizedStreams/overflowIndex``
+    /// (``QuantizedStreams/checked(_:_:)`` turns it into the error).
     ///
-    /// - Throws: ``UplinkError/Code/valueOutOfRange`` when a value cannot be represented.
+    /// Deliberately not `throws`: with Swift 6.3.1 `-O`, a typed-throwing version of this
+    /// function returned from its `fp32` branch with the error register still holding the
+    /// caller's garbage, so every `ef | fp32` encode "threw" an invalid error and crashed.
     func encode(
         _ values: UnsafeBufferPointer<Float>, error: UnsafeMutableBufferPointer<Float>?, round: UInt64
-    ) throws(UplinkError) -> QuantizedStreams {
+    ) -> QuantizedStreams {
         let m = values.count
         let lengths = streamLengths(values: m)
         var scales = [UInt8](repeating: 0, count: lengths.scales)
@@ -48,10 +60,7 @@ extension Quantizer {
                 }
             }
         }
-        if overflowIndex >= 0 {
-            throw UplinkError(.valueOutOfRange, "value \(values[overflowIndex]) at transmitted index \(overflowIndex) is outside the \(self) range")
-        }
-        return QuantizedStreams(scales: scales, values: codes)
+        return QuantizedStreams(scales: scales, values: codes, overflowIndex: overflowIndex >= 0 ? overflowIndex : nil)
     }
 
     /// Checks decoded streams for `m` values: codes in range, zero padding bits, finite
