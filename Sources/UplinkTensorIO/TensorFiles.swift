@@ -52,39 +52,47 @@ public enum TensorFiles {
     public static let npyTensorName = "arr_0"
 
     /// The whole file at `path`, read straight into one array (no intermediate `Data`).
-    public static func readFile(_ path: String) throws(UplinkError) -> [UInt8] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw UplinkError(.io, "\(path): no such file")
+    ///
+    /// The size is checked (`fstat`) before anything is allocated: a file over `maxBytes` costs
+    /// nothing and fails with `overLimit` (for frames: ``UplinkError/Code/frameTooLarge``). A
+    /// file that grows while it is read is refused rather than read past the limit.
+    public static func readFile(_ path: String, maxBytes: Int = .max, overLimit: UplinkError.Code = .frameTooLarge) throws(UplinkError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let why = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
+            throw UplinkError(.io, "\(path): \(why)")
         }
-        guard !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: path) else {
-            throw UplinkError(.io, "cannot read \(path)\(isDirectory.boolValue ? ": it is a directory" : "")")
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw UplinkError(.io, "\(path): \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw UplinkError(.io, "\(path): \((st.st_mode & S_IFMT) == S_IFDIR ? "is a directory" : "is not a regular file")")
         }
-        defer { try? handle.close() }
-        let size = Int((try? handle.seekToEnd()) ?? 0)
-        _ = try? handle.seek(toOffset: 0)
-        let fd = handle.fileDescriptor
+        let size = Int(st.st_size)
+        guard size <= maxBytes else {
+            throw UplinkError(overLimit, "\(path) is \(size) bytes, over the limit of \(maxBytes)")
+        }
         var failed = false
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             var done = 0
             while done < size {
                 let n = read(fd, buffer.baseAddress! + done, size - done)
+                if n < 0 && errno == EINTR { continue }
                 if n <= 0 { failed = n < 0; break }
                 done += n
             }
             count = done
         }
-        guard !failed, bytes.count == size else { throw UplinkError(.io, "cannot read \(path)") }
+        guard !failed, bytes.count == size else { throw UplinkError(.io, "\(path): read failed or the file shrank while it was read") }
+        var extra: UInt8 = 0
+        guard read(fd, &extra, 1) == 0 else { throw UplinkError(.io, "\(path) grew while it was read") }
         return bytes
     }
 
-    /// Writes `bytes` to `path` atomically (through a temporary file and a rename).
+    /// Replaces the file at `path` with `bytes` durably and atomically (``DurableFile/replace(_:with:)``):
+    /// a crash leaves the old file or the new one, never a mix, and no temporary file behind.
     public static func writeFile(_ path: String, _ bytes: [UInt8]) throws(UplinkError) {
-        do {
-            try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw UplinkError(.io, "cannot write \(path): \(error.localizedDescription)")
-        }
+        try DurableFile.replace(path, with: bytes)
     }
 
     static func fileExtension(_ path: String) -> String {

@@ -80,16 +80,14 @@ public final class TensorFileWriter {
     /// The layout being written.
     public let layout: ModelLayout
     private let path: String
-    private let temporary: String
-    private let handle: FileHandle
+    private let file: DurableFile.Writer
     private var written = 0
 
-    /// Starts writing `layout`'s values to `path`. A `.npy` file holds one tensor with its shape,
-    /// or the flat vector of several.
+    /// Starts writing `layout`'s values to `path` (into a temporary file until ``finish()``). A
+    /// `.npy` file holds one tensor with its shape, or the flat vector of several.
     public init(path: String, layout: ModelLayout) throws(UplinkError) {
         self.layout = layout
         self.path = path
-        self.temporary = path + ".partial-\(UInt64.random(in: 0...UInt64.max))"
         let header: [UInt8]
         switch TensorFiles.fileExtension(path) {
         case "npy":
@@ -100,47 +98,35 @@ public final class TensorFileWriter {
         default:
             throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
         }
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(header)),
-              let handle = FileHandle(forWritingAtPath: temporary) else {
-            throw UplinkError(.io, "cannot write \(path)")
-        }
-        self.handle = handle
-        _ = try? handle.seekToEnd()
+        file = try DurableFile.Writer(path: path)
+        try file.write(header)
     }
 
     /// Appends the next `values` (layout order).
     public func write(_ values: UnsafeBufferPointer<Float>) throws(UplinkError) {
-        precondition(written + values.count <= layout.parameterCount)
+        guard written + values.count <= layout.parameterCount else {
+            throw UplinkError(.io, "\(path): \(written + values.count) values written for a layout of \(layout.parameterCount)")
+        }
         var bytes = [UInt8](repeating: 0, count: values.count * 4)
         bytes.withUnsafeMutableBytes { raw in
             for (i, v) in values.enumerated() { raw.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
         }
-        do {
-            try handle.write(contentsOf: Data(bytes))
-        } catch {
-            throw UplinkError(.io, "cannot write \(path): \(error.localizedDescription)")
-        }
+        try file.write(bytes)
         written += values.count
     }
 
-    /// Checks every value was written and moves the file into place.
+    /// Checks every value was written and moves the file into place durably (fsync, rename,
+    /// fsync the directory).
     public func finish() throws(UplinkError) {
+        try staged().commit()
+    }
+
+    /// Checks every value was written and returns the file, not yet in place, for a
+    /// ``DurableCommit`` with other files.
+    public func staged() throws(UplinkError) -> DurableFile.Writer {
         guard written == layout.parameterCount else {
             throw UplinkError(.io, "\(path): \(written) of \(layout.parameterCount) values written")
         }
-        do {
-            try handle.close()
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
-        } catch {
-            throw UplinkError(.io, "cannot write \(path): \(error.localizedDescription)")
-        }
-    }
-
-    deinit {
-        if written != layout.parameterCount || FileManager.default.fileExists(atPath: temporary) {
-            try? handle.close()
-            try? FileManager.default.removeItem(atPath: temporary)
-        }
+        return file
     }
 }

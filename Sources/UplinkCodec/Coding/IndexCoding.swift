@@ -137,9 +137,15 @@ public enum IndexCoding {
     /// Decodes the positions, checking that they are strictly increasing, below `n`, exactly
     /// `k` of them, and that the stream has no extra bytes or non-zero padding.
     public static func decode(_ stream: UnsafeRawBufferPointer, n: Int) throws(UplinkError) -> [Int] {
+        let p = try decodePositions(stream, n: n)
+        return (0..<p.count).map { p[$0] }
+    }
+
+    /// ``decode(_:n:)`` into the compact form the decoder keeps (32 bits a position below 2^32).
+    static func decodePositions(_ stream: UnsafeRawBufferPointer, n: Int) throws(UplinkError) -> Positions {
         let (s, offset) = try summary(stream, n: n)
         let payload = UnsafeRawBufferPointer(rebasing: stream[offset...])
-        var out: [Int] = []
+        var out = Positions(n: n)
         switch s.method {
         case .bitmap:
             guard payload.count == (n + 7) / 8 else {
@@ -151,7 +157,7 @@ public enum IndexCoding {
             var ones = 0
             for b in payload { ones += b.nonzeroBitCount }
             guard ones == s.count else { throw UplinkError(.malformedStream, "bitmap holds \(ones) positions, k = \(s.count)") }
-            out.reserveCapacity(s.count)
+            out.reserve(s.count)
             for (j, b) in payload.enumerated() where b != 0 {
                 var v = b
                 while v != 0 {
@@ -164,7 +170,7 @@ public enum IndexCoding {
             guard s.count <= payload.count * 8 else {
                 throw UplinkError(.malformedStream, "index stream of \(payload.count) bytes cannot hold \(s.count) positions")
             }
-            out.reserveCapacity(s.count)
+            out.reserve(s.count)
             var reader = BitReader(payload)
             let r = s.riceParameter
             let width = positionBits(n)

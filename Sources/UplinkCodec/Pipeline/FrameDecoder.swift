@@ -60,20 +60,23 @@ public struct FrameDecoder: Sendable {
             streams[s.stream] = buffer
         }
         let n = header.parameterCount
-        var indices: [Int]?
+        var positions: Positions?
         var summary: IndexCoding.Summary?
         let pipeline = header.pipeline
+        // The number of transmitted values, known before any position is decoded: the value and
+        // scale streams must already hold that many, so the work of regenerating or decoding
+        // positions is bounded by bytes that were received and decompressed.
+        let m: Int
         switch pipeline.sparsifier {
         case nil:
-            break
-        case .randomK(let amount, let seed)?:
-            indices = RandomKSelection.indices(n: n, k: amount.k(of: n), seed: seed, round: header.round)
+            m = n
+        case .randomK(let amount, _)?:
+            m = amount.k(of: n)
         case _?:
             let stream = streams[.indices] ?? []
-            indices = try typed { try stream.withUnsafeBytes { try IndexCoding.decode($0, n: n) } }
             summary = try typed { try stream.withUnsafeBytes { try IndexCoding.summary($0, n: n).0 } }
+            m = summary!.count
         }
-        let m = indices?.count ?? n
         let expected = pipeline.quantizer.streamLengths(values: m)
         let scales = streams[.scales] ?? []
         let values = streams[.values] ?? []
@@ -82,13 +85,22 @@ public struct FrameDecoder: Sendable {
                 .malformedStream,
                 "\(m) transmitted values need \(expected.scales) scale and \(expected.values) value bytes, the frame has \(scales.count) and \(values.count)")
         }
+        switch pipeline.sparsifier {
+        case nil:
+            break
+        case .randomK(let amount, let seed)?:
+            positions = RandomKSelection.positions(n: n, k: amount.k(of: n), seed: seed, round: header.round)
+        case _?:
+            let stream = streams[.indices] ?? []
+            positions = try typed { try stream.withUnsafeBytes { try IndexCoding.decodePositions($0, n: n) } }
+        }
         try typed {
             try scales.withUnsafeBytes { sc in
                 try values.withUnsafeBytes { v in try pipeline.quantizer.validate(scales: sc, values: v, count: m) }
             }
         }
         return PreparedFrame(
-            header: header, layout: resolved, indices: indices, indexSummary: summary, scales: scales, values: values)
+            header: header, layout: resolved, positions: positions, indexSummary: summary, scales: scales, values: values)
     }
 
     /// Validates `frame` and returns it ready to apply.
@@ -148,15 +160,18 @@ public struct PreparedFrame: Sendable {
     public let header: FrameHeader
     /// The model layout.
     public let layout: ModelLayout
-    /// The transmitted positions, increasing; `nil` for a dense frame.
-    public let indices: [Int]?
+    /// The transmitted positions, increasing; `nil` for a dense frame. Compact (32 bits each
+    /// below 2^32 parameters): a sparse frame's decoded size is mostly these.
+    let positions: Positions?
+    /// The transmitted positions, increasing; `nil` for a dense frame (a copy, as `Int`s).
+    public var indices: [Int]? { positions.map { p in (0..<p.count).map { p[$0] } } }
     /// What the index stream held (method, Rice parameter, k), when the frame has one.
     public let indexSummary: IndexCoding.Summary?
     let scales: [UInt8]
     let values: [UInt8]
 
     /// How many values the frame transmits.
-    public var transmittedCount: Int { indices?.count ?? header.parameterCount }
+    public var transmittedCount: Int { positions?.count ?? header.parameterCount }
 
     /// Adds `weight ×` the update to `destination` (which must have the layout's parameter count).
     public func accumulate(into destination: UnsafeMutableBufferPointer<Float>, weight: Float) {
@@ -185,15 +200,15 @@ public struct PreparedFrame: Sendable {
         let quantizer = header.pipeline.quantizer
         scales.withUnsafeBytes { sc in
             values.withUnsafeBytes { v in
-                if let indices {
+                if let positions {
                     for i in 0..<out.count { out[i] = 0 }
-                    let first = lowerBound(indices, range.lowerBound)
+                    let first = lowerBound(positions, range.lowerBound)
                     var last = first
-                    while last < indices.count, indices[last] < range.upperBound { last += 1 }
+                    while last < positions.count, positions[last] < range.upperBound { last += 1 }
                     guard first < last else { return }
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: last - first) { tmp in
                         quantizer.decode(scales: sc, values: v, count: m, range: first..<last, into: tmp.baseAddress!)
-                        for j in first..<last { out[indices[j] - range.lowerBound] = tmp[j - first] }
+                        for j in first..<last { out[positions[j] - range.lowerBound] = tmp[j - first] }
                     }
                 } else {
                     quantizer.decode(scales: sc, values: v, count: m, range: range, into: out.baseAddress!)
@@ -202,7 +217,7 @@ public struct PreparedFrame: Sendable {
         }
     }
 
-    private func lowerBound(_ a: [Int], _ x: Int) -> Int {
+    private func lowerBound(_ a: Positions, _ x: Int) -> Int {
         var lo = 0, hi = a.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -235,8 +250,8 @@ public struct PreparedFrame: Sendable {
     public func accumulate(into destination: UnsafeMutableBufferPointer<Double>, weight: Double) {
         precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
         forEachChunk { start, _, values in
-            if let indices {
-                for (o, v) in values.enumerated() { destination[indices[start + o]] += weight * Double(v) }
+            if let positions {
+                for (o, v) in values.enumerated() { destination[positions[start + o]] += weight * Double(v) }
             } else {
                 for (o, v) in values.enumerated() { destination[start + o] += weight * Double(v) }
             }
@@ -246,8 +261,8 @@ public struct PreparedFrame: Sendable {
     private func apply(into destination: UnsafeMutableBufferPointer<Float>, _ combine: (inout Float, Float) -> Void) {
         precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
         forEachChunk { start, _, values in
-            if let indices {
-                for (o, v) in values.enumerated() { combine(&destination[indices[start + o]], v) }
+            if let positions {
+                for (o, v) in values.enumerated() { combine(&destination[positions[start + o]], v) }
             } else {
                 for (o, v) in values.enumerated() { combine(&destination[start + o], v) }
             }

@@ -240,18 +240,97 @@ enum TopKSelection {
 
 /// Random-k positions: Floyd's algorithm over SplitMix64, sorted. Normative in
 /// `docs/wire-format.md` §8, because the decoder regenerates exactly these positions.
+///
+/// The chosen set is kept compactly, so regenerating k ≈ n positions of a hostile frame costs
+/// n/8 bytes, not a hash set of k boxed integers: a bitset of n bits when k ≥ n/64 (its n/8
+/// bytes are then at most 8 bytes per position, and reading it out in order needs no sort), an
+/// open-addressing table of 2k–4k slots otherwise.
 enum RandomKSelection {
     static func indices(n: Int, k: Int, seed: UInt64, round: UInt64) -> [Int] {
-        guard k > 0 else { return [] }
-        if k >= n { return Array(0..<n) }
-        var rng = SplitMix64(seed: seed, round: round)
-        var chosen = Set<Int>(minimumCapacity: k)
-        for j in (n - k)..<n {
-            let t = Int(rng.below(UInt64(j + 1)))
-            if !chosen.insert(t).inserted { chosen.insert(j) }
-        }
-        return chosen.sorted()
+        let p = positions(n: n, k: k, seed: seed, round: round)
+        return (0..<p.count).map { p[$0] }
     }
+
+    /// The same positions in their compact form.
+    static func positions(n: Int, k: Int, seed: UInt64, round: UInt64) -> Positions {
+        var out = Positions(n: n)
+        guard k > 0 else { return out }
+        out.reserve(k)
+        if k >= n {
+            for i in 0..<n { out.append(i) }
+            return out
+        }
+        var rng = SplitMix64(seed: seed, round: round)
+        if k >= n / 64 {
+            var bits = [UInt64](repeating: 0, count: (n + 63) / 64)
+            bits.withUnsafeMutableBufferPointer { b in
+                for j in (n - k)..<n {
+                    let t = Int(rng.below(UInt64(j + 1)))
+                    let (w, m) = (t >> 6, UInt64(1) << UInt64(t & 63))
+                    if b[w] & m == 0 { b[w] |= m } else { b[j >> 6] |= UInt64(1) << UInt64(j & 63) }
+                }
+                for (w, word) in b.enumerated() {
+                    var v = word
+                    while v != 0 {
+                        out.append(w << 6 | v.trailingZeroBitCount)
+                        v &= v - 1
+                    }
+                }
+            }
+        } else {
+            // Linear probing over a power-of-two table at most half full.
+            var size = 16
+            while size < 2 * k { size <<= 1 }
+            let mask = size - 1
+            let empty = UInt64.max
+            var table = [UInt64](repeating: empty, count: size)
+            var chosen: [Int] = []
+            chosen.reserveCapacity(k)
+            table.withUnsafeMutableBufferPointer { t in
+                func insert(_ x: Int) -> Bool {
+                    var h = Int(truncatingIfNeeded: (UInt64(x) &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+                    let v = UInt64(x)
+                    while t[h] != empty {
+                        if t[h] == v { return false }
+                        h = (h + 1) & mask
+                    }
+                    t[h] = v
+                    return true
+                }
+                for j in (n - k)..<n {
+                    let x = Int(rng.below(UInt64(j + 1)))
+                    if insert(x) { chosen.append(x) } else { _ = insert(j); chosen.append(j) }
+                }
+            }
+            chosen.sort()
+            for c in chosen { out.append(c) }
+        }
+        return out
+    }
+}
+
+/// Transmitted positions, increasing, in 32 bits each when the model has fewer than 2^32
+/// parameters (every model the default limits accept), in 64 otherwise: the decoder holds
+/// k of them per frame, so their width is most of a sparse frame's decoded size.
+struct Positions: Sendable {
+    private(set) var narrow: [UInt32] = []
+    private(set) var wide: [Int] = []
+    /// Whether positions need 64 bits (n > 2^32).
+    let isWide: Bool
+
+    init(n: Int) { isWide = n > 1 << 32 }
+
+    var count: Int { isWide ? wide.count : narrow.count }
+
+    mutating func reserve(_ k: Int) {
+        if isWide { wide.reserveCapacity(k) } else { narrow.reserveCapacity(k) }
+    }
+
+    mutating func append(_ p: Int) {
+        if isWide { wide.append(p) } else { narrow.append(UInt32(truncatingIfNeeded: p)) }
+    }
+
+    @inline(__always) subscript(i: Int) -> Int { isWide ? wide[i] : Int(narrow[i]) }
 }
 
 /// Wraps a value for a concurrent closure whose accesses the caller keeps disjoint.
