@@ -43,15 +43,52 @@ public struct RoundPolicy: Sendable, Hashable {
     public var limits: FrameLimits?
     /// Central DP; `nil` for none.
     public var centralDP: CentralDP?
+    /// The largest sample count one update may declare (its FedAvg weight); above it the frame
+    /// is refused with ``UplinkError/Code/tooManySamples``, so one client cannot outweigh a
+    /// round by claiming 2^64 − 1 samples. Default ``defaultMaxSamples``.
+    public var maxSamples: UInt64
+    /// The most bytes the round may hold for strategies that keep every update (median,
+    /// trimmed mean); beyond it a frame is refused with ``UplinkError/Code/memoryLimit``.
+    /// Default ``defaultMemoryLimit``.
+    public var memoryLimit: Int
+    /// Whether byte-identical frames count once (default: `true`, the second copy is refused
+    /// with ``UplinkError/Code/duplicateFrame`` whatever client id it arrives under). A
+    /// simulation that replays one update file for many clients turns this off.
+    public var rejectDuplicateFrames: Bool
+
+    /// 10^6 samples: more than any one device trains on in a round.
+    public static let defaultMaxSamples: UInt64 = 1_000_000
+    /// 4 GiB.
+    public static let defaultMemoryLimit = 4 << 30
 
     /// A policy for `round`.
-    public init(round: UInt64, normBound: Double? = nil, normPolicy: NormPolicy = .reject, limits: FrameLimits? = nil, centralDP: CentralDP? = nil) {
+    public init(
+        round: UInt64, normBound: Double? = nil, normPolicy: NormPolicy = .reject, limits: FrameLimits? = nil, centralDP: CentralDP? = nil,
+        maxSamples: UInt64 = RoundPolicy.defaultMaxSamples, memoryLimit: Int = RoundPolicy.defaultMemoryLimit, rejectDuplicateFrames: Bool = true
+    ) {
         self.round = round
         self.normBound = normBound
         self.normPolicy = normPolicy
         self.limits = limits
         self.centralDP = centralDP
+        self.maxSamples = maxSamples
+        self.memoryLimit = memoryLimit
+        self.rejectDuplicateFrames = rejectDuplicateFrames
     }
+}
+
+/// A frame that passed every check of ``RoundAggregator/prepare(_:)``, ready to be committed to
+/// the round in the caller's order (``RoundAggregator/commit(_:clientID:)``).
+public struct PreparedUpdate: Sendable {
+    let frame: PreparedFrame
+    let digest: [UInt8]
+    let norm: Double
+    let scale: Double
+    let weight: Double
+    /// The frame's round.
+    public var round: UInt64 { frame.header.round }
+    /// The SHA-256 of the frame bytes (empty when the policy does not compare them).
+    public var contentDigest: [UInt8] { digest }
 }
 
 /// An accepted update, as the round recorded it.
@@ -80,11 +117,16 @@ public struct AcceptedUpdate: Sendable, Hashable {
 ///   leaves the aggregate exactly as it was. A client's second update in a round is refused.
 /// - **Memory**: O(model) for the mean-based strategies, whatever the number of clients: one
 ///   `Double` per parameter per shard (so 2× the float32 model size with one shard) plus the
-///   frame being decoded. Median and trimmed mean hold each accepted frame's validated wire
-///   form instead (O(bytes received)).
-/// - **Concurrency**: `submit` may be called from many threads. Decoding runs outside any lock;
-///   the sum is split into `shards` independent accumulators, each behind its own mutex, merged
-///   in a fixed order when the round closes.
+///   frames being decoded. Median and trimmed mean need every update at once, O(clients ×
+///   model) by nature: they hold each accepted frame's validated, decompressed streams (never
+///   more than its float32 values plus 1/8 byte a parameter of positions, and 4–400× less for
+///   quantized or sparse frames), counted exactly against ``RoundPolicy/memoryLimit``.
+/// - **Identity**: a client id (compared by its UTF-8 bytes) counts once per round, and so do
+///   byte-identical frames (SHA-256 of the frame), whatever id they arrive under.
+/// - **Concurrency**: `submit` (or ``prepare(_:)``) may be called from many threads. Decoding
+///   runs outside any lock; the sum is split into `shards` independent accumulators, each behind
+///   its own mutex, merged in a fixed order when the round closes. A caller that wants results
+///   independent of thread timing prepares in parallel and commits in its own order.
 /// - **Order**: double accumulation makes the float32 result independent of arrival order except
 ///   when two orders round differently at the last float32 bit (relative difference ≤ 2⁻²⁴; the
 ///   double sums differ by ~2⁻⁵² relative).
@@ -113,7 +155,9 @@ public final class RoundAggregator: Sendable {
     }
 
     struct Registry {
-        var clients: Set<String> = []
+        var clients: Set<[UInt8]> = []
+        var digests: Set<[UInt8]> = []
+        var heldBytes = 0
         var closed = false
         var next = 0
     }
@@ -137,34 +181,31 @@ public final class RoundAggregator: Sendable {
         self.shards = (0..<shards).map { _ in ShardBox(Shard(sum: keepSum ? [Double](repeating: 0, count: layout.parameterCount) : [])) }
     }
 
-    /// Validates `frame` from `clientID` and adds it to the round.
+    /// Validates `frame` from `clientID` and adds it to the round: ``prepare(_:)`` then
+    /// ``commit(_:clientID:)``.
     ///
     /// - Throws: any frame error (1xx–7xx), ``UplinkError/Code/wrongRound``,
-    ///   ``UplinkError/Code/duplicateClient``, ``UplinkError/Code/normExceeded``,
-    ///   ``UplinkError/Code/zeroWeight``, ``UplinkError/Code/roundClosed``. On any error the
-    ///   round is unchanged.
+    ///   ``UplinkError/Code/duplicateClient``, ``UplinkError/Code/duplicateFrame``,
+    ///   ``UplinkError/Code/normExceeded``, ``UplinkError/Code/zeroWeight``,
+    ///   ``UplinkError/Code/tooManySamples``, ``UplinkError/Code/memoryLimit``,
+    ///   ``UplinkError/Code/roundClosed``. On any error the round is unchanged.
     @discardableResult
     public func submit(_ frame: [UInt8], clientID: String) throws(UplinkError) -> AcceptedUpdate {
-        // Reserve the client first, so two concurrent uploads of one client cannot both pass.
-        try registry.withLock { (r) throws(UplinkError) in
-            guard !r.closed else { throw UplinkError(.roundClosed, "round \(policy.round) is closed") }
-            guard r.clients.insert(clientID).inserted else {
-                throw UplinkError(.duplicateClient, "client \"\(clientID)\" already sent an update in round \(policy.round)")
-            }
-        }
-        do throws(UplinkError) {
-            return try validateAndAdd(frame, clientID: clientID)
-        } catch {
-            _ = registry.withLock { $0.clients.remove(clientID) }
-            throw error
-        }
+        try commit(try prepare(frame), clientID: clientID)
     }
 
-    private func validateAndAdd(_ frame: [UInt8], clientID: String) throws(UplinkError) -> AcceptedUpdate {
+    /// Validates `frame` in full (structure, checksums, model, values, round, sample count,
+    /// norm) without touching the round; safe to call from many threads at once. With
+    /// `checkingRound: false` a frame of any round passes (to find which round valid frames
+    /// are for, before any is committed).
+    public func prepare(_ frame: [UInt8], checkingRound: Bool = true) throws(UplinkError) -> PreparedUpdate {
         let prepared = try decoder.prepare(frame, layout: layout)
         let header = prepared.header
-        guard header.round == policy.round else {
+        guard !checkingRound || header.round == policy.round else {
             throw UplinkError(.wrongRound, "frame is for round \(header.round), this is round \(policy.round)")
+        }
+        guard header.sampleCount <= policy.maxSamples else {
+            throw UplinkError(.tooManySamples, "frame declares \(header.sampleCount) samples; one update may weigh at most \(policy.maxSamples)")
         }
         let norm = prepared.squaredNorm().squareRoot()
         var scale = 1.0
@@ -188,24 +229,67 @@ public final class RoundAggregator: Sendable {
             }
             weight = Double(header.sampleCount)
         }
-        let sequence = registry.withLock { r -> Int in
+        let digest = policy.rejectDuplicateFrames ? SHA256.hash(frame) : []
+        return PreparedUpdate(frame: prepared, digest: digest, norm: norm, scale: scale, weight: weight)
+    }
+
+    /// Adds a prepared update from `clientID` to the round.
+    /// - Throws: ``UplinkError/Code/duplicateClient``, ``UplinkError/Code/duplicateFrame``,
+    ///   ``UplinkError/Code/memoryLimit``, ``UplinkError/Code/roundClosed``; on any error the
+    ///   round is unchanged.
+    @discardableResult
+    public func commit(_ update: PreparedUpdate, clientID: String) throws(UplinkError) -> AcceptedUpdate {
+        let prepared = update.frame
+        guard update.round == policy.round else {
+            throw UplinkError(.wrongRound, "frame is for round \(update.round), this is round \(policy.round)")
+        }
+        let id = Array(clientID.utf8)
+        let held = strategy.needsAllUpdates ? prepared.heldBytes : 0
+        // Reserve the client, the content and the memory together, so two concurrent uploads
+        // cannot both pass; released if the shard refuses.
+        let sequence = try registry.withLock { (r) throws(UplinkError) -> Int in
+            guard !r.closed else { throw UplinkError(.roundClosed, "round \(policy.round) is closed") }
+            guard !r.clients.contains(id) else {
+                throw UplinkError(.duplicateClient, "client \"\(clientID)\" already sent an update in round \(policy.round)")
+            }
+            guard update.digest.isEmpty || !r.digests.contains(update.digest) else {
+                throw UplinkError(.duplicateFrame, "an identical frame was already accepted in round \(policy.round); a copy counts once")
+            }
+            guard held <= policy.memoryLimit - r.heldBytes else {
+                throw UplinkError(
+                    .memoryLimit,
+                    "\(strategy) holds every update until the round closes: \(r.clients.count) updates hold \(r.heldBytes) bytes, this one needs \(held) more, over the memory limit of \(policy.memoryLimit) bytes")
+            }
+            r.clients.insert(id)
+            if !update.digest.isEmpty { r.digests.insert(update.digest) }
+            r.heldBytes += held
             defer { r.next += 1 }
             return r.next
         }
+        let header = prepared.header
         let accepted = AcceptedUpdate(
-            clientID: clientID, samples: header.sampleCount, weight: weight, norm: norm, scale: scale,
+            clientID: clientID, samples: header.sampleCount, weight: update.weight, norm: update.norm, scale: update.scale,
             bytes: header.frameLength, transmitted: prepared.transmittedCount)
-        // The shard's own `closed` flag decides: a frame that reaches a shard after the round
-        // closed is refused whole, never half-added.
-        try shards[sequence % shards.count].state.withLock { (s) throws(UplinkError) in
-            guard !s.closed else { throw UplinkError(.roundClosed, "round \(policy.round) closed while the frame was being decoded") }
-            if strategy.needsAllUpdates {
-                s.frames.append((prepared, scale))
-            } else {
-                s.sum.withUnsafeMutableBufferPointer { prepared.accumulate(into: $0, weight: weight * scale) }
-                s.weight += weight
+        do throws(UplinkError) {
+            // The shard's own `closed` flag decides: a frame that reaches a shard after the round
+            // closed is refused whole, never half-added.
+            try shards[sequence % shards.count].state.withLock { (s) throws(UplinkError) in
+                guard !s.closed else { throw UplinkError(.roundClosed, "round \(policy.round) closed while the frame was being decoded") }
+                if strategy.needsAllUpdates {
+                    s.frames.append((prepared, update.scale))
+                } else {
+                    s.sum.withUnsafeMutableBufferPointer { prepared.accumulate(into: $0, weight: update.weight * update.scale) }
+                    s.weight += update.weight
+                }
+                s.accepted.append((sequence, accepted))
             }
-            s.accepted.append((sequence, accepted))
+        } catch {
+            registry.withLock { r in
+                r.clients.remove(id)
+                if !update.digest.isEmpty { r.digests.remove(update.digest) }
+                r.heldBytes -= held
+            }
+            throw error
         }
         return accepted
     }
@@ -256,10 +340,10 @@ public final class RoundAggregator: Sendable {
                     GaussianNoise.add(to: s, sigma: sigma, using: &rng)
                 }
             }
-            return RoundResult(strategy: strategy, layout: layout, sum: sum, totalWeight: dp.expectedClients, frames: frames, accepted: accepted)
+            return RoundResult(strategy: strategy, layout: layout, sum: sum, totalWeight: dp.expectedClients, frames: frames, accepted: accepted, round: policy.round)
         }
         guard !accepted.isEmpty else { throw UplinkError(.emptyRound, "round \(policy.round) closed with no accepted update") }
-        return RoundResult(strategy: strategy, layout: layout, sum: sum, totalWeight: weight, frames: frames, accepted: accepted)
+        return RoundResult(strategy: strategy, layout: layout, sum: sum, totalWeight: weight, frames: frames, accepted: accepted, round: policy.round)
     }
 }
 
@@ -275,6 +359,8 @@ public struct RoundResult: Sendable {
     let frames: [(frame: PreparedFrame, scale: Double)]
     /// The accepted updates.
     public let accepted: [AcceptedUpdate]
+    /// The round id.
+    public let round: UInt64
 
     /// Δ for parameters `range` into `out`: the weighted mean for the mean-based strategies,
     /// the coordinate-wise median or trimmed mean for the robust ones.
@@ -288,28 +374,53 @@ public struct RoundResult: Sendable {
         }
     }
 
-    /// Applies the round to `model` in memory with `optimizer` (block by block).
-    public func apply(to model: inout [Float], optimizer: inout ServerOptimizer, blockSize: Int = 1 << 16) {
-        precondition(model.count == layout.parameterCount)
+    /// Applies the round to `model` in memory with `optimizer` (block by block), as one unit:
+    /// on an error neither `model` nor `optimizer` changed.
+    /// - Throws: ``UplinkError/Code/nonFiniteResult`` when the new model or optimizer state
+    ///   would not be finite; ``UplinkError/Code/invalidArgument`` for a model of another size.
+    public func apply(to model: inout [Float], optimizer: inout ServerOptimizer, blockSize: Int = 1 << 16) throws(UplinkError) {
+        guard model.count == layout.parameterCount else {
+            throw UplinkError(.invalidArgument, "model has \(model.count) values, the round's layout \(layout.parameterCount)")
+        }
+        var newModel = model
+        var newOptimizer = optimizer
         var start = 0
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: blockSize) { tmp in
-            model.withUnsafeMutableBufferPointer { m in
+        let block = max(1, blockSize)
+        try withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { (tmp) throws(UplinkError) in
+            try newModel.withUnsafeMutableBufferPointer { (m) throws(UplinkError) in
                 while start < m.count {
-                    let end = min(m.count, start + blockSize)
+                    let end = min(m.count, start + block)
                     let d = UnsafeMutableBufferPointer(rebasing: tmp[0..<(end - start)])
                     delta(start..<end, into: d)
-                    optimizer.step(model: UnsafeMutableBufferPointer(rebasing: m[start..<end]), delta: UnsafeBufferPointer(d), range: start..<end)
+                    try newOptimizer.step(model: UnsafeMutableBufferPointer(rebasing: m[start..<end]), delta: UnsafeBufferPointer(d), range: start..<end)
                     start = end
                 }
             }
         }
-        optimizer.finishRound()
+        try newOptimizer.finishRound(round: round)
+        model = newModel
+        optimizer = newOptimizer
     }
 }
 
 /// Coordinate-wise median and trimmed mean over blocks of coordinates.
 enum RobustStatistics {
+    /// Bytes of the clients × width matrix one pass decodes into.
+    static let matrixBytes = 16 << 20
+
     static func blockDelta(frames: [(frame: PreparedFrame, scale: Double)], strategy: Strategy, range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
+        // Sub-blocks narrow enough that the matrix stays near `matrixBytes` whatever the count.
+        let step = max(64, matrixBytes / 4 / max(1, frames.count))
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let end = min(range.upperBound, start + step)
+            let o = start - range.lowerBound
+            subBlockDelta(frames: frames, strategy: strategy, range: start..<end, into: UnsafeMutableBufferPointer(rebasing: out[o..<(o + end - start)]))
+            start = end
+        }
+    }
+
+    private static func subBlockDelta(frames: [(frame: PreparedFrame, scale: Double)], strategy: Strategy, range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
         let clients = frames.count
         let width = range.count
         var matrix = [Float](repeating: 0, count: clients * width)
@@ -317,7 +428,7 @@ enum RobustStatistics {
             for (c, f) in frames.enumerated() {
                 let row = UnsafeMutableBufferPointer(rebasing: m[(c * width)..<((c + 1) * width)])
                 f.frame.decode(parameters: range, into: row)
-                if f.scale != 1 { for i in 0..<width { row[i] *= Float(f.scale) } }
+                if f.scale != 1 { for i in 0..<width { row[i] = Float(Double(row[i]) * f.scale) } }
             }
         }
         var column = [Float](repeating: 0, count: clients)
@@ -327,7 +438,8 @@ enum RobustStatistics {
             for c in 0..<clients { column[c] = matrix[c * width + i] }
             column.sort()
             if trim < 0 {
-                out[i] = clients % 2 == 1 ? column[clients / 2] : (column[clients / 2 - 1] + column[clients / 2]) / 2
+                // In double: the float32 mean of two values near ±3.4e38 would overflow to ±inf.
+                out[i] = clients % 2 == 1 ? column[clients / 2] : Float((Double(column[clients / 2 - 1]) + Double(column[clients / 2])) / 2)
             } else {
                 var s = 0.0
                 for c in trim..<(clients - trim) { s += Double(column[c]) }

@@ -14,8 +14,16 @@ extension UplinkCommand {
             discussion: """
                 Example: uplink aggregate --strategy fedavg --model global.npy --out new.npy c1.upl c2.upl c3.upl
                 Strategies: fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean, norm-bounded,
-                with parameters as in "--strategy fedadam lr=0.01" (see docs/aggregation.md). Each frame's
-                client id is its file name without extension; bad frames are reported and skipped.
+                with parameters as in "--strategy fedadam lr=0.01" (see docs/aggregation.md).
+
+                Each frame's client id is its file name without extension. Bad frames are reported and
+                skipped; a frame never decides anything unless it is accepted. A client id counts once
+                (the first frame in argument order that is accepted), and so do byte-identical frames.
+                Without --round, the round is the one carried by the most frames that pass every other
+                check (ties: the later round); this reads every frame twice, so pass --round when known.
+                The result is the same for any --threads. With --state, the model and the state are
+                committed together (a crash leaves both old or both new) and re-running an applied
+                round changes nothing.
                 """)
 
         @Option(parsing: .upToNextOption, help: "The strategy and its parameters, e.g. fedavg, \"fedadam lr=0.01\", \"trimmed-mean beta=0.1\".")
@@ -24,20 +32,26 @@ extension UplinkCommand {
         @Option(help: "The current global model (.npy or .safetensors); its layout is the model every frame must match.")
         var model: String
 
-        @Option(name: .customLong("out"), help: "Where to write the new global model (.npy or .safetensors).")
+        @Option(name: .customLong("out"), help: "Where to write the new global model (.npy or .safetensors); may be --model itself.")
         var output: String
 
-        @Option(help: "Server optimizer state (momentum, Adam moments): read if present, written after the round.")
+        @Option(help: "Server optimizer state (momentum, Adam moments, last round applied): read if present, written with the model.")
         var state: String?
 
-        @Option(help: "The round id frames must carry (default: the round of the first readable frame).")
-        var round: UInt64?
+        @Option(parsing: .unconditional, help: "The round id frames must carry, 0…2^64 − 1 (default: the round of most frames that pass every other check).")
+        var round: String?
 
         @Option(help: "Largest accepted L2 norm of an update.")
         var normBound: Double?
 
         @Option(help: "What to do with an update over --norm-bound: reject or clip.")
         var normPolicy: String = "reject"
+
+        @Option(help: "Most training samples one frame may declare (its FedAvg weight); frames above are refused (error 906).")
+        var maxSamples: UInt64 = RoundPolicy.defaultMaxSamples
+
+        @Option(help: "Most memory median and trimmed mean may hold for the round's updates, in bytes (suffixes K, M, G); frames beyond are refused (error 408).")
+        var memoryLimit: String = "4G"
 
         @Option(help: "Frames decoded in parallel.")
         var threads: Int = 1
@@ -61,107 +75,177 @@ extension UplinkCommand {
                 }
                 guard !files.isEmpty else { throw UplinkError(.invalidArgument, "no frames given") }
                 guard (1...64).contains(threads) else { throw UplinkError(.invalidArgument, "--threads must be in 1…64") }
-                if let normBound, !(normBound > 0) { throw UplinkError(.invalidArgument, "--norm-bound must be > 0") }
+                if let normBound, !(normBound > 0 && normBound.isFinite) { throw UplinkError(.invalidArgument, "--norm-bound must be a finite number > 0") }
+                let memory = try parseByteCount(memoryLimit, option: "--memory-limit")
+                let requestedRound = try round.map { (text) throws(UplinkError) in try parseRound(text) }
 
+                // A commit a crash interrupted is finished before anything is read.
+                let journal = state.map { $0 + ".commit" }
+                if let journal, try DurableCommit.recover(journal: journal) {
+                    note("finished the commit of a previous run that was interrupted (\(journal))")
+                }
                 let reader = try TensorFileReader(path: model)
                 let layout = reader.layout
-                let roundID = try round ?? firstRound(files, layout: layout)
-                let aggregator = try RoundAggregator(
-                    layout: layout, strategy: chosen,
-                    policy: RoundPolicy(round: roundID, normBound: normBound, normPolicy: policy),
-                    shards: threads)
-
-                let rejected = Mutex<[[String: Any]]>([])
-                DispatchQueue.concurrentPerform(iterations: threads) { worker in
-                    for (i, file) in files.enumerated() where i % threads == worker {
-                        do throws(UplinkError) {
-                            let bytes = try TensorFiles.readFile(file)
-                            try aggregator.submit(bytes, clientID: clientID(file))
-                        } catch {
-                            rejected.withLock {
-                                $0.append(["file": file, "index": i, "code": Int(error.code.rawValue), "category": error.category.rawValue, "message": error.message])
-                            }
-                        }
-                    }
-                }
-                let rejections = rejected.withLock { $0 }.sorted { ($0["index"] as! Int) < ($1["index"] as! Int) }
-
                 var optimizer = ServerOptimizer(strategy: chosen, layout: layout)
                 if let state, FileManager.default.fileExists(atPath: state) {
                     do throws(UplinkError) {
-                        optimizer = try ServerOptimizer(serialized: try TensorFiles.readFile(state), strategy: chosen, layout: layout)
+                        optimizer = try ServerOptimizer(serialized: try TensorFiles.readFile(state, maxBytes: 16 * layout.parameterCount + (1 << 20), overLimit: .malformedState), strategy: chosen, layout: layout)
                     } catch {
                         throw UplinkError(error.code, "\(state): \(error.message)")
                     }
                 }
-                let result: RoundResult
+                let limits = FrameLimits.forModel(layout)
+                let roundPolicy = { (r: UInt64) in
+                    RoundPolicy(round: r, normBound: normBound, normPolicy: policy, limits: limits, maxSamples: maxSamples, memoryLimit: memory)
+                }
+                var rejections: [Int: UplinkError] = [:]
+                let roundID: UInt64
+                if let requestedRound {
+                    roundID = requestedRound
+                } else {
+                    let probe = try RoundAggregator(layout: layout, strategy: chosen, policy: roundPolicy(0))
+                    guard let r = chooseRound(files, probe, maxBytes: limits.maxFrameBytes, rejections: &rejections) else {
+                        let error = UplinkError(.emptyRound, "no frame passed the checks, so no round id could be chosen and nothing was written")
+                        FileHandle.standardError.write(Data("uplink: \(error)\n".utf8))
+                        var s = summary(nil, rejectionList(rejections, files), nil, chosen, nil, written: false)
+                        s["error"] = ["code": Int(error.code.rawValue), "category": error.category.rawValue, "message": error.message]
+                        if json { printJSON(s) } else { printText(s) }
+                        throw ExitCode(1)
+                    }
+                    roundID = r
+                    rejections = [:]
+                }
+                if let last = optimizer.lastRound, last == roundID, let state {
+                    let message = "round \(roundID) was already applied (\(state) says so); nothing was written"
+                    if json { printJSON(["strategy": chosen.description, "round": roundID, "already_applied": true, "message": message]) } else { print(message) }
+                    return
+                }
+                let aggregator = try RoundAggregator(layout: layout, strategy: chosen, policy: roundPolicy(roundID))
+                submitInOrder(files, aggregator, maxBytes: limits.maxFrameBytes, rejections: &rejections)
+                let rejected = rejectionList(rejections, files)
                 do throws(UplinkError) {
-                    result = try aggregator.close()
+                    let result = try aggregator.close()
+                    try applyStreaming(result, reader: reader, optimizer: &optimizer)
+                    let s = summary(result, rejected, roundID, chosen, optimizer, written: true)
+                    if json { printJSON(s) } else { printText(s) }
                 } catch {
-                    // One JSON document: the summary, with the error in it.
+                    // One JSON document: the summary, with the error in it; nothing was written.
                     FileHandle.standardError.write(Data("uplink: \(error)\n".utf8))
-                    var s = summary(nil, rejections, roundID, chosen, nil)
+                    var s = summary(nil, rejected, roundID, chosen, nil, written: false)
                     s["error"] = ["code": Int(error.code.rawValue), "category": error.category.rawValue, "message": error.message]
                     if json { printJSON(s) } else { printText(s) }
                     throw ExitCode(1)
                 }
-                try applyStreaming(result, reader: reader, optimizer: &optimizer)
-                if let state { try TensorFiles.writeFile(state, optimizer.serialized()) }
-                let s = summary(result, rejections, roundID, chosen, optimizer)
-                if json { printJSON(s) } else { printText(s) }
             }
         }
 
-        /// Reads the model block by block, applies Δ, writes the new model: peak memory is the
-        /// aggregate plus one block, not a second copy of the model.
+        /// Prepares frames on `threads` workers and commits them in argument order, so the
+        /// accepted set and the sum do not depend on thread timing.
+        func submitInOrder(_ files: [String], _ aggregator: RoundAggregator, maxBytes: Int, rejections: inout [Int: UplinkError]) {
+            let failures = Mutex<[Int: UplinkError]>([:])
+            let turn = Turnstile()
+            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                for i in stride(from: worker, to: files.count, by: threads) {
+                    let prepared: Result<PreparedUpdate, UplinkError>
+                    do throws(UplinkError) {
+                        prepared = .success(try aggregator.prepare(try TensorFiles.readFile(files[i], maxBytes: maxBytes)))
+                    } catch {
+                        prepared = .failure(error)
+                    }
+                    turn.wait(for: i)
+                    do throws(UplinkError) {
+                        try aggregator.commit(try prepared.get(), clientID: clientID(files[i]))
+                    } catch {
+                        failures.withLock { $0[i] = error }
+                    }
+                    turn.advance()
+                }
+            }
+            rejections = failures.withLock { $0 }
+        }
+
+        func rejectionList(_ rejections: [Int: UplinkError], _ files: [String]) -> [[String: Any]] {
+            rejections.sorted { $0.key < $1.key }.map { (i, e) in
+                ["file": files[i], "code": Int(e.code.rawValue), "category": e.category.rawValue, "message": e.message] as [String: Any]
+            }
+        }
+
+        /// The round carried by the most frames that pass every check but the round's (one vote
+        /// per client id and per frame content); ties go to the later round. `nil` when no frame
+        /// passes, with each frame's error in `rejections`.
+        func chooseRound(_ files: [String], _ probe: RoundAggregator, maxBytes: Int, rejections: inout [Int: UplinkError]) -> UInt64? {
+            let votes = Mutex<[Int: (round: UInt64, digest: [UInt8])]>([:])
+            let failures = Mutex<[Int: UplinkError]>([:])
+            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                for i in stride(from: worker, to: files.count, by: threads) {
+                    do throws(UplinkError) {
+                        let p = try probe.prepare(try TensorFiles.readFile(files[i], maxBytes: maxBytes), checkingRound: false)
+                        votes.withLock { $0[i] = (p.round, p.contentDigest) }
+                    } catch {
+                        failures.withLock { $0[i] = error }
+                    }
+                }
+            }
+            rejections = failures.withLock { $0 }
+            var seenIDs = Set<[UInt8]>(), seenContent = Set<[UInt8]>()
+            var count: [UInt64: Int] = [:]
+            for (i, v) in votes.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+                guard seenIDs.insert(Array(clientID(files[i]).utf8)).inserted, seenContent.insert(v.digest).inserted else { continue }
+                count[v.round, default: 0] += 1
+            }
+            return count.max(by: { ($0.value, $0.key) < ($1.value, $1.key) })?.key
+        }
+
+        /// Reads the model block by block, applies Δ, writes the new model (and the state) as one
+        /// commit: peak memory is the aggregate plus one block, not a second copy of the model.
         func applyStreaming(_ result: RoundResult, reader: TensorFileReader, optimizer: inout ServerOptimizer) throws(UplinkError) {
             let n = reader.layout.parameterCount
             let writer = try TensorFileWriter(path: output, layout: reader.layout)
             let block = 1 << 16
             var model = [Float](repeating: 0, count: block)
             var delta = [Float](repeating: 0, count: block)
+            var next = optimizer
             var start = 0
             while start < n {
                 let end = min(n, start + block)
                 let count = end - start
-                try typed {
-                    try model.withUnsafeMutableBufferPointer { m in
-                        try delta.withUnsafeMutableBufferPointer { d in
-                            let mb = UnsafeMutableBufferPointer(rebasing: m[0..<count])
-                            let db = UnsafeMutableBufferPointer(rebasing: d[0..<count])
-                            try reader.read(start..<end, into: mb)
-                            result.delta(start..<end, into: db)
-                            optimizer.step(model: mb, delta: UnsafeBufferPointer(db), range: start..<end)
-                            try writer.write(UnsafeBufferPointer(mb))
-                        }
+                try model.withUnsafeMutableBufferPointer { (m) throws(UplinkError) in
+                    try delta.withUnsafeMutableBufferPointer { (d) throws(UplinkError) in
+                        let mb = UnsafeMutableBufferPointer(rebasing: m[0..<count])
+                        let db = UnsafeMutableBufferPointer(rebasing: d[0..<count])
+                        try reader.read(start..<end, into: mb)
+                        result.delta(start..<end, into: db)
+                        try next.step(model: mb, delta: UnsafeBufferPointer(db), range: start..<end)
+                        try writer.write(UnsafeBufferPointer(mb))
                     }
                 }
                 start = end
             }
-            optimizer.finishRound()
-            try writer.finish()
+            try next.finishRound(round: result.round)
+            let modelFile = try writer.staged()
+            if let state {
+                let stateFile = try DurableFile.Writer(path: state)
+                try stateFile.write(next.serialized())
+                try DurableCommit.commit([modelFile, stateFile], journal: state + ".commit")
+            } else {
+                try modelFile.commit()
+            }
+            optimizer = next
         }
 
         func clientID(_ file: String) -> String {
             ((file as NSString).lastPathComponent as NSString).deletingPathExtension
         }
 
-        func firstRound(_ files: [String], layout: ModelLayout) throws(UplinkError) -> UInt64 {
-            for file in files {
-                guard let bytes = try? TensorFiles.readFile(file),
-                      let h = try? bytes.withUnsafeBytes({ try FrameReader.readHeader($0, limits: .forModel(layout)) })
-                else { continue }
-                return h.round
-            }
-            throw UplinkError(.emptyRound, "no frame could be read, so no round id; pass --round")
-        }
-
-        func summary(_ r: RoundResult?, _ rejected: [[String: Any]], _ round: UInt64, _ s: Strategy, _ o: ServerOptimizer?) -> [String: Any] {
+        func summary(_ r: RoundResult?, _ rejected: [[String: Any]], _ round: UInt64?, _ s: Strategy, _ o: ServerOptimizer?, written: Bool) -> [String: Any] {
             var out: [String: Any] = [
-                "strategy": s.description, "round": round, "output": output,
-                "rejected": rejected.map { var e = $0; e.removeValue(forKey: "index"); return e },
-                "rejected_count": rejected.count, "peak_rss_bytes": peakResidentBytes(),
+                "strategy": s.description, "round": round.map { $0 as Any } ?? NSNull(),
+                "rejected": rejected, "rejected_count": rejected.count, "peak_rss_bytes": peakResidentBytes(),
             ]
+            if written {
+                out["output"] = output
+                if let state { out["state"] = state }
+            }
             if let r {
                 out["accepted_count"] = r.accepted.count
                 out["total_weight"] = r.totalWeight
@@ -177,7 +261,9 @@ extension UplinkCommand {
         }
 
         func printText(_ s: [String: Any]) {
-            print("round \(s["round"]!): \(s["accepted_count"]!) accepted, \(s["rejected_count"]!) rejected; \(s["strategy"]!) → wrote \(output)")
+            let outcome = s["output"] != nil ? "→ wrote \(output)" : "→ nothing written"
+            let round = (s["round"] as? UInt64).map { "round \($0)" } ?? "no round"
+            print("\(round): \(s["accepted_count"]!) accepted, \(s["rejected_count"]!) rejected; \(s["strategy"]!) \(outcome)")
             for a in (s["accepted"] as? [[String: Any]]) ?? [] {
                 let scale = a["scale"] as! Double
                 print("  accepted \(a["client"]!): \(a["samples"]!) samples, \(a["bytes"]!) bytes, norm \(String(format: "%.4g", a["norm"] as! Double))\(scale < 1 ? String(format: ", clipped ×%.3g", scale) : "")")
@@ -188,6 +274,54 @@ extension UplinkCommand {
             print("  peak memory \(humanBytes(s["peak_rss_bytes"] as! Int))")
         }
     }
+}
+
+/// Lets thread `i` through only after thread `i − 1`: ordered commits from parallel work.
+final class Turnstile: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var next = 0
+
+    func wait(for i: Int) {
+        condition.lock()
+        while next != i { condition.wait() }
+        condition.unlock()
+    }
+
+    func advance() {
+        condition.lock()
+        next += 1
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// `"4G"`, `"512M"`, `"100000"` → bytes.
+func parseByteCount(_ text: String, option: String) throws(UplinkError) -> Int {
+    let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    var digits = Substring(text.uppercased())
+    var unit = 1
+    if let last = digits.last, let u = units[last] {
+        unit = u
+        digits = digits.dropLast()
+    }
+    guard let v = Int(digits), v > 0, v <= Int.max / unit else {
+        throw UplinkError(.invalidArgument, "\(option) \(quoted(text)) must be a positive byte count such as 4G, 512M or 100000")
+    }
+    return v * unit
+}
+
+/// A round id: a decimal integer in 0…2^64 − 1.
+func parseRound(_ text: String) throws(UplinkError) -> UInt64 {
+    guard let r = UInt64(text) else {
+        throw UplinkError(.invalidArgument, "--round \(quoted(text)) must be a whole number from 0 to 18446744073709551615")
+    }
+    return r
+}
+
+/// Untrusted text for a message: quoted, at most 200 characters.
+func quoted(_ text: String) -> String {
+    let cut = text.count > 200 ? String(text.prefix(200)) + "…" : text
+    return "\"\(cut)\""
 }
 
 /// The process's peak resident set size, in bytes.

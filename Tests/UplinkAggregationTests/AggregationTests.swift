@@ -194,7 +194,7 @@ enum Round {
         var model = [Float](repeating: 0, count: Self.layout.parameterCount)
         let result = try agg.close()
         #expect(result.accepted.count == 40)
-        result.apply(to: &model, optimizer: &opt)
+        try result.apply(to: &model, optimizer: &opt)
         for (a, b) in zip(model, sequential) { #expect(abs(a - b) <= abs(a) * 0x1p-23) }
     }
 

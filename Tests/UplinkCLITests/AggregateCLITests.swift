@@ -6,14 +6,14 @@ import UplinkTestSupport
 
 @Suite struct AggregateCLITests {
     /// A round of client frames on disk, the global model, and the dense updates they carry.
-    static func round(_ s: Scratch, clients: Int, spec: String = "ef | topk 10% | int8 | lz4") throws -> [[Float]] {
+    static func round(_ s: Scratch, clients: Int, spec: String = "ef | topk 10% | int8 | lz4", round: UInt64 = 5, prefix: String = "client") throws -> [[Float]] {
         let layout = try ModelLayout([TensorSpec(name: TensorFiles.npyTensorName, shape: [40, 50])])
         try s.write("global.npy", Npy.write(shape: [40, 50], values: TestData.uniform(count: 2000, seed: 1)))
         var decoded: [[Float]] = []
         for c in 0..<clients {
             var e = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec))
-            let frame = try e.encode(TestData.heavyTailed(count: 2000, seed: UInt64(c) + 10), round: 5, sampleCount: UInt64(c + 1))
-            try s.write("client\(c).upl", frame)
+            let frame = try e.encode(TestData.heavyTailed(count: 2000, seed: UInt64(c) + 10 + round), round: round, sampleCount: UInt64(c + 1))
+            try s.write("\(prefix)\(c).upl", frame)
             decoded.append(try FrameDecoder().decode(frame).values)
         }
         return decoded
@@ -49,10 +49,16 @@ import UplinkTestSupport
         let first = try CLI.run(["aggregate", "--strategy", "fedadam", "lr=0.01", "--model", "global.npy", "--out", "new.npy", "--state", "server.state"] + frames, in: s.url)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(FileManager.default.fileExists(atPath: s.path("server.state")))
-        // The next round starts from the saved moments; another strategy's state is refused.
-        let second = try CLI.run(["aggregate", "--strategy", "fedadam lr=0.01", "--model", "new.npy", "--out", "new2.npy", "--state", "server.state", "--json"] + frames, in: s.url)
+        // Re-running the applied round is a no-op; the next round starts from the saved moments;
+        // another strategy's state is refused.
+        let before = try s.read("new.npy")
+        let retry = try CLI.run(["aggregate", "--strategy", "fedadam lr=0.01", "--model", "new.npy", "--out", "new.npy", "--state", "server.state", "--json"] + frames, in: s.url)
+        #expect(retry.status == 0 && retry.stdout.contains("\"already_applied\" : true"), "\(retry.stdout)")
+        #expect(try s.read("new.npy") == before)
+        _ = try Self.round(s, clients: 4, round: 6, prefix: "next")
+        let second = try CLI.run(["aggregate", "--strategy", "fedadam lr=0.01", "--model", "new.npy", "--out", "new2.npy", "--state", "server.state", "--json"] + (0..<4).map { "next\($0).upl" }, in: s.url)
         let summary = try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as! [String: Any]
-        #expect(summary["optimizer_rounds"] as? Int == 2)
+        #expect(summary["optimizer_rounds"] as? Int == 2 && summary["round"] as? Int == 6)
         let wrong = try CLI.run(["aggregate", "--strategy", "fedyogi", "--model", "new.npy", "--out", "x.npy", "--state", "server.state"] + frames, in: s.url)
         #expect(wrong.status == 1 && wrong.stderr.contains("error 801"))
         for strategy in ["median", "trimmed-mean beta=0.25", "fedavgm", "fedadagrad", "norm-bounded clip=0.5"] {

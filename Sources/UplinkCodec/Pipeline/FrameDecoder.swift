@@ -170,6 +170,11 @@ public struct PreparedFrame: Sendable {
     let scales: [UInt8]
     let values: [UInt8]
 
+    /// The bytes this prepared frame holds (decompressed streams and positions).
+    public var heldBytes: Int {
+        scales.count + values.count + (positions.map { $0.count * ($0.isWide ? 8 : 4) } ?? 0) + 256
+    }
+
     /// How many values the frame transmits.
     public var transmittedCount: Int { positions?.count ?? header.parameterCount }
 

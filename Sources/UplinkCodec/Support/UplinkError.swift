@@ -136,6 +136,8 @@ extension UplinkError {
         public static let shapeOverflow = Code(rawValue: 406)
         /// A name, rank or descriptor is longer than the format allows.
         public static let fieldTooLong = Code(rawValue: 407)
+        /// Holding one more update would exceed the round's memory limit (median, trimmed mean).
+        public static let memoryLimit = Code(rawValue: 408)
 
         // MARK: 5xx codec
         /// LZ4 could not decompress a section.
@@ -194,6 +196,12 @@ extension UplinkError {
         public static let emptyRound = Code(rawValue: 904)
         /// The round is already closed.
         public static let roundClosed = Code(rawValue: 905)
+        /// The frame declares more training samples than one client may weigh (`RoundPolicy.maxSamples`).
+        public static let tooManySamples = Code(rawValue: 906)
+        /// The same frame bytes were already accepted in this round (under another client id).
+        public static let duplicateFrame = Code(rawValue: 907)
+        /// The round's result (model, server-optimizer state) would not be finite; nothing was written.
+        public static let nonFiniteResult = Code(rawValue: 908)
     }
 }
 

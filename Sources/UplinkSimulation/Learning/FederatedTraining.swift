@@ -178,7 +178,7 @@ public struct FederatedTraining: Sendable {
                 errors += outcome.error
             }
             let result = try aggregator.close()
-            result.apply(to: &global, optimizer: &optimizer)
+            try result.apply(to: &global, optimizer: &optimizer)
             let usedClip = policy.centralDP?.clip
             if adaptive != nil {
                 let norms = result.accepted.map(\.norm)

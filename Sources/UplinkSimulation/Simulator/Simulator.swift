@@ -247,7 +247,7 @@ public struct Simulator: Sendable {
                 }
             }
             // Tally: bytes each client moved until the round closed (the server aborts the rest).
-            let aggregator = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round), centralDP: dpPolicy))
+            let aggregator = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round), centralDP: dpPolicy, rejectDuplicateFrames: replay == nil))
             for (i, plan) in plans.enumerated() {
                 let c = plan.client
                 stats.selectedByProfile[c.profile, default: 0] += 1
@@ -282,7 +282,7 @@ public struct Simulator: Sendable {
             stats.duration = closeTime
             if (!accepted.isEmpty || dpPolicy != nil), replay == nil {
                 let result = try aggregator.close()
-                result.apply(to: &global, optimizer: &optimizer)
+                try result.apply(to: &global, optimizer: &optimizer)
                 adaptive?.update(norms: result.accepted.map(\.norm), expectedClients: m, using: &countRng)
             }
             stats.epsilon = epsilon
