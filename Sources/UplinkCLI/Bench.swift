@@ -90,7 +90,7 @@ extension UplinkCommand {
                     print("\(spec), \(n) parameters, median of \(runs) runs")
                     print(String(format: "  encode      %9.3f ms  %6.2f GB/s of float32 input", 1000 * enc, Double(4 * n) / enc / 1e9))
                     print(String(format: "  accumulate  %9.3f ms  %6.2f GB/s", 1000 * acc, Double(4 * n) / acc / 1e9))
-                    print(String(format: "  frame       %d bytes, %.1f× smaller than float32, %d values sent", frame.count, Double(4 * n) / Double(frame.count), k))
+                    print("  frame       \(frame.count) bytes, \(ratioToFloat32(float32Bytes: 4 * n, frameBytes: frame.count)), \(k) values sent")
                     print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
                     if let b = out["bits_per_position"] as? Double, let bound = out["bits_per_position_bound"] as? Double {
                         print(String(format: "  positions   %.3f bits each, bound %.3f (%+.2f%%)", b, bound, 100 * (b / bound - 1)))

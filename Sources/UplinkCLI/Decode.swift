@@ -19,17 +19,17 @@ extension UplinkCommand {
         @Option(help: "The model layout (.safetensors or .npy); required for frames encoded with --omit-layout, checked against the frame otherwise.")
         var layout: String?
 
+        @Option(help: "Most parameters a frame may declare when no --layout is given (a frame claiming more is refused before anything is allocated; error 403).")
+        var maxParams: Int = defaultMaxParams
+
         @Flag(help: "Print a JSON summary instead of text.")
         var json = false
 
         func run() throws {
             try reportingErrors(json: json) {
                 let expected = try layout.map { (p) throws(UplinkError) in try TensorFiles.loadLayout(path: p) }
-                let frame = try TensorFiles.readFile(input)
-                // Default limits rather than FrameLimits.forModel: a frame for another model should
-                // be reported as exactly that (error 300), not as exceeding this model's counts.
-                var limits = FrameLimits.default
-                limits.maxParameters = max(limits.maxParameters, expected?.parameterCount ?? 0)
+                let limits = try decodeLimits(maxParams: maxParams, layout: expected)
+                let frame = try TensorFiles.readFile(input, maxBytes: limits.maxFrameBytes)
                 let decoded: DecodedFrame
                 do {
                     decoded = try FrameDecoder(limits: limits).decode(frame, layout: expected)

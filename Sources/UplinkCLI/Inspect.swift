@@ -16,24 +16,28 @@ extension UplinkCommand {
         @Option(help: "The model layout (.safetensors or .npy), for frames encoded with --omit-layout; with it the frame is decoded and checked in full.")
         var layout: String?
 
+        @Option(help: "Most parameters a frame may declare when no --layout is given (a frame claiming more is refused before anything is allocated; error 403).")
+        var maxParams: Int = defaultMaxParams
+
         @Flag(help: "Print JSON instead of text.")
         var json = false
 
         func run() throws {
             try reportingErrors(json: json) {
                 let expected = try layout.map { (p) throws(UplinkError) in try TensorFiles.loadLayout(path: p) }
-                let bytes = try TensorFiles.readFile(frame)
+                let limits = try decodeLimits(maxParams: maxParams, layout: expected)
+                let bytes = try TensorFiles.readFile(frame, maxBytes: limits.maxFrameBytes)
                 let header: FrameHeader
                 var prepared: PreparedFrame?
                 do {
                     header = try bytes.withUnsafeBytes { raw -> FrameHeader in
-                        let h = try FrameReader.readHeader(raw)
+                        let h = try FrameReader.readHeader(raw, limits: limits)
                         try FrameReader.verifySectionChecksums(raw, h)
                         return h
                     }
                     // Decode in full when the layout is known: checks every stream and gives k.
                     if header.tensors != nil || expected != nil {
-                        prepared = try FrameDecoder().prepare(bytes, layout: expected)
+                        prepared = try FrameDecoder(limits: limits).prepare(bytes, layout: expected)
                     }
                 } catch let error as UplinkError {
                     throw UplinkError(error.code, "\(frame): \(error.message)")
@@ -83,7 +87,7 @@ extension UplinkCommand {
                 "  pipeline     \(h.pipeline)",
                 "  model        \(h.fingerprintHex): \(h.tensorCount) tensor(s), \(h.parameterCount) parameters",
                 "  round        \(h.round), samples \(h.sampleCount)",
-                "  ratio        \(String(format: "%.2f", h.compressionRatio))× smaller than float32 (\(humanBytes(h.float32Bytes)))",
+                "  ratio        \(ratioToFloat32(float32Bytes: h.float32Bytes, frameBytes: h.frameLength)) (\(humanBytes(h.float32Bytes)))",
                 "  header       \(h.headerLength) bytes, checksums verified",
             ]
             if let p {

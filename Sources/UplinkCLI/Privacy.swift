@@ -28,7 +28,7 @@ extension UplinkCommand {
                         printJSON(["epsilon": r.epsilon, "delta": delta, "optimal_order": r.order, "order_at_grid_edge": r.atEdge,
                                    "noise_multiplier": noiseMultiplier, "sampling_rate": samplingRate, "rounds": rounds])
                     } else {
-                        print(String(format: "ε = %.4f at δ = %g (optimal RDP order %g) for z = %g, q = %g, %d rounds", r.epsilon, delta, r.order, noiseMultiplier, samplingRate, rounds))
+                        print(String(format: "ε = %.4f at δ = %g (optimal RDP order %g) for z = %g, q = %g, ", r.epsilon, delta, r.order, noiseMultiplier, samplingRate) + "\(rounds) rounds")
                     }
                 }
             }
@@ -52,7 +52,7 @@ extension UplinkCommand {
                         printJSON(["noise_multiplier": z, "epsilon": r.epsilon, "target_epsilon": epsilon, "delta": delta,
                                    "optimal_order": r.order, "sampling_rate": samplingRate, "rounds": rounds])
                     } else {
-                        print(String(format: "noise multiplier z = %.4f gives ε = %.4f ≤ %g at δ = %g (q = %g, %d rounds)", z, r.epsilon, epsilon, delta, samplingRate, rounds))
+                        print(String(format: "noise multiplier z = %.4f gives ε = %.4f ≤ %g at δ = %g (q = %g, ", z, r.epsilon, epsilon, delta, samplingRate) + "\(rounds) rounds)")
                     }
                 }
             }

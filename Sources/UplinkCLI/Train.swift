@@ -105,11 +105,18 @@ extension UplinkCommand {
                         "summary": summary,
                     ])
                 } else {
-                    print(String(format: "final accuracy %.2f%%, %d uplink bytes (%.1f× fewer than float32), %.1f s",
-                                 100 * last.accuracy, last.cumulativeUplinkBytes, summary["ratio_to_float32"] as! Double, summary["seconds"] as! Double)
-                          + (last.epsilon.map { String(format: "; ε = %.3f at δ = %g after %d rounds", $0, dpDelta, reports.count) } ?? ""))
+                    print(Self.finalLine(
+                        accuracy: last.accuracy, uplinkBytes: last.cumulativeUplinkBytes, ratio: summary["ratio_to_float32"] as! Double,
+                        seconds: summary["seconds"] as! Double, epsilon: last.epsilon, delta: dpDelta, rounds: reports.count))
                 }
             }
+        }
+
+        /// The last line of the text output; counts are printed in full whatever their size.
+        static func finalLine(accuracy: Double, uplinkBytes: Int, ratio: Double, seconds: Double, epsilon: Double?, delta: Double, rounds: Int) -> String {
+            String(format: "final accuracy %.2f%%, ", 100 * accuracy) + "\(uplinkBytes) uplink bytes ("
+                + String(format: "%.1f× fewer than float32), %.1f s", ratio, seconds)
+                + (epsilon.map { String(format: "; ε = %.3f at δ = %g", $0, delta) + " after \(rounds) rounds" } ?? "")
         }
     }
 }

@@ -43,6 +43,30 @@ func note(_ text: String) {
     FileHandle.standardError.write(Data("uplink: note: \(text)\n".utf8))
 }
 
+/// `decode` and `inspect` accept frames of at most 2^28 parameters (1 GiB of float32) unless
+/// `--max-params` or `--layout` says otherwise.
+let defaultMaxParams = 1 << 28
+
+/// The limits `decode` and `inspect` read a frame with: at most `maxParams` parameters (or the
+/// given layout's count, if larger) and a frame at most twice their float32 size plus 1 MiB.
+/// A frame for another model is still reported as exactly that (error 300).
+func decodeLimits(maxParams: Int, layout: ModelLayout?) throws(UplinkError) -> FrameLimits {
+    guard maxParams >= 1, maxParams <= 1 << 40 else {
+        throw UplinkError(.invalidArgument, "--max-params \(maxParams) is outside 1…2^40")
+    }
+    let n = max(maxParams, layout?.parameterCount ?? 0)
+    var limits = FrameLimits.default
+    limits.maxParameters = n
+    limits.maxFrameBytes = 8 * n + (1 << 20)
+    return limits
+}
+
+/// `"214.00× smaller than float32"`, or `"1.03× larger than float32"` for a frame that did not shrink.
+func ratioToFloat32(float32Bytes: Int, frameBytes: Int) -> String {
+    let r = Double(float32Bytes) / Double(max(1, frameBytes))
+    return r >= 1 ? String(format: "%.2f× smaller than float32", r) : String(format: "%.2f× larger than float32", 1 / r)
+}
+
 /// `12345678` → `"12.3 MB"`.
 func humanBytes(_ n: Int) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"]

@@ -22,7 +22,13 @@ struct CLI {
         var stderr: String
     }
 
-    static func run(_ arguments: [String], in directory: URL) throws -> Result {
+    /// Runs `uplink` with its address space capped at `memoryLimit` bytes (`ulimit -v`), so a
+    /// test can state "this costs less than X" as a hard failure rather than a measurement.
+    static func run(_ arguments: [String], in directory: URL, memoryLimit: Int) throws -> Result {
+        try run(["-c", "ulimit -v \(memoryLimit / 1024) && exec \"$0\" \"$@\"", executable.path] + arguments, in: directory, executable: URL(fileURLWithPath: "/bin/sh"))
+    }
+
+    static func run(_ arguments: [String], in directory: URL, executable: URL = CLI.executable) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
