@@ -91,3 +91,57 @@ import UplinkTestSupport
         #expect(encoder.errorFeedback == before)
     }
 }
+
+/// Issue 11 §10, §12: error-feedback state cannot be made invalid through the public API, and
+/// no value read from a state file traps.
+@Suite struct ErrorFeedbackStateSafetyTests {
+    static let layout = try! ModelLayout(name: "w", count: 100)
+    static let pipeline = try! Pipeline(parsing: "ef | topk 10% | int8 | lz4")
+
+    static func withCRC(_ blob: [UInt8]) -> [UInt8] {
+        var b = blob
+        let crc = CRC32C.checksum(b[0..<(b.count - 4)])
+        for i in 0..<4 { b[b.count - 4 + i] = UInt8(truncatingIfNeeded: crc >> UInt32(8 * i)) }
+        return b
+    }
+
+    /// A state whose round counter is 2^64 − 1 (valid CRC) trapped on the next encode.
+    @Test func roundCounterAtTheMaximumIsATypedError() throws {
+        var encoder = FrameEncoder(layout: Self.layout, pipeline: Self.pipeline)
+        var blob = encoder.errorFeedback!.serialized()
+        for i in 24..<32 { blob[i] = 0xFF }  // rounds: after magic, version, reserved, fingerprint, n
+        try encoder.restoreState(Self.withCRC(blob))
+        #expect(encoder.errorFeedback!.roundsEncoded == .max)
+        let before = encoder.errorFeedback
+        do { _ = try encoder.encode(TestData.uniform(count: 100, seed: 1)); Issue.record("counted past 2^64 − 1") } catch {
+            #expect(error.code == .malformedState)
+        }
+        #expect(encoder.errorFeedback == before)
+    }
+
+    @Test func reservedFieldMustBeZero() throws {
+        var blob = FrameEncoder(layout: Self.layout, pipeline: Self.pipeline).errorFeedback!.serialized()
+        blob[6] = 1
+        do { _ = try ErrorFeedbackState(serialized: Self.withCRC(blob), layout: Self.layout, pipeline: Self.pipeline); Issue.record("accepted") } catch {
+            #expect(error.code == .malformedState)
+        }
+    }
+
+    /// A residual of the wrong size or with NaN cannot be installed (it segfaulted in release
+    /// when too long, and made undecodable frames when too short).
+    @Test func restoreChecksTheResidual() throws {
+        #expect(throws: UplinkError.self) { _ = try ErrorFeedbackState(residual: [Float](repeating: 0, count: 101), layout: Self.layout, pipeline: Self.pipeline) }
+        #expect(throws: UplinkError.self) { _ = try ErrorFeedbackState(residual: [Float](repeating: 0, count: 99), layout: Self.layout, pipeline: Self.pipeline) }
+        #expect(throws: UplinkError.self) { _ = try ErrorFeedbackState(residual: [.nan] + [Float](repeating: 0, count: 99), layout: Self.layout, pipeline: Self.pipeline) }
+        let other = try ErrorFeedbackState(residual: [Float](repeating: 1, count: 50), layout: try ModelLayout(name: "w", count: 50), pipeline: Self.pipeline)
+        var encoder = FrameEncoder(layout: Self.layout, pipeline: Self.pipeline)
+        #expect(throws: UplinkError.self) { try encoder.restore(other) }
+        let sign = try ErrorFeedbackState(residual: [Float](repeating: 1, count: 100), layout: Self.layout, pipeline: try Pipeline(parsing: "ef | sign"))
+        #expect(throws: UplinkError.self) { try encoder.restore(sign) }
+        let good = try ErrorFeedbackState(residual: [Float](repeating: 0.5, count: 100), layout: Self.layout, pipeline: Self.pipeline)
+        try encoder.restore(good)
+        #expect(encoder.errorFeedback == good)
+        var stateless = FrameEncoder(layout: Self.layout, pipeline: try Pipeline(parsing: "int8"))
+        #expect(throws: UplinkError.self) { try stateless.restore(good) }
+    }
+}

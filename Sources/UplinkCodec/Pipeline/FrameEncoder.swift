@@ -24,8 +24,9 @@ public struct FrameEncoder: Sendable {
     /// Threads for the passes over the whole update (error feedback and top-k selection);
     /// worth it for models of millions of parameters.
     public var threads: Int = 1
-    /// The error-feedback memory, when the pipeline has an `ef` stage.
-    public var errorFeedback: ErrorFeedbackState? {
+    /// The error-feedback memory, when the pipeline has an `ef` stage; set it with
+    /// ``restore(_:)`` or ``restoreState(_:)``, which check it against the layout and pipeline.
+    public package(set) var errorFeedback: ErrorFeedbackState? {
         didSet { if errorFeedback != nil { residualBound = nil } }
     }
     /// An upper bound of max |residual|, kept between encodes so the range check needs no pass.
@@ -39,6 +40,22 @@ public struct FrameEncoder: Sendable {
         self.writer = writer
         self.errorFeedback = pipeline.errorFeedback == nil ? nil : ErrorFeedbackState(layout: layout, pipeline: pipeline)
         self.residualBound = 0  // a fresh residual is all zeros
+    }
+
+    /// Replaces the error-feedback memory with `state`.
+    /// - Throws: ``UplinkError/Code/stateMismatch`` when the pipeline has no `ef` stage or the
+    ///   state is for another model, pipeline or parameter count.
+    public mutating func restore(_ state: ErrorFeedbackState) throws(UplinkError) {
+        guard pipeline.errorFeedback != nil else {
+            throw UplinkError(.stateMismatch, "pipeline \"\(pipeline)\" has no error-feedback stage to restore a state into")
+        }
+        guard state.fingerprint == layout.fingerprint, state.residual.count == layout.parameterCount else {
+            throw UplinkError(.stateMismatch, "error-feedback state is for model \(ModelLayout.hex(state.fingerprint)) with \(state.residual.count) parameters, not \(layout.fingerprintHex) with \(layout.parameterCount)")
+        }
+        guard state.pipelineKey == pipeline.lossyDescriptor else {
+            throw UplinkError(.stateMismatch, "error-feedback state is for another pipeline than \"\(pipeline)\"")
+        }
+        errorFeedback = state
     }
 
     /// Restores error-feedback memory saved with `ErrorFeedbackState.serialized()`.
@@ -73,6 +90,9 @@ public struct FrameEncoder: Sendable {
     private mutating func encodeChecked(_ update: UnsafeBufferPointer<Float>, updateMax: Float, round: UInt64, sampleCount: UInt64) throws(UplinkError) -> [UInt8] {
         // Everything that can fail is checked before the residual changes.
         if var state = errorFeedback {
+            guard state.roundsEncoded < .max else {
+                throw UplinkError(.malformedState, "error-feedback state has encoded 2^64 − 1 rounds; it cannot count another")
+            }
             // Take the state out so its residual is uniquely referenced: mutating it in place then
             // costs no copy of a model-sized array (copy-on-write would otherwise duplicate it).
             if residualBound == nil { residualBound = Self.maxAbs(state.residual) }

@@ -5,10 +5,10 @@
 /// The state is a value: ``serialized()`` and ``init(serialized:layout:pipeline:)`` save and
 /// restore it as a versioned, checksummed blob tied to one model and one pipeline.
 public struct ErrorFeedbackState: Sendable, Equatable {
-    /// The residual, one float per parameter.
-    public var residual: [Float]
+    /// The residual, one float per parameter, finite.
+    public package(set) var residual: [Float]
     /// How many updates were encoded with this state.
-    public var roundsEncoded: UInt64
+    public package(set) var roundsEncoded: UInt64
     /// The model's fingerprint.
     public let fingerprint: UInt64
     /// The pipeline descriptor without its codec stage (a lossless codec does not change what
@@ -19,6 +19,23 @@ public struct ErrorFeedbackState: Sendable, Equatable {
     public init(layout: ModelLayout, pipeline: Pipeline) {
         residual = [Float](repeating: 0, count: layout.parameterCount)
         roundsEncoded = 0
+        fingerprint = layout.fingerprint
+        pipelineKey = pipeline.lossyDescriptor
+    }
+
+    /// A state holding `residual` for `layout` and `pipeline` (for example one carried over
+    /// from an encoder of another pipeline).
+    /// - Throws: ``UplinkError/Code/stateMismatch`` when the residual's size is not the layout's,
+    ///   ``UplinkError/Code/nonFiniteValue`` for a NaN or infinite residual.
+    public init(residual: [Float], roundsEncoded: UInt64 = 0, layout: ModelLayout, pipeline: Pipeline) throws(UplinkError) {
+        guard residual.count == layout.parameterCount else {
+            throw UplinkError(.stateMismatch, "residual has \(residual.count) values, the layout \(layout.parameterCount)")
+        }
+        if let i = residual.firstIndex(where: { !$0.isFinite }) {
+            throw UplinkError(.nonFiniteValue, "residual value \(residual[i]) at index \(i) is not finite")
+        }
+        self.residual = residual
+        self.roundsEncoded = roundsEncoded
         fingerprint = layout.fingerprint
         pipelineKey = pipeline.lossyDescriptor
     }
@@ -63,7 +80,8 @@ public struct ErrorFeedbackState: Sendable, Equatable {
         guard version == Self.version else { throw malformed("has unknown version \(version)") }
         guard CRC32C.checksum(body) == stored else { throw malformed("is corrupted (checksum mismatch)") }
         do throws(UplinkError) {
-            _ = try r.read(UInt16.self, "reserved")
+            let reserved = try r.read(UInt16.self, "reserved")
+            guard reserved == 0 else { throw malformed("has a non-zero reserved field (\(reserved))") }
             let fingerprint = try r.read(UInt64.self, "fingerprint")
             let n = try r.read(UInt64.self, "parameter count")
             let rounds = try r.read(UInt64.self, "rounds")

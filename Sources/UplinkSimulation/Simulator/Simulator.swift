@@ -187,12 +187,14 @@ public struct Simulator: Sendable {
                                 let residual = current[c.id]?.errorFeedback?.residual
                                 for candidate in Self.budgetLadder(pipeline).dropFirst() {
                                     var e = FrameEncoder(layout: layout, pipeline: candidate)
-                                    if let residual { e.errorFeedback?.residual = residual }
+                                    if let residual, candidate.errorFeedback != nil { try e.restore(ErrorFeedbackState(residual: residual, layout: layout, pipeline: candidate)) }
                                     let f = try e.encode(delta, round: UInt64(round), sampleCount: UInt64(data.count))
                                     frame = f
                                     // Carry the residual back under the configured pipeline.
                                     var back = FrameEncoder(layout: layout, pipeline: pipeline)
-                                    if let r = e.errorFeedback?.residual, back.errorFeedback != nil { back.errorFeedback!.residual = r }
+                                    if let r = e.errorFeedback?.residual, back.errorFeedback != nil {
+                                        try back.restore(ErrorFeedbackState(residual: r, layout: layout, pipeline: pipeline))
+                                    }
                                     encoder = back
                                     fitted = true
                                     if f.count <= budget { break }
