@@ -88,7 +88,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UplinkCLITests",
-            dependencies: ["UplinkCLI", "UplinkTensorIO", "UplinkTestSupport"]
+            dependencies: ["UplinkCLI", "UplinkTensorIO", "UplinkSimulation", "UplinkTestSupport"]
         ),
     ]
 )

@@ -45,6 +45,7 @@ extension UplinkCommand {
                     throw UplinkError(.invalidArgument, "clients, rounds, local epochs, batch size and width must be ≥ 1; threads 1…64")
                 }
                 guard fraction > 0, fraction <= 1 else { throw UplinkError(.invalidArgument, "--fraction must be in (0, 1]") }
+                try MLP.checkSizes([64, width, width, 10])
                 guard lr > 0, lr.isFinite, momentum >= 0, momentum < 1, proxMu >= 0 else {
                     throw UplinkError(.invalidArgument, "--lr must be > 0, --momentum in [0, 1), --prox-mu ≥ 0")
                 }
@@ -62,7 +63,10 @@ extension UplinkCommand {
                 case (nil, nil):
                     guard dpAdaptiveQuantile == nil, dpEpsilonBudget == nil else { throw UplinkError(.invalidArgument, "--dp-adaptive-quantile and --dp-epsilon-budget need --dp-clip and --dp-noise") }
                 case let (c?, z?):
-                    guard c > 0, z > 0, dpDelta > 0, dpDelta < 1 else { throw UplinkError(.invalidArgument, "--dp-clip and --dp-noise must be > 0, --dp-delta in (0, 1)") }
+                    guard c > 0, z > 0, c.isFinite, z.isFinite, dpDelta > 0, dpDelta < 1 else { throw UplinkError(.invalidArgument, "--dp-clip and --dp-noise must be finite and > 0, --dp-delta in (0, 1)") }
+                    guard !config.strategy.needsAllUpdates else {
+                        throw UplinkError(.invalidArgument, "central DP bounds each client's influence on a mean; \(config.strategy) is not a mean (use fedavg, fedavgm, fedadam, fedyogi, fedadagrad or norm-bounded)")
+                    }
                     if let q = dpAdaptiveQuantile, !(q > 0 && q < 1) { throw UplinkError(.invalidArgument, "--dp-adaptive-quantile must be in (0, 1)") }
                     config.dp = DPTraining(clip: c, noiseMultiplier: z, adaptiveQuantile: dpAdaptiveQuantile, delta: dpDelta, epsilonBudget: dpEpsilonBudget, seed: dpSeed)
                 default:

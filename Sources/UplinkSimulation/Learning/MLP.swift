@@ -17,9 +17,35 @@ public struct MLP: Sendable {
     let weightOffset: [Int]
     let biasOffset: [Int]
 
+    /// The most parameters a network may have: training keeps several copies of the model and
+    /// one gradient per thread in memory (2^27 float32 values are 512 MiB a copy).
+    public static let maxParameters = 1 << 27
+
+    /// Checks that `sizes` describe a network ``init(sizes:)`` accepts: at least two layers, each
+    /// at least 1 wide, at most ``maxParameters`` parameters (computed without overflow).
+    /// - Throws: ``UplinkError/Code/invalidArgument`` naming the problem.
+    public static func checkSizes(_ sizes: [Int]) throws(UplinkError) {
+        guard sizes.count >= 2, sizes.allSatisfy({ $0 >= 1 }) else {
+            throw UplinkError(.invalidArgument, "a network needs at least two layers, each at least 1 wide, not \(sizes)")
+        }
+        var total = 0
+        for l in 1..<sizes.count {
+            let (w, o1) = sizes[l].multipliedReportingOverflow(by: sizes[l - 1])
+            let (t, o2) = total.addingReportingOverflow(w)
+            let (b, o3) = t.addingReportingOverflow(sizes[l])
+            guard !o1, !o2, !o3, b <= maxParameters else {
+                throw UplinkError(.invalidArgument, "layer widths \(sizes) give more than \(maxParameters) parameters; a smaller width is needed")
+            }
+            total = b
+        }
+    }
+
     /// A network with the given layer widths.
+    ///
+    /// - Precondition: `sizes` passes ``checkSizes(_:)`` (callers with untrusted widths check
+    ///   first; a trap here is a programming error, pinned by an exit test).
     public init(sizes: [Int]) {
-        precondition(sizes.count >= 2 && sizes.allSatisfy { $0 >= 1 })
+        do throws(UplinkError) { try Self.checkSizes(sizes) } catch { preconditionFailure(error.message) }
         self.sizes = sizes
         var tensors: [TensorSpec] = []
         for l in 1..<sizes.count {
@@ -27,7 +53,8 @@ public struct MLP: Sendable {
             tensors.append(TensorSpec(name: "fc\(l).weight", shape: [sizes[l], sizes[l - 1]]))
         }
         tensors.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
-        let layout = try! ModelLayout(tensors)
+        let layout: ModelLayout
+        do throws(UplinkError) { layout = try ModelLayout(tensors) } catch { preconditionFailure(error.message) }
         self.layout = layout
         weightOffset = (1..<sizes.count).map { layout.offsets[layout.index(of: "fc\($0).weight")!] }
         biasOffset = (1..<sizes.count).map { layout.offsets[layout.index(of: "fc\($0).bias")!] }

@@ -63,6 +63,7 @@ public struct Simulator: Sendable {
         try scenario.validate()
         self.scenario = scenario
         self.clients = try Population.make(scenario)
+        try MLP.checkSizes([64, scenario.width, scenario.width, 10])
         self.model = MLP.digits(width: scenario.width)
         self.train = digits?.train
         self.test = digits?.test
