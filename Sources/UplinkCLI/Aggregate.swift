@@ -131,7 +131,7 @@ extension UplinkCommand {
                 } catch {
                     // One JSON document: the summary, with the error in it; nothing was written.
                     FileHandle.standardError.write(Data("uplink: \(error)\n".utf8))
-                    var s = summary(nil, rejected, roundID, chosen, nil, written: false)
+                    var s = summary(nil, rejected, roundID, chosen, nil, written: false, accepted: aggregator.accepted)
                     s["error"] = ["code": Int(error.code.rawValue), "category": error.category.rawValue, "message": error.message]
                     if json { printJSON(s) } else { printText(s) }
                     throw ExitCode(1)
@@ -144,7 +144,9 @@ extension UplinkCommand {
         func submitInOrder(_ files: [String], _ aggregator: RoundAggregator, maxBytes: Int, rejections: inout [Int: UplinkError]) {
             let failures = Mutex<[Int: UplinkError]>([:])
             let turn = Turnstile()
-            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+            // Real threads, not concurrentPerform: a worker blocks in the turnstile until the
+            // frame before its own is committed, which needs every worker running at once.
+            runOnThreads(threads) { worker in
                 for i in stride(from: worker, to: files.count, by: threads) {
                     let prepared: Result<PreparedUpdate, UplinkError>
                     do throws(UplinkError) {
@@ -237,7 +239,7 @@ extension UplinkCommand {
             ((file as NSString).lastPathComponent as NSString).deletingPathExtension
         }
 
-        func summary(_ r: RoundResult?, _ rejected: [[String: Any]], _ round: UInt64?, _ s: Strategy, _ o: ServerOptimizer?, written: Bool) -> [String: Any] {
+        func summary(_ r: RoundResult?, _ rejected: [[String: Any]], _ round: UInt64?, _ s: Strategy, _ o: ServerOptimizer?, written: Bool, accepted: [AcceptedUpdate] = []) -> [String: Any] {
             var out: [String: Any] = [
                 "strategy": s.description, "round": round.map { $0 as Any } ?? NSNull(),
                 "rejected": rejected, "rejected_count": rejected.count, "peak_rss_bytes": peakResidentBytes(),
@@ -246,16 +248,13 @@ extension UplinkCommand {
                 out["output"] = output
                 if let state { out["state"] = state }
             }
-            if let r {
-                out["accepted_count"] = r.accepted.count
-                out["total_weight"] = r.totalWeight
-                out["accepted"] = r.accepted.map {
-                    ["client": $0.clientID, "samples": $0.samples, "weight": $0.weight, "norm": $0.norm, "scale": $0.scale, "bytes": $0.bytes, "transmitted": $0.transmitted] as [String: Any]
-                }
-                out["bytes_received"] = r.accepted.reduce(0) { $0 + $1.bytes }
-            } else {
-                out["accepted_count"] = 0
+            let list = r?.accepted ?? accepted
+            if let r { out["total_weight"] = r.totalWeight }
+            out["accepted_count"] = list.count
+            out["accepted"] = list.map {
+                ["client": $0.clientID, "samples": $0.samples, "weight": $0.weight, "norm": $0.norm, "scale": $0.scale, "bytes": $0.bytes, "transmitted": $0.transmitted] as [String: Any]
             }
+            out["bytes_received"] = list.reduce(0) { $0 + $1.bytes }
             if let o { out["optimizer_rounds"] = o.rounds }
             return out
         }
@@ -274,6 +273,21 @@ extension UplinkCommand {
             print("  peak memory \(humanBytes(s["peak_rss_bytes"] as! Int))")
         }
     }
+}
+
+/// Runs `body(0..<count)` on `count` threads of their own and waits for all of them.
+func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let done = DispatchGroup()
+    for w in 0..<count {
+        done.enter()
+        let t = Thread {
+            body(w)
+            done.leave()
+        }
+        t.stackSize = 8 << 20
+        t.start()
+    }
+    done.wait()
 }
 
 /// Lets thread `i` through only after thread `i − 1`: ordered commits from parallel work.
