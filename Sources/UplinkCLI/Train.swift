@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UplinkAggregation
 import UplinkCodec
+import UplinkPrivacy
 import UplinkSimulation
 
 extension UplinkCommand {
@@ -35,7 +36,7 @@ extension UplinkCommand {
         @Option(help: "Adaptive clipping toward this quantile of update norms (Andrew et al. 2021).") var dpAdaptiveQuantile: Double?
         @Option(help: "δ for the reported ε.") var dpDelta: Double = 1e-5
         @Option(help: "Stop before ε would exceed this budget.") var dpEpsilonBudget: Double?
-        @Option(help: "Seed for the DP noise (default: the system's secure generator).") var dpSeed: UInt64?
+        @Option(help: "Seed for the DP client selection and noise, for a reproducible run (default: the system's secure generator, which the reported ε assumes).") var dpSeed: UInt64?
         @Flag(help: "Print JSON: per-round rows and a summary.") var json = false
 
         func run() throws {
@@ -64,7 +65,7 @@ extension UplinkCommand {
                 case let (c?, z?):
                     guard c > 0, z > 0, dpDelta > 0, dpDelta < 1 else { throw UplinkError(.invalidArgument, "--dp-clip and --dp-noise must be > 0, --dp-delta in (0, 1)") }
                     if let q = dpAdaptiveQuantile, !(q > 0 && q < 1) { throw UplinkError(.invalidArgument, "--dp-adaptive-quantile must be in (0, 1)") }
-                    config.dp = DPTraining(clip: c, noiseMultiplier: z, adaptiveQuantile: dpAdaptiveQuantile, delta: dpDelta, epsilonBudget: dpEpsilonBudget, seed: dpSeed)
+                    config.dp = DPSettings(clip: c, noiseMultiplier: z, adaptiveQuantile: dpAdaptiveQuantile, delta: dpDelta, epsilonBudget: dpEpsilonBudget, seed: dpSeed)
                 default:
                     throw UplinkError(.invalidArgument, "central DP needs both --dp-clip and --dp-noise")
                 }
@@ -94,7 +95,7 @@ extension UplinkCommand {
                     "total_uplink_bytes": last.cumulativeUplinkBytes, "float32_uplink_bytes": last.cumulativeFloat32Bytes,
                     "ratio_to_float32": Double(last.cumulativeFloat32Bytes) / Double(max(1, last.cumulativeUplinkBytes)),
                     "seconds": Date().timeIntervalSince(started), "rounds_run": reports.count,
-                ].merging(last.epsilon.map { ["epsilon": $0, "delta": dpDelta, "dp_noise_multiplier": dpNoise ?? 0] } ?? [:]) { a, _ in a }
+                ].merging(last.privacy.map { ["epsilon": $0.epsilon, "delta": dpDelta, "dp_noise_multiplier": dpNoise ?? 0, "privacy": $0.jsonObject] } ?? [:]) { a, _ in a }
                 if json {
                     printJSON([
                         "rounds": reports.map {
@@ -108,6 +109,9 @@ extension UplinkCommand {
                     print(String(format: "final accuracy %.2f%%, %d uplink bytes (%.1f× fewer than float32), %.1f s",
                                  100 * last.accuracy, last.cumulativeUplinkBytes, summary["ratio_to_float32"] as! Double, summary["seconds"] as! Double)
                           + (last.epsilon.map { String(format: "; ε = %.3f at δ = %g after %d rounds", $0, dpDelta, reports.count) } ?? ""))
+                    if let p = last.privacy {
+                        print(String(format: "privacy: accounted as Poisson sampling at q = %g (m/N) with z = %g; ", p.maxSamplingRate, p.noiseMultiplier) + p.randomnessNote)
+                    }
                 }
             }
         }
