@@ -28,7 +28,7 @@ extension UplinkCommand {
         @Option(help: "Uplink pipeline.") var pipeline = "fp32 | stored"
         @Option(parsing: .upToNextOption, help: "Server strategy, e.g. fedavg or \"fedadam lr=0.01\".") var strategy: [String] = ["fedavg"]
         @Option(help: "Hidden width of the 64 → w → w → 10 network.") var width = 1024
-        @Option(help: "Seed.") var seed: UInt64 = 1
+        @Option(help: "Seed (initialization, partition, selection, local training; with central DP the selection only with --dp-seed).") var seed: UInt64 = 1
         @Option(help: "Clients trained in parallel.") var threads = 2
         @Option(help: "The digits data (fixtures/digits/digits.csv.gz).") var data: String?
         @Option(help: "Central DP: clip each update to this L2 norm (DP-FedAvg; docs/privacy.md).") var dpClip: Double?

@@ -23,7 +23,8 @@ public struct FederatedConfig: Sendable {
     public var strategy: Strategy = .fedAvg(lr: 1)
     /// Hidden width of the 64 → w → w → 10 network.
     public var width: Int = 1024
-    /// Seed for initialization, partition, selection and local shuffles.
+    /// Seed for initialization, partition, selection and local shuffles (with central DP, the
+    /// selection only when the DP settings carry a seed too).
     public var seed: UInt64 = 1
     /// Clients trained in parallel.
     public var threads: Int = 2
