@@ -136,7 +136,11 @@ import UplinkTestSupport
         #expect(a.isSecret && (0..<4).map { _ in a.next() } != (0..<4).map { _ in b.next() })
         let seededRun = try! PrivacyLedger(settings: DPSettings(clip: 1, noiseMultiplier: 1, seed: 1), expectedClients: 10).summary
         #expect(seededRun.jsonObject["randomness"] as? String == "seeded" && seededRun.randomnessNote.hasPrefix("ε assumes a secret client sample"))
-        let secretRun = try! PrivacyLedger(settings: DPSettings(clip: 1, noiseMultiplier: 1), expectedClients: 10).summary
-        #expect(secretRun.jsonObject["randomness"] as? String == "secret" && secretRun.secretRandomness)
+        var secretLedger = try! PrivacyLedger(settings: DPSettings(clip: 1, noiseMultiplier: 1), expectedClients: 10)
+        #expect(secretLedger.summary.jsonObject["randomness"] as? String == "secret" && secretLedger.summary.secretRandomness)
+        // The sum's noise: the aggregator's secure generator without a seed, a per-round seed with one.
+        #expect(try! secretLedger.beginRound(samplingRate: 0.1)!.noiseSeed == nil)
+        var seededLedger = try! PrivacyLedger(settings: DPSettings(clip: 1, noiseMultiplier: 1, seed: 40), expectedClients: 10)
+        #expect(try! seededLedger.beginRound(samplingRate: 0.1)!.noiseSeed == 41 && (try! seededLedger.beginRound(samplingRate: 0.1)!.noiseSeed) == 42)
     }
 }
