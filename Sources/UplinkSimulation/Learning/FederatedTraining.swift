@@ -80,7 +80,7 @@ public struct FederatedTraining: Sendable {
     }
 
     /// The number of clients a round selects, m = ⌊C·N + ½⌋ (at least 1).
-    public var selectionSize: Int { max(1, min(config.clients, Int((config.fraction * Double(config.clients)).rounded()))) }
+    var selectionSize: Int { max(1, min(config.clients, Int((config.fraction * Double(config.clients)).rounded()))) }
 
     /// The clients selected in `round` from the seed: m without replacement. A run with central
     /// DP and no DP seed draws its selections from the secure generator instead.
