@@ -33,6 +33,9 @@ extension UplinkCommand {
         @Option(help: "The digits data (fixtures/digits/digits.csv.gz).")
         var data: String?
 
+        @Option(help: "Seed for the DP client selection and noise, for a reproducible run (overrides the scenario's dpSeed; default: the system's secure generator, which the reported ε assumes).")
+        var dpSeed: UInt64?
+
         @Flag(help: "Print the results as JSON instead of the table.")
         var json = false
 
@@ -45,6 +48,7 @@ extension UplinkCommand {
                 if let rounds { s.rounds = rounds }
                 if !pipeline.isEmpty { s.pipelines = pipeline }
                 if budgetFitting { s.budgetFitting = true }
+                if let dpSeed { s.dpSeed = dpSeed }
                 try s.validate()
                 let digits = s.train ? try Digits.load(path: data ?? Digits.defaultPath()) : nil
                 var replay: [Float]?
@@ -67,6 +71,9 @@ extension UplinkCommand {
                     if v.fitting { run.pipeline += " [budget fitting]" }
                     runs.append(run)
                 }
+                if runs.allSatisfy({ $0.rounds.isEmpty }) {
+                    throw UplinkError(.invalidArgument, "the ε budget \(s.dpEpsilonBudget ?? 0) is exhausted before the first round")
+                }
                 let result = SimulationReport(scenario: s.name, runs: runs)
                 try FileManager.default.createDirectory(atPath: report, withIntermediateDirectories: true)
                 try TensorFiles.writeFile(report + "/report.html", Array(result.html().utf8))
@@ -80,6 +87,10 @@ extension UplinkCommand {
                     print(result.table())
                     print("\nparticipation by network (reports accepted / uploads that made the deadline / clients selected):")
                     print(result.participationTable())
+                    if let p = runs.first?.privacy {
+                        print(String(format: "\ncentral DP: ε = %.3f at δ = %g after %d rounds with z = %g, accounted as Poisson sampling at q = selected/online per round (mean %.4f, max %.4f); ",
+                                     p.epsilon, p.delta, p.rounds, p.noiseMultiplier, p.meanSamplingRate, p.maxSamplingRate) + p.randomnessNote)
+                    }
                     print(String(format: "\nwrote %@/report.html, results.json, rounds.csv (%.0f s)", report, Date().timeIntervalSince(started)))
                 }
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UplinkAggregation
 import UplinkCodec
+import UplinkPrivacy
 import UplinkSimulation
 
 extension UplinkCommand {
@@ -27,7 +28,7 @@ extension UplinkCommand {
         @Option(help: "Uplink pipeline.") var pipeline = "fp32 | stored"
         @Option(parsing: .upToNextOption, help: "Server strategy, e.g. fedavg or \"fedadam lr=0.01\".") var strategy: [String] = ["fedavg"]
         @Option(help: "Hidden width of the 64 → w → w → 10 network.") var width = 1024
-        @Option(help: "Seed.") var seed: UInt64 = 1
+        @Option(help: "Seed (initialization, partition, selection, local training; with central DP the selection only with --dp-seed).") var seed: UInt64 = 1
         @Option(help: "Clients trained in parallel.") var threads = 2
         @Option(help: "The digits data (fixtures/digits/digits.csv.gz).") var data: String?
         @Option(help: "Central DP: clip each update to this L2 norm (DP-FedAvg; docs/privacy.md).") var dpClip: Double?
@@ -35,7 +36,7 @@ extension UplinkCommand {
         @Option(help: "Adaptive clipping toward this quantile of update norms (Andrew et al. 2021).") var dpAdaptiveQuantile: Double?
         @Option(help: "δ for the reported ε.") var dpDelta: Double = 1e-5
         @Option(help: "Stop before ε would exceed this budget.") var dpEpsilonBudget: Double?
-        @Option(help: "Seed for the DP noise (default: the system's secure generator).") var dpSeed: UInt64?
+        @Option(help: "Seed for the DP client selection and noise, for a reproducible run (default: the system's secure generator, which the reported ε assumes).") var dpSeed: UInt64?
         @Flag(help: "Print JSON: per-round rows and a summary.") var json = false
 
         func run() throws {
@@ -68,7 +69,7 @@ extension UplinkCommand {
                         throw UplinkError(.invalidArgument, "central DP bounds each client's influence on a mean; \(config.strategy) is not a mean (use fedavg, fedavgm, fedadam, fedyogi, fedadagrad or norm-bounded)")
                     }
                     if let q = dpAdaptiveQuantile, !(q > 0 && q < 1) { throw UplinkError(.invalidArgument, "--dp-adaptive-quantile must be in (0, 1)") }
-                    config.dp = DPTraining(clip: c, noiseMultiplier: z, adaptiveQuantile: dpAdaptiveQuantile, delta: dpDelta, epsilonBudget: dpEpsilonBudget, seed: dpSeed)
+                    config.dp = DPSettings(clip: c, noiseMultiplier: z, adaptiveQuantile: dpAdaptiveQuantile, delta: dpDelta, epsilonBudget: dpEpsilonBudget, seed: dpSeed)
                 default:
                     throw UplinkError(.invalidArgument, "central DP needs both --dp-clip and --dp-noise")
                 }
@@ -98,7 +99,7 @@ extension UplinkCommand {
                     "total_uplink_bytes": last.cumulativeUplinkBytes, "float32_uplink_bytes": last.cumulativeFloat32Bytes,
                     "ratio_to_float32": Double(last.cumulativeFloat32Bytes) / Double(max(1, last.cumulativeUplinkBytes)),
                     "seconds": Date().timeIntervalSince(started), "rounds_run": reports.count,
-                ].merging(last.epsilon.map { ["epsilon": $0, "delta": dpDelta, "dp_noise_multiplier": dpNoise ?? 0] } ?? [:]) { a, _ in a }
+                ].merging(last.privacy.map { ["epsilon": $0.epsilon, "delta": dpDelta, "dp_noise_multiplier": dpNoise ?? 0, "privacy": $0.jsonObject] } ?? [:]) { a, _ in a }
                 if json {
                     printJSON([
                         "rounds": reports.map {
@@ -112,6 +113,9 @@ extension UplinkCommand {
                     print(Self.finalLine(
                         accuracy: last.accuracy, uplinkBytes: last.cumulativeUplinkBytes, ratio: summary["ratio_to_float32"] as! Double,
                         seconds: summary["seconds"] as! Double, epsilon: last.epsilon, delta: dpDelta, rounds: reports.count))
+                    if let p = last.privacy {
+                        print(String(format: "privacy: accounted as Poisson sampling at q = %g (m/N) with z = %g; ", p.maxSamplingRate, p.noiseMultiplier) + p.randomnessNote)
+                    }
                 }
             }
         }

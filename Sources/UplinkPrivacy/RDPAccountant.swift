@@ -39,6 +39,12 @@ public struct RDPAccountant: Sendable {
         for (i, a) in orders.enumerated() { rdp[i] += Double(steps) * Self.rdp(q: q, sigma: z, alpha: a) }
     }
 
+    /// Adds what `other` has spent (the same orders): composition is addition in RDP.
+    package mutating func compose(_ other: RDPAccountant) {
+        precondition(other.orders == orders, "accountants with different orders")
+        for i in rdp.indices { rdp[i] += other.rdp[i] }
+    }
+
     /// The (ε, δ) guarantee so far: ε, the order that gives it, and whether that order is at an
     /// edge of the grid (then a wider grid could give a smaller ε).
     public func epsilon(delta: Double) throws(UplinkError) -> (epsilon: Double, order: Double, atEdge: Bool) {

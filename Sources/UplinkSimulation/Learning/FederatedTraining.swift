@@ -23,42 +23,17 @@ public struct FederatedConfig: Sendable {
     public var strategy: Strategy = .fedAvg(lr: 1)
     /// Hidden width of the 64 → w → w → 10 network.
     public var width: Int = 1024
-    /// Seed for initialization, partition, selection and local shuffles.
+    /// Seed for initialization, partition, selection and local shuffles (with central DP, the
+    /// selection only when the DP settings carry a seed too).
     public var seed: UInt64 = 1
     /// Clients trained in parallel.
     public var threads: Int = 2
-    /// Central differential privacy, `nil` for none.
-    public var dp: DPTraining?
+    /// Central differential privacy, `nil` for none. Without a DP seed the client selection, as
+    /// well as the noise, comes from the system's secure generator (docs/privacy.md).
+    public var dp: DPSettings?
 
     /// The defaults of `uplink train`.
     public init() {}
-}
-
-/// Central DP for a training run: DP-FedAvg with a fixed or adaptive clip, noise multiplier z,
-/// the RDP accountant reporting ε after every round, and an optional ε budget that stops
-/// training before the round that would exceed it.
-public struct DPTraining: Sendable {
-    /// The (initial) clip bound C.
-    public var clip: Double
-    /// The noise multiplier z of each round's Gaussian mechanism (count and sum together when adaptive).
-    public var noiseMultiplier: Double
-    /// Target quantile for adaptive clipping; `nil` keeps C fixed.
-    public var adaptiveQuantile: Double?
-    /// δ for the reported ε.
-    public var delta: Double = 1e-5
-    /// Stop before ε would exceed this.
-    public var epsilonBudget: Double?
-    /// Noise seed (simulations); `nil` uses the system CSPRNG.
-    public var seed: UInt64?
-
-    public init(clip: Double, noiseMultiplier: Double, adaptiveQuantile: Double? = nil, delta: Double = 1e-5, epsilonBudget: Double? = nil, seed: UInt64? = nil) {
-        self.clip = clip
-        self.noiseMultiplier = noiseMultiplier
-        self.adaptiveQuantile = adaptiveQuantile
-        self.delta = delta
-        self.epsilonBudget = epsilonBudget
-        self.seed = seed
-    }
 }
 
 /// What one round did.
@@ -81,6 +56,10 @@ public struct RoundReport: Sendable {
     public var epsilon: Double?
     /// The clip bound used this round (central DP).
     public var clip: Double?
+    /// The guarantee after this round (central DP): ε, the sampling rate accounted, the randomness.
+    public var privacy: PrivacySummary?
+    /// The clients selected (for tests; kept out of reports, since a DP run's sample is secret).
+    var clients: [Int] = []
 }
 
 /// Runs federated training on a dataset.
@@ -100,13 +79,20 @@ public struct FederatedTraining: Sendable {
         self.shares = config.partition.split(labels: train.labels, classes: train.classCount, clients: config.clients, seed: config.seed)
     }
 
-    /// The clients selected in `round`: ⌊C·N + ½⌋ (at least 1) without replacement.
+    /// The number of clients a round selects, m = ⌊C·N + ½⌋ (at least 1).
+    var selectionSize: Int { max(1, min(config.clients, Int((config.fraction * Double(config.clients)).rounded()))) }
+
+    /// The clients selected in `round` from the seed: m without replacement. A run with central
+    /// DP and no DP seed draws its selections from the secure generator instead.
     public func selection(round: Int) -> [Int] {
-        let m = max(1, min(config.clients, Int((config.fraction * Double(config.clients)).rounded())))
         var rng = SplitMix64(seed: config.seed &+ 0x5345_4C45_4354, round: UInt64(round))
+        return selection(using: &rng)
+    }
+
+    func selection<G: RandomNumberGenerator>(using rng: inout G) -> [Int] {
         var pool = Array(0..<config.clients)
-        for i in 0..<m { pool.swapAt(i, i + Int(rng.below(UInt64(config.clients - i)))) }
-        return pool[0..<m].sorted()
+        pool.shuffleFirst(selectionSize, using: &rng)
+        return pool[0..<selectionSize].sorted()
     }
 
     /// Runs every round, calling `progress` after each; returns the reports and the final model.
@@ -117,27 +103,22 @@ public struct FederatedTraining: Sendable {
         var reports: [RoundReport] = []
         var cumulative = 0, cumulativeDense = 0
         let n = model.layout.parameterCount
-        let m = Double(selection(round: 1).count)
-        var accountant = RDPAccountant()
-        var adaptive = config.dp.flatMap { dp in dp.adaptiveQuantile.map { AdaptiveClipping(initialClip: dp.clip, targetQuantile: $0, expectedClients: m) } }
-        var countRng = SplitMix64(seed: (config.dp?.seed ?? 0) ^ 0x434C_4950)
-        var systemRng = SystemRandomNumberGenerator()
+        let m = selectionSize
+        var ledger: PrivacyLedger?
+        if let dp = config.dp { ledger = try PrivacyLedger(settings: dp, expectedClients: Double(m)) }
+        // Amplification by sampling assumes nobody can predict the sample: secret unless seeded.
+        let secretSelection = config.dp != nil && config.dp?.seed == nil
+        var secure = PrivacyRandomness(seed: nil)
         for round in 1...config.rounds {
             var policy = RoundPolicy(round: UInt64(round))
-            var epsilon: Double?
-            if let dp = config.dp {
-                // Poisson-sampling accounting at q = m/N (selection here is a fixed-size sample; see docs/privacy.md).
-                var next = accountant
-                try next.compose(noiseMultiplier: dp.noiseMultiplier, samplingRate: m / Double(config.clients), steps: 1)
-                let eps = try next.epsilon(delta: dp.delta).epsilon
-                if let budget = dp.epsilonBudget, eps > budget { break }
-                accountant = next
-                epsilon = eps
-                let clip = adaptive?.clip ?? dp.clip
-                let z = try adaptive?.valueNoiseMultiplier(total: dp.noiseMultiplier) ?? dp.noiseMultiplier
-                policy.centralDP = CentralDP(clip: clip, noiseMultiplier: z, expectedClients: m, seed: dp.seed.map { $0 &+ UInt64(round) })
+            var dpRound: PrivacyLedger.Round?
+            if ledger != nil {
+                // A uniform sample of m of the N clients: each is in it with probability exactly m/N.
+                guard let planned = try ledger!.beginRound(samplingRate: Double(m) / Double(config.clients)) else { break }
+                dpRound = planned
+                policy.centralDP = CentralDP(clip: planned.clip, noiseMultiplier: planned.sumNoiseMultiplier, expectedClients: Double(m), seed: planned.noiseSeed)
             }
-            let chosen = selection(round: round)
+            let chosen = secretSelection ? selection(using: &secure) : selection(round: round)
             let starting = global
             let states = chosen.map { encoders[$0] ?? FrameEncoder(layout: model.layout, pipeline: config.pipeline) }
             let results = Mutex([(frame: [UInt8], encoder: FrameEncoder, error: Double)?](repeating: nil, count: chosen.count))
@@ -179,17 +160,14 @@ public struct FederatedTraining: Sendable {
             }
             let result = try aggregator.close()
             try result.apply(to: &global, optimizer: &optimizer)
-            let usedClip = policy.centralDP?.clip
-            if adaptive != nil {
-                let norms = result.accepted.map(\.norm)
-                if config.dp?.seed != nil { adaptive!.update(norms: norms, expectedClients: m, using: &countRng) } else { adaptive!.update(norms: norms, expectedClients: m, using: &systemRng) }
-            }
+            ledger?.finishRound(norms: result.accepted.map(\.norm))
             cumulative += bytes
             cumulativeDense += result.accepted.count * n * 4
             let report = RoundReport(
                 round: round, reported: result.accepted.count, accuracy: model.accuracy(global, data: test),
                 uplinkBytes: bytes, cumulativeUplinkBytes: cumulative, cumulativeFloat32Bytes: cumulativeDense,
-                meanRelativeError: errors / Double(max(1, result.accepted.count)), epsilon: epsilon, clip: usedClip)
+                meanRelativeError: errors / Double(max(1, result.accepted.count)), epsilon: dpRound?.epsilon,
+                clip: dpRound?.clip, privacy: ledger?.summary, clients: chosen)
             reports.append(report)
             progress(report)
         }

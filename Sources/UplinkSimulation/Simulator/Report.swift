@@ -138,6 +138,7 @@ public struct SimulationReport: Sendable, Codable {
             if let v = s.uploadP95 { summary["upload_p95_seconds"] = v }
             if let v = s.uploadMax { summary["upload_max_seconds"] = v }
             if let v = s.finalAccuracy { summary["final_accuracy"] = v }
+            if let p = run.privacy { summary["privacy"] = p.jsonObject }
             return [
                 "pipeline": run.pipeline, "summary": summary,
                 "rounds": run.rounds.map { r -> [String: Any] in
@@ -152,6 +153,7 @@ public struct SimulationReport: Sendable, Codable {
                     ]
                     if let a = r.accuracy { row["accuracy"] = a }
                     if let e = r.epsilon { row["epsilon"] = e }
+                    if let q = r.samplingRate { row["sampling_rate"] = q }
                     return row
                 },
             ]

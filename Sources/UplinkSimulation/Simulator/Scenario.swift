@@ -92,6 +92,8 @@ public struct Scenario: Codable, Sendable {
     public var dpAdaptiveQuantile: Double?
     public var dpDelta: Double = 1e-5
     public var dpEpsilonBudget: Double?
+    /// Seed for the DP client sample and noise (a reproducible run); `nil` uses the secure generator.
+    public var dpSeed: UInt64?
 
     /// The default scenario.
     public init() {}
@@ -125,6 +127,7 @@ public struct Scenario: Codable, Sendable {
         dpAdaptiveQuantile = try c.decodeIfPresent(Double.self, forKey: .dpAdaptiveQuantile)
         dpDelta = try c.decodeIfPresent(Double.self, forKey: .dpDelta) ?? d.dpDelta
         dpEpsilonBudget = try c.decodeIfPresent(Double.self, forKey: .dpEpsilonBudget)
+        dpSeed = try c.decodeIfPresent(UInt64.self, forKey: .dpSeed)
     }
 
     /// Reads a scenario file, with errors that name the field.

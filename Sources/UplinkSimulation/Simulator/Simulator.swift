@@ -30,14 +30,21 @@ public struct SimulatedRound: Sendable, Codable {
     /// Clients per profile whose upload would have arrived by the deadline (reported, or surplus
     /// after the round filled up): whether the update fits the link at all.
     public var inTimeByProfile: [String: Int] = [:]
+    /// Clients online when the round selected.
+    public var online: Int = 0
     /// ε spent so far, with central DP.
     public var epsilon: Double?
+    /// The sampling rate this round was accounted at, with central DP: selected / online, the
+    /// probability that any one online client is selected (docs/privacy.md).
+    public var samplingRate: Double?
 }
 
 /// A pipeline's run through the whole scenario.
 public struct PipelineRun: Sendable, Codable {
     public var pipeline: String
     public var rounds: [SimulatedRound]
+    /// The guarantee of the run, with central DP.
+    public var privacy: PrivacySummary?
 }
 
 /// The discrete-event simulator: the real encoder, aggregator and training; simulated links and clock.
@@ -110,31 +117,29 @@ public struct Simulator: Sendable {
         let deadline = scenario.deadlineSeconds
         let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum)
         var replayFrame: (frame: [UInt8], encoder: FrameEncoder)?
-        var accountant = RDPAccountant()
         let m = Double(k)
-        var adaptive = scenario.dpClip.flatMap { c in scenario.dpAdaptiveQuantile.map { AdaptiveClipping(initialClip: c, targetQuantile: $0, expectedClients: m) } }
-        var countRng = SplitMix64(seed: scenario.seed ^ 0x434C_4950)
+        var ledger: PrivacyLedger?
+        if let dp = scenario.dpSettings { ledger = try PrivacyLedger(settings: dp, expectedClients: m) }
+        // Amplification by sampling assumes nobody can predict the sample: secret unless seeded.
+        let secretSelection = ledger != nil && scenario.dpSeed == nil
+        var secure = PrivacyRandomness(seed: nil)
         for round in 1...scenario.rounds {
-            var dpPolicy: CentralDP?
-            var epsilon: Double?
-            if let clip = scenario.dpClip, let z = scenario.dpNoise {
-                // Accounting as Poisson sampling at q = K/N: the reports a round aggregates.
-                var next = accountant
-                try next.compose(noiseMultiplier: z, samplingRate: min(1, m / Double(scenario.clients)), steps: 1)
-                let eps = try next.epsilon(delta: scenario.dpDelta).epsilon
-                if let budget = scenario.dpEpsilonBudget, eps > budget { break }
-                accountant = next
-                epsilon = eps
-                dpPolicy = CentralDP(clip: adaptive?.clip ?? clip, noiseMultiplier: try adaptive?.valueNoiseMultiplier(total: z) ?? z,
-                                     expectedClients: m, seed: scenario.seed &+ UInt64(round))
-            }
             var rng = SplitMix64(seed: scenario.seed ^ 0x524F_554E_44, round: UInt64(round))
             // Selection with over-selection among the clients online this round.
             let online = clients.filter { Double(rng.next() >> 11) * 0x1p-53 < $0.availability }
             let want = min(online.count, Int((Double(k) * scenario.overSelection).rounded(.up)))
             var pool = online
-            for i in 0..<want { pool.swapAt(i, i + Int(rng.below(UInt64(pool.count - i)))) }
+            if secretSelection { pool.shuffleFirst(want, using: &secure) } else { pool.shuffleFirst(want, using: &rng) }
             let selected = pool[0..<want].sorted { $0.id < $1.id }
+            var dpRound: PrivacyLedger.Round?
+            if ledger != nil {
+                // Who is online does not depend on anyone's data; given that set, each online client
+                // is selected with probability exactly want / online, and only a selected client can
+                // be aggregated (first K to arrive), so want / online bounds every client's inclusion.
+                guard let planned = try ledger!.beginRound(samplingRate: online.isEmpty ? 0 : Double(want) / Double(online.count)) else { break }
+                dpRound = planned
+            }
+            let dpPolicy = dpRound.map { CentralDP(clip: $0.clip, noiseMultiplier: $0.sumNoiseMultiplier, expectedClients: m, seed: $0.noiseSeed) }
             // The download: the real encoding of the global model; a lossy downlink changes what clients train from.
             var downEncoder = FrameEncoder(layout: layout, pipeline: downlink, includeTensorTable: false)
             let downFrame = try downEncoder.encode(global, round: UInt64(round))
@@ -229,6 +234,8 @@ public struct Simulator: Sendable {
             var stats = SimulatedRound(round: round, selected: plans.count, reported: 0, droppedDeadline: 0, droppedInterruption: 0, droppedDropout: 0,
                                        surplus: 0, bytesUp: 0, bytesDown: 0, uploadTimes: [], duration: deadline, wallClock: 0, accuracy: nil,
                                        acceptedBytes: 0, budgetFitted: 0)
+            stats.online = online.count
+            stats.samplingRate = dpRound?.samplingRate
             var quit = Set<Int>(), resolved = Set<Int>()
             var accepted: [Int] = []
             var closeTime = deadline
@@ -286,15 +293,15 @@ public struct Simulator: Sendable {
             if (!accepted.isEmpty || dpPolicy != nil), replay == nil {
                 let result = try aggregator.close()
                 try result.apply(to: &global, optimizer: &optimizer)
-                adaptive?.update(norms: result.accepted.map(\.norm), expectedClients: m, using: &countRng)
+                ledger?.finishRound(norms: result.accepted.map(\.norm))
             }
-            stats.epsilon = epsilon
+            stats.epsilon = dpRound?.epsilon
             wallClock += closeTime
             stats.wallClock = wallClock
             if let test, replay == nil { stats.accuracy = model.accuracy(global, data: test) }
             rounds.append(stats)
             progress(stats)
         }
-        return PipelineRun(pipeline: pipeline.description, rounds: rounds)
+        return PipelineRun(pipeline: pipeline.description, rounds: rounds, privacy: ledger?.summary)
     }
 }
