@@ -7,7 +7,7 @@ import UplinkCodec
 /// equal keys and read `null` as absent. This parser keeps numbers as their text (so `3`, `3.0`
 /// and `1e300` stay distinct), objects in order with duplicate keys refused, and reports syntax
 /// errors by line and column. Nesting depth and input size are bounded by the caller's limits.
-enum JSONValue: Sendable, Equatable {
+enum JSONValue: Sendable {
     case null
     case bool(Bool)
     /// A number's text exactly as written (it matches the JSON number grammar).
@@ -19,18 +19,6 @@ enum JSONValue: Sendable, Equatable {
 
     /// Deepest nesting of arrays and objects accepted.
     static let maximumDepth = 64
-
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case (.null, .null): true
-        case let (.bool(x), .bool(y)): x == y
-        case let (.number(x), .number(y)): x == y
-        case let (.string(x), .string(y)): x == y
-        case let (.array(x), .array(y)): x == y
-        case let (.object(x), .object(y)): x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
-        default: false
-        }
-    }
 
     /// What kind of value this is, for messages: "a number", "a string", …
     var kind: String {
