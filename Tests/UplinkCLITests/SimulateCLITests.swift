@@ -38,11 +38,50 @@ import UplinkTestSupport
             (#"{"rounds": "many"}"#, "rounds"),
             (#"{"pipelines": ["fp32 | brotli"]}"#, "brotli"),
             (#"{"reportsPerRound": 500}"#, "reportsPerRound"),
-            ("not json", "scenario"),
+            ("not json", "bad.json: not valid JSON at line 1, column 1: expected a value"),
         ] {
             try s.write("bad.json", Array(text.utf8))
             let r = try CLI.run(["simulate", "--scenario", "bad.json", "--report", "out"], in: s.url)
             #expect(r.status == 1 && r.stderr.contains(expected), "\(text): \(r.stderr)")
         }
+    }
+
+    /// A scenario value that used to reach an `Int(Double)` conversion exits with the typed
+    /// error's exit code (1) and message, not a signal.
+    @Test func hugeOverSelectionExitsWithTheTypedError() throws {
+        let s = try Scratch()
+        try s.write("huge.json", Array(#"{"clients": 20, "reportsPerRound": 4, "rounds": 1, "width": 8, "overSelection": 1e300}"#.utf8))
+        let r = try CLI.run(["simulate", "--scenario", "huge.json", "--report", "out"], in: s.url)
+        #expect(r.status == 1)
+        #expect(r.stderr == "uplink: error 707 (input): huge.json: overSelection: must be in [1, 1000], got 1e+300\n")
+        let rounds = try CLI.run(["simulate", "--rounds", "0", "--report", "out"], in: s.url)
+        #expect(rounds.status == 1 && rounds.stderr == "uplink: error 707 (input): rounds: must be in 1…1000000, got 0\n", "\(rounds.stderr)")
+    }
+
+    /// Unknown keys are refused naming the key and the file, with the nearest known key.
+    @Test func unknownKeysAreRefused() throws {
+        let s = try Scratch()
+        // Small enough that a reader ignoring the key would finish quickly (and fail the status check).
+        try s.write("typo.json", Array(#"{"roundz": 1, "rounds": 1, "clients": 20, "reportsPerRound": 4, "width": 8, "pipelines": ["fp16 | lz4"]}"#.utf8))
+        let r = try CLI.run(["simulate", "--scenario", "typo.json", "--report", "out"], in: s.url)
+        #expect(r.status == 1)
+        #expect(r.stderr == #"uplink: error 707 (input): typo.json: roundz: unknown key (did you mean "rounds"?)"# + "\n")
+    }
+
+    /// A scenario in another folder finds its trace beside it, and a profile override that gives
+    /// only the uplink rate runs.
+    @Test func scenarioPathsAreReadFromItsFolderAndProfilesInherit() throws {
+        let s = try Scratch()
+        try FileManager.default.createDirectory(atPath: s.path("sims"), withIntermediateDirectories: true)
+        try s.write("sims/fade.csv", try Fixtures.bytes("traces/lte-fade.csv"))
+        try s.write("sims/tiny.json", Array("""
+            {"name": "tiny", "clients": 12, "rounds": 1, "reportsPerRound": 3, "width": 8, "pipelines": ["fp16 | lz4"],
+             "profiles": [{"name": "3G", "uplinkMbps": 0.5}],
+             "population": [{"profile": "3G", "share": 1}, {"profile": "LTE", "share": 1, "trace": "fade.csv"}]}
+            """.utf8))
+        let data = Fixtures.url("digits/digits.csv.gz").path
+        let r = try CLI.run(["simulate", "--scenario", "sims/tiny.json", "--report", "out", "--data", data], in: s.url)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("trace"))  // the trace group took part
     }
 }

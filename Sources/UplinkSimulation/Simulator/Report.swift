@@ -53,15 +53,13 @@ public struct SimulationReport: Sendable, Codable {
             finalAccuracy: r.last?.accuracy, totalBytesUp: r.reduce(0) { $0 + $1.bytesUp }, wallClock: r.last?.wallClock ?? 0)
     }
 
-    /// The comparison table for a terminal.
-    public func table() -> String {
-        func bytes(_ b: Double) -> String {
-            b >= 1e6 ? String(format: "%.2f MB", b / 1e6) : b >= 1e3 ? String(format: "%.1f kB", b / 1e3) : String(format: "%.0f B", b)
-        }
-        func secs(_ s: Double?) -> String { s.map { String(format: "%.2f s", $0) } ?? "—" }
+    /// The comparison table's header row and one row per pipeline, as both the terminal table
+    /// and the HTML report show them.
+    func summaryRows() -> [[String]] {
         let dp = runs.contains { $0.rounds.last?.epsilon != nil }
         let header = ["pipeline", "frame", "up/round", "upload p50", "p95", "max", "round", "reported", "late", "cut", "quit", "accuracy", "wall clock"] + (dp ? ["rounds", "ε"] : [])
         var rows = [header]
+        let bytes = AxisUnit.bytes.text, secs = { (s: Double?) in s.map(AxisUnit.seconds.text) ?? "—" }
         for run in runs {
             let s = Self.summarize(run)
             var row: [String] = [
@@ -69,7 +67,7 @@ public struct SimulationReport: Sendable, Codable {
                 secs(s.meanRoundSeconds), String(format: "%.1f (%.0f%%)", s.reportedPerRound, 100 * s.participation),
                 String(s.droppedDeadline), String(s.droppedInterruption), String(s.droppedDropout),
             ]
-            row.append(s.finalAccuracy.map { String(format: "%.2f%%", 100 * $0) } ?? "—")
+            row.append(s.finalAccuracy.map(AxisUnit.percent.text) ?? "—")
             row.append(String(format: "%.0f s", s.wallClock))
             if dp {
                 row.append(String(run.rounds.count))
@@ -77,14 +75,18 @@ public struct SimulationReport: Sendable, Codable {
             }
             rows.append(row)
         }
-        return Self.columns(rows)
+        return rows
     }
 
-    /// Participation per network profile over all rounds: reports accepted / updates that made
-    /// the deadline / clients selected.
-    public func participationTable() -> String {
+    /// The comparison table for a terminal.
+    public func table() -> String { Self.columns(summaryRows()) }
+
+    /// Participation per network profile over all rounds, header row first: per pipeline and
+    /// profile, reports accepted / updates that made the deadline / clients selected, and the
+    /// share in time. Empty when no client was selected.
+    func participationRows() -> [[String]] {
         let profiles = Array(Set(runs.flatMap { $0.rounds.flatMap { $0.selectedByProfile.keys } })).sorted()
-        guard !profiles.isEmpty else { return "" }
+        guard !profiles.isEmpty else { return [] }
         var rows = [["reported / in time / selected"] + profiles]
         for run in runs {
             var row = [run.pipeline]
@@ -92,11 +94,18 @@ public struct SimulationReport: Sendable, Codable {
                 let sel = run.rounds.reduce(0) { $0 + ($1.selectedByProfile[p] ?? 0) }
                 let rep = run.rounds.reduce(0) { $0 + ($1.reportedByProfile[p] ?? 0) }
                 let inTime = run.rounds.reduce(0) { $0 + ($1.inTimeByProfile[p] ?? 0) }
-                row.append(sel == 0 ? "—" : String(format: "%d / %d / %d (%.0f%% in time)", rep, inTime, sel, 100 * Double(inTime) / Double(sel)))
+                row.append(sel == 0 ? "—" : "\(rep) / \(inTime) / \(sel) " + String(format: "(%.0f%% in time)", 100 * Double(inTime) / Double(sel)))
             }
             rows.append(row)
         }
-        return Self.columns(rows)
+        return rows
+    }
+
+    /// Participation per network profile over all rounds: reports accepted / updates that made
+    /// the deadline / clients selected.
+    public func participationTable() -> String {
+        let rows = participationRows()
+        return rows.isEmpty ? "" : Self.columns(rows)
     }
 
     /// Rows as aligned text columns (first column left-aligned, the rest right-aligned) with a
@@ -159,124 +168,5 @@ public struct SimulationReport: Sendable, Codable {
             ]
         }
         return (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
-    }
-
-    /// A self-contained HTML page: the table and four SVG plots.
-    public func html() -> String {
-        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
-        func series(_ f: (PipelineRun) -> [(Double, Double)]) -> [(String, String, [(Double, Double)])] {
-            runs.enumerated().map { (i, run) in (run.pipeline, colors[i % colors.count], f(run)) }
-        }
-        let bytesPlot = SVGPlot(title: "Uplink bytes per round", xLabel: "round", yLabel: "bytes (log)", logY: true,
-                                series: series { run in run.rounds.map { (Double($0.round), Double(max(1, $0.bytesUp))) } })
-        let accBytes = SVGPlot(title: "Accuracy against cumulative uplink bytes", xLabel: "cumulative uplink bytes (log)", yLabel: "test accuracy", logX: true,
-                               series: series { run in
-                                   var total = 0.0
-                                   return run.rounds.compactMap { r in total += Double(r.bytesUp); return r.accuracy.map { (max(1, total), $0) } }
-                               })
-        let accTime = SVGPlot(title: "Accuracy against wall-clock time", xLabel: "simulated seconds", yLabel: "test accuracy",
-                              series: series { run in run.rounds.compactMap { r in r.accuracy.map { (r.wallClock, $0) } } })
-        let box = SVGPlot.boxes(title: "Upload time distribution (p5, p25, p50, p75, p95; log)", labels: runs.map(\.pipeline), colors: colors,
-                                samples: runs.map { $0.rounds.flatMap(\.uploadTimes).sorted() })
-        let esc = { (s: String) in s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
-        return """
-            <!doctype html><html><head><meta charset="utf-8"><title>Uplink simulation: \(esc(scenario))</title>
-            <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}pre{background:#f6f6f6;padding:1em;overflow-x:auto}
-            svg{margin:1em 0;border:1px solid #ddd}</style></head><body>
-            <h1>Uplink simulation: \(esc(scenario))</h1>
-            <pre>\(esc(table()))</pre>
-            <h2>Participation by network</h2>
-            <pre>\(esc(participationTable()))</pre>
-            <p>late: dropped at the deadline; cut: dropped after an interruption; quit: client dropout. Data: results.json, rounds.csv.</p>
-            \(bytesPlot.svg())\(box)\(accBytes.svg())\(accTime.svg())
-            </body></html>
-            """
-    }
-}
-
-/// A minimal SVG line chart.
-struct SVGPlot {
-    var title: String
-    var xLabel: String
-    var yLabel: String
-    var logX = false
-    var logY = false
-    var series: [(String, String, [(Double, Double)])]
-    let w = 1200.0, h = 420.0, left = 80.0, right = 420.0, top = 40.0, bottom = 50.0
-
-    func svg() -> String {
-        let points = series.flatMap(\.2)
-        guard !points.isEmpty else { return "<p>\(title): no data</p>" }
-        func tx(_ v: Double) -> Double { logX ? log10(max(v, 1e-12)) : v }
-        func ty(_ v: Double) -> Double { logY ? log10(max(v, 1e-12)) : v }
-        var (x0, x1) = (points.map { tx($0.0) }.min()!, points.map { tx($0.0) }.max()!)
-        var (y0, y1) = (points.map { ty($0.1) }.min()!, points.map { ty($0.1) }.max()!)
-        if x1 == x0 { x1 = x0 + 1 }
-        if y1 == y0 { y1 = y0 + 1; y0 -= 1 }
-        let pw = w - left - right, ph = h - top - bottom
-        func px(_ v: Double) -> Double { left + (tx(v) - x0) / (x1 - x0) * pw }
-        func py(_ v: Double) -> Double { top + ph - (ty(v) - y0) / (y1 - y0) * ph }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-size=\"12\">"
-        s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(title)</text>"
-        s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#999\"/>"
-        for i in 0...4 {
-            let fx = x0 + (x1 - x0) * Double(i) / 4, fy = y0 + (y1 - y0) * Double(i) / 4
-            let xv = logX ? pow(10, fx) : fx, yv = logY ? pow(10, fy) : fy
-            let xpos = left + pw * Double(i) / 4, ypos = top + ph - ph * Double(i) / 4
-            s += "<text x=\"\(xpos)\" y=\"\(top + ph + 16)\" text-anchor=\"middle\">\(Self.fmt(xv))</text>"
-            s += "<text x=\"\(left - 6)\" y=\"\(ypos + 4)\" text-anchor=\"end\">\(Self.fmt(yv))</text>"
-            s += "<line x1=\"\(left)\" x2=\"\(left + pw)\" y1=\"\(ypos)\" y2=\"\(ypos)\" stroke=\"#eee\"/>"
-        }
-        s += "<text x=\"\(left + pw / 2)\" y=\"\(h - 10)\" text-anchor=\"middle\">\(xLabel)</text>"
-        s += "<text x=\"16\" y=\"\(top + ph / 2)\" transform=\"rotate(-90 16 \(top + ph / 2))\" text-anchor=\"middle\">\(yLabel)</text>"
-        for (i, (name, color, pts)) in series.enumerated() {
-            if !pts.isEmpty {
-                s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"" + pts.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ") + "\"/>"
-            }
-            let ly = top + 14 + Double(i) * 18
-            s += "<rect x=\"\(w - right + 12)\" y=\"\(ly - 9)\" width=\"12\" height=\"12\" fill=\"\(color)\"/>"
-            s += "<text x=\"\(w - right + 30)\" y=\"\(ly + 1)\">\(name.replacingOccurrences(of: "&", with: "&amp;"))</text>"
-        }
-        return s + "</svg>"
-    }
-
-    static func boxes(title: String, labels: [String], colors: [String], samples: [[Double]]) -> String {
-        let all = samples.flatMap { $0 }.filter { $0 > 0 }
-        guard let lo = all.min(), let hi = all.max() else { return "<p>\(title): no completed uploads</p>" }
-        let w = 1000.0, rowH = 34.0, left = 300.0, right = 40.0, top = 40.0
-        let h = top + rowH * Double(labels.count) + 40
-        let (a, b) = (log10(lo), max(log10(hi), log10(lo) + 1e-6))
-        func px(_ v: Double) -> Double { left + (log10(max(v, lo)) - a) / (b - a) * (w - left - right) }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-size=\"12\">"
-        s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(title)</text>"
-        for i in 0...4 {
-            let v = pow(10, a + (b - a) * Double(i) / 4)
-            let x = left + (w - left - right) * Double(i) / 4
-            s += "<line x1=\"\(x)\" x2=\"\(x)\" y1=\"\(top)\" y2=\"\(h - 30)\" stroke=\"#eee\"/><text x=\"\(x)\" y=\"\(h - 14)\" text-anchor=\"middle\">\(fmt(v)) s</text>"
-        }
-        for (i, label) in labels.enumerated() {
-            let y = top + rowH * Double(i) + rowH / 2
-            s += "<text x=\"\(left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\">\(label.replacingOccurrences(of: "&", with: "&amp;"))</text>"
-            let sorted = samples[i]
-            guard let q5 = SimulationReport.quantile(sorted, 0.05), let q25 = SimulationReport.quantile(sorted, 0.25),
-                  let q50 = SimulationReport.quantile(sorted, 0.5), let q75 = SimulationReport.quantile(sorted, 0.75),
-                  let q95 = SimulationReport.quantile(sorted, 0.95) else {
-                s += "<text x=\"\(left + 8)\" y=\"\(y + 4)\" fill=\"#999\">no completed uploads</text>"
-                continue
-            }
-            let c = colors[i % colors.count]
-            s += "<line x1=\"\(px(q5))\" x2=\"\(px(q95))\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"\(c)\"/>"
-            s += "<rect x=\"\(px(q25))\" y=\"\(y - 10)\" width=\"\(max(1, px(q75) - px(q25)))\" height=\"20\" fill=\"\(c)\" fill-opacity=\"0.35\" stroke=\"\(c)\"/>"
-            s += "<line x1=\"\(px(q50))\" x2=\"\(px(q50))\" y1=\"\(y - 10)\" y2=\"\(y + 10)\" stroke=\"\(c)\" stroke-width=\"3\"/>"
-        }
-        return s + "</svg>"
-    }
-
-    static func fmt(_ v: Double) -> String {
-        let a = abs(v)
-        if a >= 1e9 { return String(format: "%.3gG", v / 1e9) }
-        if a >= 1e6 { return String(format: "%.3gM", v / 1e6) }
-        if a >= 1e3 { return String(format: "%.3gk", v / 1e3) }
-        return String(format: "%.3g", v)
     }
 }

@@ -2,11 +2,12 @@ import Foundation
 import UplinkCodec
 
 /// A simulation scenario: who the clients are, how they connect, what they train, how rounds
-/// run, and which pipelines to compare. Read from JSON (`docs/simulation.md` documents every
-/// field); every field has a default, so `{}` is the default scenario.
-public struct Scenario: Codable, Sendable {
+/// run, and which pipelines to compare. Read from JSON with ``load(path:)`` (`docs/simulation.md`
+/// documents every field and its range); every field has a default, so `{}` is the default
+/// scenario. Encodes to the same JSON it reads.
+public struct Scenario: Encodable, Sendable {
     /// A share of the population on one link profile.
-    public struct Group: Codable, Sendable, Hashable {
+    public struct Group: Encodable, Sendable, Hashable {
         /// A built-in profile name (2G, 3G, LTE, 5G, WiFi) or one defined in `profiles`.
         public var profile: String
         /// Fraction of the population (normalized over groups).
@@ -30,14 +31,8 @@ public struct Scenario: Codable, Sendable {
             self.trace = trace
         }
 
-        public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            self.init(
-                profile: try c.decode(String.self, forKey: .profile), share: try c.decode(Double.self, forKey: .share),
-                msPerSample: try c.decodeIfPresent([Double].self, forKey: .msPerSample) ?? [5, 20],
-                availability: try c.decodeIfPresent(Double.self, forKey: .availability) ?? 0.8,
-                dropout: try c.decodeIfPresent(Double.self, forKey: .dropout) ?? 0.02,
-                trace: try c.decodeIfPresent(String.self, forKey: .trace))
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case profile, share, msPerSample, availability, dropout, trace
         }
     }
 
@@ -92,122 +87,134 @@ public struct Scenario: Codable, Sendable {
     public var dpAdaptiveQuantile: Double?
     public var dpDelta: Double = 1e-5
     public var dpEpsilonBudget: Double?
-    /// Seed for the DP client sample and noise (a reproducible run); `nil` uses the secure generator.
+    /// Seed for the DP noise and (with DP) the client selection; `nil` draws both from the
+    /// system's secure generator, as the privacy analysis assumes (docs/privacy.md).
     public var dpSeed: UInt64?
 
     /// The default scenario.
     public init() {}
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Scenario()
-        name = try c.decodeIfPresent(String.self, forKey: .name) ?? d.name
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
-        rounds = try c.decodeIfPresent(Int.self, forKey: .rounds) ?? d.rounds
-        clients = try c.decodeIfPresent(Int.self, forKey: .clients) ?? d.clients
-        reportsPerRound = try c.decodeIfPresent(Int.self, forKey: .reportsPerRound) ?? d.reportsPerRound
-        overSelection = try c.decodeIfPresent(Double.self, forKey: .overSelection) ?? d.overSelection
-        deadlineSeconds = try c.decodeIfPresent(Double.self, forKey: .deadlineSeconds) ?? d.deadlineSeconds
-        interruptions = try c.decodeIfPresent(InterruptionMode.self, forKey: .interruptions) ?? d.interruptions
-        population = try c.decodeIfPresent([Group].self, forKey: .population) ?? d.population
-        profiles = try c.decodeIfPresent([LinkProfile].self, forKey: .profiles) ?? d.profiles
-        pipelines = try c.decodeIfPresent([String].self, forKey: .pipelines) ?? d.pipelines
-        downlink = try c.decodeIfPresent(String.self, forKey: .downlink) ?? d.downlink
-        train = try c.decodeIfPresent(Bool.self, forKey: .train) ?? d.train
-        replayUpdate = try c.decodeIfPresent(String.self, forKey: .replayUpdate) ?? d.replayUpdate
-        partition = try c.decodeIfPresent(String.self, forKey: .partition) ?? d.partition
-        localEpochs = try c.decodeIfPresent(Int.self, forKey: .localEpochs) ?? d.localEpochs
-        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
-        learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate
-        momentum = try c.decodeIfPresent(Float.self, forKey: .momentum) ?? d.momentum
-        width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
-        budgetFitting = try c.decodeIfPresent(Bool.self, forKey: .budgetFitting) ?? d.budgetFitting
-        dpClip = try c.decodeIfPresent(Double.self, forKey: .dpClip)
-        dpNoise = try c.decodeIfPresent(Double.self, forKey: .dpNoise)
-        dpAdaptiveQuantile = try c.decodeIfPresent(Double.self, forKey: .dpAdaptiveQuantile)
-        dpDelta = try c.decodeIfPresent(Double.self, forKey: .dpDelta) ?? d.dpDelta
-        dpEpsilonBudget = try c.decodeIfPresent(Double.self, forKey: .dpEpsilonBudget)
-        dpSeed = try c.decodeIfPresent(UInt64.self, forKey: .dpSeed)
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, seed, rounds, clients, reportsPerRound, overSelection, deadlineSeconds, interruptions, population, profiles
+        case pipelines, downlink, train, replayUpdate, partition, localEpochs, batchSize, learningRate, momentum, width
+        case budgetFitting, dpClip, dpNoise, dpAdaptiveQuantile, dpDelta, dpEpsilonBudget, dpSeed
     }
 
-    /// Reads a scenario file, with errors that name the field.
-    public static func load(path: String) throws(UplinkError) -> Scenario {
-        guard let data = FileManager.default.contents(atPath: path) else { throw UplinkError(.io, "\(path): cannot read the scenario") }
-        let scenario: Scenario
-        do {
-            scenario = try JSONDecoder().decode(Scenario.self, from: data)
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context), let DecodingError.keyNotFound(_, context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw UplinkError(.invalidArgument, "\(path): field \"\(field)\": \(context.debugDescription)")
-        } catch let DecodingError.dataCorrupted(context) {
-            throw UplinkError(.invalidArgument, "\(path): not a valid scenario: \(context.debugDescription)")
-        } catch {
-            throw UplinkError(.invalidArgument, "\(path): not a valid scenario (\(error))")
-        }
-        try scenario.validate()
-        return scenario
-    }
+    /// The links draw outages over this horizon (`Link(profile:seed:horizon:)`'s default), so a
+    /// round's deadline may not be longer.
+    static let linkHorizonSeconds = 86_400.0
+    /// At most this many outages over all clients' links, so a population's memory is bounded.
+    static let maximumOutages = 100_000_000.0
 
-    /// Checks ranges and references.
+    /// Checks every field's range and every reference, naming the field by its path in the
+    /// scenario file (`population[1].availability`). ``load(path:)`` calls it; so does
+    /// `Simulator.init`, for scenarios built in code.
     public func validate() throws(UplinkError) {
-        func bad(_ m: String) -> UplinkError { UplinkError(.invalidArgument, "scenario: \(m)") }
-        guard rounds >= 1, clients >= 1, reportsPerRound >= 1, reportsPerRound <= clients else { throw bad("rounds, clients ≥ 1 and 1 ≤ reportsPerRound ≤ clients") }
-        guard overSelection >= 1, deadlineSeconds > 0 else { throw bad("overSelection ≥ 1 and deadlineSeconds > 0") }
-        guard !population.isEmpty, population.allSatisfy({ $0.share > 0 }) else { throw bad("population needs groups with share > 0") }
-        for g in population {
-            guard g.trace != nil || profile(named: g.profile) != nil else {
-                throw bad("unknown profile \"\(g.profile)\"; built in: \(LinkProfile.builtIn.map(\.name).joined(separator: ", "))")
+        try check("rounds", rounds, 1...1_000_000)
+        try check("clients", clients, 1...1_000_000)
+        try check("reportsPerRound", reportsPerRound, 1...max(1, clients), "1…clients (\(clients))")
+        try check("overSelection", overSelection, .closed(1, 1000))
+        try check("deadlineSeconds", deadlineSeconds, .init(0, Self.linkHorizonSeconds, openLow: true))
+        guard !population.isEmpty else { throw Self.invalid("population", "needs at least one group") }
+        var expectedOutages = 0.0
+        let totalShare = population.reduce(0) { $0 + $1.share }
+        for (i, g) in population.enumerated() {
+            let at = "population[\(i)]"
+            try check(at + ".share", g.share, .init(0, 1e9, openLow: true))
+            guard g.msPerSample.count == 2 else { throw Self.invalid(at + ".msPerSample", "must be [min, max], got \(g.msPerSample.count) values") }
+            try check(at + ".msPerSample[0]", g.msPerSample[0], .closed(0, 3_600_000))
+            try check(at + ".msPerSample[1]", g.msPerSample[1], .closed(g.msPerSample[0], 3_600_000), "[msPerSample[0], 3600000]")
+            try check(at + ".availability", g.availability, .init(0, 1, openLow: true))
+            try check(at + ".dropout", g.dropout, .closed(0, 1))
+            if let t = g.trace {
+                guard !t.isEmpty else { throw Self.invalid(at + ".trace", "is an empty path") }
+            } else if let p = profile(named: g.profile) {
+                expectedOutages += g.share / totalShare * Double(clients) * p.outagesPerHour * Self.linkHorizonSeconds / 3600
+            } else {
+                let names = (LinkProfile.builtIn.map(\.name) + profiles.map(\.name)).joined(separator: ", ")
+                throw Self.invalid(at + ".profile", "unknown profile \"\(JSONValue.quoted(g.profile))\"; known: \(names)")
             }
-            guard g.msPerSample.count == 2, g.msPerSample[0] >= 0, g.msPerSample[1] >= g.msPerSample[0] else { throw bad("msPerSample is [min, max]") }
-            guard (0...1).contains(g.availability), (0...1).contains(g.dropout), g.availability > 0 else { throw bad("availability in (0, 1], dropout in [0, 1]") }
         }
-        for p in profiles {
-            guard p.uplinkMbps > 0, p.downlinkMbps > 0, p.rttMs >= 0, p.spread >= 0, p.variability >= 0, p.outagesPerHour >= 0,
-                  p.meanOutageSeconds >= 0, (0..<1).contains(p.loss) else {
-                throw bad("profile \"\(p.name)\": rates > 0, other values ≥ 0, loss in [0, 1)")
-            }
+        guard totalShare.isFinite else { throw Self.invalid("population", "the shares add up to more than a double holds") }
+        var seen = Set<String>()
+        for (i, p) in profiles.enumerated() {
+            let at = "profiles[\(i)]"
+            guard !p.name.isEmpty else { throw Self.invalid(at + ".name", "is empty") }
+            guard seen.insert(p.name.lowercased()).inserted else { throw Self.invalid(at + ".name", "\"\(JSONValue.quoted(p.name))\" is defined twice") }
+            try check(at + ".uplinkMbps", p.uplinkMbps, .init(0, 1e6, openLow: true))
+            try check(at + ".downlinkMbps", p.downlinkMbps, .init(0, 1e6, openLow: true))
+            try check(at + ".spread", p.spread, .closed(0, 3))
+            try check(at + ".rttMs", p.rttMs, .closed(0, 60_000))
+            try check(at + ".variability", p.variability, .closed(0, 3))
+            try check(at + ".outagesPerHour", p.outagesPerHour, .closed(0, 60))
+            try check(at + ".meanOutageSeconds", p.meanOutageSeconds, .closed(0, Self.linkHorizonSeconds))
+            try check(at + ".loss", p.loss, .init(0, 1, openHigh: true))
         }
-        guard !pipelines.isEmpty else { throw bad("no pipelines") }
-        for p in pipelines + [downlink] { _ = try Pipeline(parsing: p) }
-        _ = try Partition(parsing: partition)
-        guard localEpochs >= 1, batchSize >= 1, width >= 1, learningRate > 0 else { throw bad("localEpochs, batchSize, width ≥ 1, learningRate > 0") }
-        guard (dpClip == nil) == (dpNoise == nil) else { throw bad("dpClip and dpNoise go together") }
-        if let c = dpClip, let z = dpNoise { guard c > 0, z > 0, dpDelta > 0, dpDelta < 1 else { throw bad("dpClip, dpNoise > 0 and dpDelta in (0, 1)") } }
-        if let q = dpAdaptiveQuantile { guard dpClip != nil, q > 0, q < 1 else { throw bad("dpAdaptiveQuantile in (0, 1), with dpClip") } }
+        guard expectedOutages <= Self.maximumOutages else {
+            throw Self.invalid("population", String(format: "the links would draw about %.0f outages (clients × outagesPerHour × 24 hours), more than %.0f; use fewer clients or outages", expectedOutages, Self.maximumOutages))
+        }
+        guard !pipelines.isEmpty else { throw Self.invalid("pipelines", "needs at least one pipeline") }
+        for (i, p) in pipelines.enumerated() { try Self.naming("pipelines[\(i)]") { () throws(UplinkError) in _ = try Pipeline(parsing: p) } }
+        try Self.naming("downlink") { () throws(UplinkError) in _ = try Pipeline(parsing: downlink) }
+        try Self.naming("partition") { () throws(UplinkError) in _ = try Partition(parsing: partition) }
+        if !train { guard !replayUpdate.isEmpty else { throw Self.invalid("replayUpdate", "is an empty path") } }
+        try check("localEpochs", localEpochs, 1...1000)
+        try check("batchSize", batchSize, 1...1_000_000)
+        try check("width", width, 1...4096)
+        try check("learningRate", Double(learningRate), .init(0, 1000, openLow: true))
+        try check("momentum", Double(momentum), .init(0, 1, openHigh: true))
+        switch (dpClip, dpNoise) {
+        case (nil, nil):
+            if dpAdaptiveQuantile != nil { throw Self.invalid("dpAdaptiveQuantile", "needs dpClip and dpNoise") }
+            if dpEpsilonBudget != nil { throw Self.invalid("dpEpsilonBudget", "needs dpClip and dpNoise") }
+        case let (c?, z?):
+            try check("dpClip", c, .init(0, 1e6, openLow: true))
+            try check("dpNoise", z, .init(0, 1000, openLow: true))
+            if let q = dpAdaptiveQuantile { try check("dpAdaptiveQuantile", q, .init(0, 1, openLow: true, openHigh: true)) }
+            if let b = dpEpsilonBudget { try check("dpEpsilonBudget", b, .init(0, 1e6, openLow: true)) }
+        case (nil, _?): throw Self.invalid("dpNoise", "needs dpClip (they go together)")
+        case (_?, nil): throw Self.invalid("dpClip", "needs dpNoise (they go together)")
+        }
+        try check("dpDelta", dpDelta, .init(0, 1, openLow: true, openHigh: true))
     }
 
     /// A profile by name: scenario-defined first, then built-in.
     public func profile(named name: String) -> LinkProfile? {
         profiles.first { $0.name.lowercased() == name.lowercased() } ?? LinkProfile.named(name)
     }
-}
 
-/// Reads a (seconds, kbit/s) CSV trace into a per-second rate array.
-public enum TraceFile {
-    public static func load(path: String) throws(UplinkError) -> [Double] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw UplinkError(.io, "\(path): cannot read the trace")
+    /// An allowed interval of a numeric field.
+    struct Interval: CustomStringConvertible {
+        var low: Double, high: Double
+        var openLow = false, openHigh = false
+
+        init(_ low: Double, _ high: Double, openLow: Bool = false, openHigh: Bool = false) {
+            (self.low, self.high, self.openLow, self.openHigh) = (low, high, openLow, openHigh)
         }
-        var points: [(Double, Double)] = []
-        for (i, line) in text.split(whereSeparator: \.isNewline).enumerated() {
-            let f = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard f.count >= 2, let s = Double(f[0]), let k = Double(f[1]) else {
-                if i == 0 { continue }  // a header row
-                throw UplinkError(.invalidArgument, "\(path): line \(i + 1) is not \"seconds,kbit/s\"")
-            }
-            guard s >= 0, k >= 0, s.isFinite, k.isFinite else { throw UplinkError(.invalidArgument, "\(path): line \(i + 1) has a negative value") }
-            points.append((s, k))
-        }
-        guard let last = points.last, points.count >= 1 else { throw UplinkError(.invalidArgument, "\(path): empty trace") }
-        guard zip(points, points.dropFirst()).allSatisfy({ $0.0 < $1.0 }) else { throw UplinkError(.invalidArgument, "\(path): seconds must increase") }
-        // Piecewise constant: each row's rate holds until the next row's time.
-        let seconds = max(1, Int(last.0.rounded(.up)) + 1)
-        var rates = [Double](repeating: points[0].1, count: seconds)
-        var j = 0
-        for s in 0..<seconds {
-            while j + 1 < points.count, points[j + 1].0 <= Double(s) { j += 1 }
-            rates[s] = points[j].1
-        }
-        return rates
+
+        static func closed(_ low: Double, _ high: Double) -> Interval { Interval(low, high) }
+
+        /// False for NaN and the infinities (the bounds are finite).
+        func contains(_ x: Double) -> Bool { (openLow ? x > low : x >= low) && (openHigh ? x < high : x <= high) }
+
+        var description: String { "\(openLow ? "(" : "[")\(Self.number(low)), \(Self.number(high))\(openHigh ? ")" : "]")" }
+
+        static func number(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int64(x)) : "\(x)" }
+    }
+
+    private func check(_ field: String, _ value: Double, _ allowed: Interval, _ shown: String? = nil) throws(UplinkError) {
+        guard allowed.contains(value) else { throw Self.invalid(field, "must be in \(shown ?? allowed.description), got \(value)") }
+    }
+
+    private func check(_ field: String, _ value: Int, _ allowed: ClosedRange<Int>, _ shown: String? = nil) throws(UplinkError) {
+        guard allowed.contains(value) else { throw Self.invalid(field, "must be in \(shown ?? "\(allowed.lowerBound)…\(allowed.upperBound)"), got \(value)") }
+    }
+
+    /// An error about one field: `"population[1].share: must be …"`.
+    static func invalid(_ field: String, _ message: String) -> UplinkError { UplinkError(.invalidArgument, "\(field): \(message)") }
+
+    /// Runs `body`, prefixing the field to its error's message and keeping its code.
+    static func naming(_ field: String, _ body: () throws(UplinkError) -> Void) throws(UplinkError) {
+        do { try body() } catch { throw UplinkError(error.code, "\(field): \(error.message)") }
     }
 }

@@ -188,7 +188,7 @@ public struct Simulator: Sendable {
                             // Budget: what the median goodput moves in the time left, with a 20% margin.
                             let secondsLeft = deadline - computeDone - 2 * c.link.rtt
                             let goodput = c.link.trace.map { $0.reduce(0, +) / Double($0.count) } ?? min(c.link.uplinkBps * (1 - c.link.loss), c.link.lossCeiling)
-                            let budget = Int(max(0, secondsLeft) * goodput / 8 * 0.8)
+                            let budget = Self.byteBudget(seconds: secondsLeft, bitsPerSecond: goodput)
                             if frame.count > budget {
                                 let residual = current[c.id]?.errorFeedback?.residual
                                 for candidate in Self.budgetLadder(pipeline).dropFirst() {
