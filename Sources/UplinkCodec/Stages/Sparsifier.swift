@@ -108,8 +108,11 @@ public enum Sparsifier: Hashable, Sendable, CustomStringConvertible {
             let s = try scope()
             var sample = 0.01
             if let text = p.take("sample") {
-                guard case .fraction(let f) = try SparsityAmount.parse(text, stage: stage.name) else {
-                    throw UplinkError(.pipelineBadParameter, "stage \"topk-sampled\": sample=\(text) must be a fraction or percentage")
+                // A fraction of the entries, never a count (unlike an amount): `sample=1` is the
+                // whole update, as `sample=1.0` and `sample=100%` are.
+                let percent = text.hasSuffix("%") ? Double(text.dropLast()).map { $0 / 100 } : nil
+                guard let f = percent ?? Double(text), f > 0, f <= 1 else {
+                    throw UplinkError(.pipelineBadParameter, "stage \"topk-sampled\": sample=\(text) must be a fraction in (0, 1] or a percentage")
                 }
                 sample = f
             }
