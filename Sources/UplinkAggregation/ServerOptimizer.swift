@@ -143,7 +143,7 @@ public struct ServerOptimizer: Sendable, Equatable {
             throw UplinkError(.stateMismatch, "server state is for model \(String(fp, radix: 16)), not \(layout.fingerprintHex)")
         }
         guard text == strategy.description else {
-            throw UplinkError(.stateMismatch, "server state is for strategy \"\(text)\", not \"\(strategy)\"")
+            throw UplinkError(.stateMismatch, "server state is for strategy \(UplinkError.quoted(text)), not \"\(strategy)\"")
         }
         guard m.count == fresh.m.count, v.count == fresh.v.count,
               m.allSatisfy(\.isFinite), v.allSatisfy({ $0.isFinite && $0 >= 0 }) else {

@@ -123,18 +123,16 @@ struct SafetensorsHeaderParser {
                 let key = try string(maxBytes: .max, what: "a key of tensor \(q)")
                 try colon()
                 skipSpace()
-                func once<T>(_ v: T?) throws(UplinkError) {
-                    guard v == nil else { throw malformed("tensor \(q) has the key \(UplinkError.quoted(key)) twice") }
-                }
+                var twice: UplinkError { malformed("tensor \(q) has the key \(UplinkError.quoted(key)) twice") }
                 if Self.equal(key, "dtype") {
-                    try once(dtypeName)
+                    guard dtypeName == nil else { throw twice }
                     guard peek == UInt8(ascii: "\"") else { throw malformed("tensor \(q): dtype is not a string") }
                     dtypeName = try string(maxBytes: .max, what: "the dtype of tensor \(q)")
                 } else if Self.equal(key, "shape") {
-                    try once(shape)
+                    guard shape == nil else { throw twice }
                     shape = try integers(maxCount: ModelLayout.maxRank, what: "shape of \(q)")
                 } else if Self.equal(key, "data_offsets") {
-                    try once(offsets)
+                    guard offsets == nil else { throw twice }
                     let pair = try integers(maxCount: 2, what: "data_offsets of \(q)")
                     guard pair.count == 2 else { throw malformed("data_offsets of \(q) holds \(pair.count) numbers, not 2") }
                     offsets = pair
@@ -259,6 +257,21 @@ struct SafetensorsHeaderParser {
     private mutating func string(maxBytes: Int, what: @autoclosure () -> String) throws(UplinkError) -> String {
         guard peek == UInt8(ascii: "\"") else { throw syntax("expected a string (\(what()))") }
         i += 1
+        // Fast path, every name of a normal file: no escape or control character before the
+        // closing quote, so the string is the bytes as they are (no copy to unescape).
+        var j = i
+        while j < json.count, json[j] != UInt8(ascii: "\""), json[j] != UInt8(ascii: "\\"), json[j] >= 0x20 { j += 1 }
+        if j < json.count, json[j] == UInt8(ascii: "\"") {
+            let bytes = UnsafeRawBufferPointer(rebasing: json[i..<j])
+            guard bytes.count <= maxBytes else {
+                throw UplinkError(.fieldTooLong, "\(what()) \(UplinkError.quoted(bytes: bytes)) is longer than \(maxBytes) bytes")
+            }
+            guard let s = String(validating: bytes, as: UTF8.self) else {
+                throw malformed("\(what()) \(UplinkError.quoted(bytes: bytes)) is not valid UTF-8")
+            }
+            i = j + 1
+            return s
+        }
         var out: [UInt8] = []
         func append(_ b: UInt8) throws(UplinkError) {
             guard out.count < maxBytes else {

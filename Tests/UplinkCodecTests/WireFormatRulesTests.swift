@@ -181,3 +181,31 @@ import UplinkTestSupport
         }
     }
 }
+
+/// The limits a reader sized for one model applies (`FrameLimits.forModel`, used by `uplink
+/// encode` to check its own frame and by the aggregator) leave room for the model's own tensor
+/// table: a model of many small tensors used to make frames its own encoder refused [400].
+@Suite struct ModelLimitsTests {
+    @Test func aFrameWithTheTableOfManySmallTensorsFitsItsModelsLimits() throws {
+        let layout = try ModelLayout((0..<(1 << 16)).map { TensorSpec(name: "encoder.layer.\($0).attention.output.bias", shape: []) })
+        #expect(layout.tensorTableLength == (1 << 16) * 3 + layout.tensors.reduce(0) { $0 + $1.name.utf8.count })
+        let frame = try FrameEncoder(layout: layout, pipeline: Pipeline()).encodeOnce([Float](repeating: 1, count: 1 << 16))
+        // Above twice the dense size plus 1 MiB, the old limit, because of the table.
+        #expect(frame.count > 2 * 4 * layout.parameterCount + (1 << 20))
+        #expect(try FrameDecoder(limits: .forModel(layout)).decode(frame, layout: layout).values.count == 1 << 16)
+    }
+
+    /// Small sections cost 24 header bytes each: the frame `--section-bytes` makes must still fit
+    /// the model's limits (`uplink encode` decodes its frame with them before writing it), or it
+    /// is refused with the limit's code: 1-byte sections make 24 header bytes per value byte.
+    @Test func sectionsBeyondTheModelsLimitsAreRefused() throws {
+        let layout = try ModelLayout(name: "w", count: 100_000)
+        let values = [Float](repeating: 0.5, count: 100_000)
+        func code(chunk: Int) throws -> UplinkError.Code? {
+            let frame = try FrameEncoder(layout: layout, pipeline: Pipeline(), writer: FrameWriter(chunkLength: chunk)).encodeOnce(values)
+            do { _ = try FrameDecoder(limits: .forModel(layout)).decode(frame, layout: layout); return nil } catch { return error.code }
+        }
+        #expect(try code(chunk: 1) == .frameTooLarge)
+        #expect(try code(chunk: 24) == nil)
+    }
+}

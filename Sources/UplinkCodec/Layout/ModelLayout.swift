@@ -148,6 +148,11 @@ public struct ModelLayout: Hashable, Sendable {
 }
 
 extension ModelLayout {
+    /// The length in bytes of the canonical tensor table (what a frame's table takes).
+    public var tensorTableLength: Int {
+        tensors.reduce(0) { $0 + 3 + $1.name.utf8.count + 8 * $1.shape.count }
+    }
+
     /// Writes the canonical tensor table: per tensor `u16 name length, name, u8 rank, rank × u64 dims`.
     static func writeTable(_ tensors: [TensorSpec], to w: inout ByteWriter) {
         for t in tensors {

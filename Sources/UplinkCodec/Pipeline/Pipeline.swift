@@ -79,7 +79,7 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
             } else {
                 throw UplinkError(
                     .pipelineUnknownStage,
-                    "unknown stage \"\(stage.name)\"; known stages: \(Self.knownStageNames.joined(separator: ", "))")
+                    "unknown stage \(UplinkError.quoted(stage.name)); known stages: \(Self.knownStageNames.joined(separator: ", "))")
             }
             let kinds = ["clip", "noise", "error feedback", "sparsifier", "quantizer", "codec"]
             if let same = seen.first(where: { $0.rank == rank }) {
