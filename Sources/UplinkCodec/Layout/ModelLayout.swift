@@ -26,8 +26,24 @@ public struct TensorSpec: Hashable, Sendable, CustomStringConvertible {
 
     public func hash(into h: inout Hasher) {
         h.combine(shape)
-        h.combine(name.utf8.count)
-        for byte in name.utf8 { h.combine(byte) }
+        h.combine(TensorNameKey(name))
+    }
+}
+
+/// A tensor name as a set or dictionary key that compares and hashes its UTF-8 bytes (a
+/// `Set<String>` would merge canonically equivalent names), without copying them.
+struct TensorNameKey: Hashable {
+    let name: String
+
+    init(_ name: String) { self.name = name }
+
+    static func == (a: TensorNameKey, b: TensorNameKey) -> Bool {
+        a.name.utf8.elementsEqual(b.name.utf8)
+    }
+
+    func hash(into h: inout Hasher) {
+        var s = name  // withUTF8 is mutating; a native string is not copied
+        s.withUTF8 { h.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
 
@@ -70,8 +86,7 @@ public struct ModelLayout: Hashable, Sendable {
         guard tensors.count <= Int(UInt32.max) else {
             throw UplinkError(.tooManyTensors, "\(tensors.count) tensors exceed the format's 2^32 − 1")
         }
-        var seen = Set<[UInt8]>()
-        seen.reserveCapacity(tensors.count)
+        var seen = Set<TensorNameKey>(minimumCapacity: tensors.count)
         var counts: [Int] = []
         var offsets: [Int] = []
         counts.reserveCapacity(tensors.count)
@@ -83,7 +98,7 @@ public struct ModelLayout: Hashable, Sendable {
             guard nameBytes <= Self.maxNameBytes else {
                 throw UplinkError(.fieldTooLong, "tensor name \(UplinkError.quoted(t.name)) of \(nameBytes) bytes exceeds \(Self.maxNameBytes)")
             }
-            guard seen.insert(Array(t.name.utf8)).inserted else {
+            guard seen.insert(TensorNameKey(t.name)).inserted else {
                 throw UplinkError(.invalidLayout, "tensor name \(UplinkError.quoted(t.name)) appears twice")
             }
             guard t.shape.count <= Self.maxRank else {
@@ -180,7 +195,7 @@ extension ModelLayout {
         // Each entry takes at least 4 bytes, so `count` is already bounded by the header size.
         tensors.reserveCapacity(min(count, r.remaining / 4))
         var total = 0
-        var names = Set<[UInt8]>()
+        var names = Set<TensorNameKey>(minimumCapacity: min(count, r.remaining / 4))
         for i in 0..<count {
             let nameLength = Int(try r.read(UInt16.self, "tensor \(i) name length"))
             guard nameLength >= 1, nameLength <= maxNameBytes else {
@@ -191,7 +206,7 @@ extension ModelLayout {
                 throw UplinkError(.malformedHeader, "tensor \(i) name \(UplinkError.quoted(bytes: nameBytes)) is not valid UTF-8")
             }
             // Byte for byte: canonically equivalent names (NFC and NFD) are different names.
-            guard names.insert(Array(nameBytes)).inserted else {
+            guard names.insert(TensorNameKey(name)).inserted else {
                 throw UplinkError(.malformedHeader, "tensor name \(UplinkError.quoted(name)) appears twice in the tensor table")
             }
             let rank = Int(try r.read(UInt8.self, "tensor \(i) rank"))
