@@ -12,10 +12,10 @@ public enum Npy {
     public static let maxHeaderLength = 65_535
     /// The bytes that always hold a complete acceptable header: the 12-byte version 2.0/3.0
     /// preamble and ``maxHeaderLength``.
-    public static let maxPrefixLength = 12 + maxHeaderLength
+    static let maxPrefixLength = 12 + maxHeaderLength
 
     /// The shape, element type and data offset of a `.npy` file of `fileLength` bytes, from
-    /// its first bytes (`prefix`, at least ``maxPrefixLength`` of them or the whole file), with
+    /// its first bytes (`prefix`: the whole file, or at least its first 12 + ``maxHeaderLength``), with
     /// the same checks and limits as ``read(_:)``.
     public static func readHeader(_ prefix: [UInt8], fileLength: Int) throws(UplinkError) -> (shape: [Int], dtype: TensorDType, dataOffset: Int) {
         try typed {

@@ -17,7 +17,7 @@ public enum Safetensors {
     /// a default reader accepts can be written, and a header costs a bounded amount to parse.
     public static let maxTensors = 1 << 20
     /// The key the format reserves for its string-to-string metadata; never a tensor.
-    public static let metadataKey = "__metadata__"
+    static let metadataKey = "__metadata__"
 
     struct Entry {
         var name: String

@@ -164,7 +164,7 @@ public struct ModelLayout: Hashable, Sendable {
 
 extension ModelLayout {
     /// The length in bytes of the canonical tensor table (what a frame's table takes).
-    public var tensorTableLength: Int {
+    package var tensorTableLength: Int {
         tensors.reduce(0) { $0 + 3 + $1.name.utf8.count + 8 * $1.shape.count }
     }
 
