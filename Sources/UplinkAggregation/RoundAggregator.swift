@@ -250,7 +250,7 @@ public final class RoundAggregator: Sendable {
         let sequence = try registry.withLock { (r) throws(UplinkError) -> Int in
             guard !r.closed else { throw UplinkError(.roundClosed, "round \(policy.round) is closed") }
             guard !r.clients.contains(id) else {
-                throw UplinkError(.duplicateClient, "client \"\(clientID)\" already sent an update in round \(policy.round)")
+                throw UplinkError(.duplicateClient, "client \(UplinkError.quoted(clientID)) already sent an update in round \(policy.round)")
             }
             guard update.digest.isEmpty || !r.digests.contains(update.digest) else {
                 throw UplinkError(.duplicateFrame, "an identical frame was already accepted in round \(policy.round); a copy counts once")

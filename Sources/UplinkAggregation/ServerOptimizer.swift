@@ -184,7 +184,7 @@ public struct ServerOptimizer: Sendable, Equatable {
             throw UplinkError(.stateMismatch, "server state is for model \(String(p.fp, radix: 16)), not \(layout.fingerprintHex)")
         }
         guard p.text == strategy.description else {
-            throw UplinkError(.stateMismatch, "server state is for strategy \"\(p.text)\", not \"\(strategy)\"")
+            throw UplinkError(.stateMismatch, "server state is for strategy \(UplinkError.quoted(p.text)), not \"\(strategy)\"")
         }
         guard p.m.count == fresh.m.count, p.v.count == fresh.v.count,
               p.m.allSatisfy(\.isFinite), p.v.allSatisfy({ $0.isFinite && $0 >= 0 }) else {

@@ -65,7 +65,7 @@ public enum Strategy: Hashable, Sendable, CustomStringConvertible {
     public init(parsing text: String) throws(UplinkError) {
         let stages = try PipelineSpecParser.split(text)
         guard stages.count == 1, let stage = stages.first else {
-            throw UplinkError(.invalidArgument, "strategy \"\(text)\" must be one name with parameters, e.g. \"fedadam lr=0.01\"")
+            throw UplinkError(.invalidArgument, "strategy \(UplinkError.quoted(text)) must be one name with parameters, e.g. \"fedadam lr=0.01\"")
         }
         var p = StageParameters(stage)
         func real(_ key: String, _ d: Double, _ r: ClosedRange<Double>) throws(UplinkError) -> Double {
@@ -89,7 +89,7 @@ public enum Strategy: Hashable, Sendable, CustomStringConvertible {
             }
             self = .normBounded(clip: c, lr: try real("lr", 1, 0...1e6))
         default:
-            throw UplinkError(.invalidArgument, "unknown strategy \"\(stage.name)\"; known: \(Self.names.joined(separator: ", "))")
+            throw UplinkError(.invalidArgument, "unknown strategy \(UplinkError.quoted(stage.name)); known: \(Self.names.joined(separator: ", "))")
         }
         do throws(UplinkError) {
             try p.finish()

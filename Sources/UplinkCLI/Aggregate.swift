@@ -319,7 +319,7 @@ func parseByteCount(_ text: String, option: String) throws(UplinkError) -> Int {
         digits = digits.dropLast()
     }
     guard let v = Int(digits), v > 0, v <= Int.max / unit else {
-        throw UplinkError(.invalidArgument, "\(option) \(quoted(text)) must be a positive byte count such as 4G, 512M or 100000")
+        throw UplinkError(.invalidArgument, "\(option) \(UplinkError.quoted(text)) must be a positive byte count such as 4G, 512M or 100000")
     }
     return v * unit
 }
@@ -327,15 +327,9 @@ func parseByteCount(_ text: String, option: String) throws(UplinkError) -> Int {
 /// A round id: a decimal integer in 0…2^64 − 1.
 func parseRound(_ text: String) throws(UplinkError) -> UInt64 {
     guard let r = UInt64(text) else {
-        throw UplinkError(.invalidArgument, "--round \(quoted(text)) must be a whole number from 0 to 18446744073709551615")
+        throw UplinkError(.invalidArgument, "--round \(UplinkError.quoted(text)) must be a whole number from 0 to 18446744073709551615")
     }
     return r
-}
-
-/// Untrusted text for a message: quoted, at most 200 characters.
-func quoted(_ text: String) -> String {
-    let cut = text.count > 200 ? String(text.prefix(200)) + "…" : text
-    return "\"\(cut)\""
 }
 
 /// The process's peak resident set size, in bytes.

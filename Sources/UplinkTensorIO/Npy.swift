@@ -4,11 +4,19 @@ import UplinkCodec
 /// float64 arrays in C order are read (as float32); float32 arrays are written (version 1.0).
 public enum Npy {
     static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
-    /// The longest header accepted (NumPy itself refuses headers over 10,000 bytes by default).
-    static let maxHeaderLength = 1 << 20
+    /// The longest header (the dictionary text, padding included) any reader of Uplink accepts:
+    /// 65,535 bytes, the most a version 1.0 file can declare. NumPy moves to version 2.0 only
+    /// for longer headers, which no float array of rank ≤ 64 needs (NumPy's own `np.load`
+    /// refuses headers over 10,000 bytes by default). Every path that reads a `.npy` file,
+    /// whole (``read(_:)``) or header first (``readHeader(_:fileLength:)``), applies this limit.
+    public static let maxHeaderLength = 65_535
+    /// The bytes that always hold a complete acceptable header: the 12-byte version 2.0/3.0
+    /// preamble and ``maxHeaderLength``.
+    static let maxPrefixLength = 12 + maxHeaderLength
 
     /// The shape, element type and data offset of a `.npy` file of `fileLength` bytes, from
-    /// its first bytes (`prefix`), with the same checks as ``read(_:)``.
+    /// its first bytes (`prefix`: the whole file, or at least its first 12 + ``maxHeaderLength``), with
+    /// the same checks and limits as ``read(_:)``.
     public static func readHeader(_ prefix: [UInt8], fileLength: Int) throws(UplinkError) -> (shape: [Int], dtype: TensorDType, dataOffset: Int) {
         try typed {
             try prefix.withUnsafeBytes { raw in
@@ -19,7 +27,7 @@ public enum Npy {
                 }
                 let count = try ModelLayout.elementCount(header.shape, name: "array")
                 guard count * dtype.size == fileLength - offset else {
-                    throw UplinkError(.malformedNpy, ".npy data has \(fileLength - offset) bytes, shape \(header.shape) of \(dtype.rawValue) needs \(count * dtype.size)")
+                    throw UplinkError(.malformedNpy, ".npy data has \(fileLength - offset) bytes, shape \(UplinkError.excerpt(list: header.shape)) of \(dtype.rawValue) needs \(count * dtype.size)")
                 }
                 return (header.shape, dtype, offset)
             }
@@ -31,7 +39,7 @@ public enum Npy {
             throw UplinkError(.malformedNpy, "not a .npy file: missing the \\x93NUMPY magic")
         }
         let major = raw[6]
-        var r = ByteReader(raw, offset: 8, what: ".npy file")
+        var r = ByteReader(raw, offset: 8, what: ".npy file", overrun: .malformedNpy)
         let headerLength: Int
         switch major {
         case 1: headerLength = Int(try r.read(UInt16.self, "header length"))
@@ -39,11 +47,11 @@ public enum Npy {
         default: throw UplinkError(.malformedNpy, ".npy format version \(major).\(raw[7]) is not supported (1.0, 2.0, 3.0 are)")
         }
         guard headerLength <= maxHeaderLength else {
-            throw UplinkError(.malformedNpy, ".npy header of \(headerLength) bytes is too long")
+            throw UplinkError(.headerTooLarge, ".npy header of \(headerLength) bytes exceeds the limit of \(maxHeaderLength)")
         }
         let headerBytes = try r.bytes(headerLength, "header")
         guard let text = String(validating: headerBytes, as: UTF8.self) else {
-            throw UplinkError(.malformedNpy, ".npy header is not valid text")
+            throw UplinkError(.malformedNpy, ".npy header \(UplinkError.quoted(bytes: headerBytes)) is not valid UTF-8")
         }
         return (try NpyHeader(parsing: text), r.offset)
     }
@@ -54,7 +62,7 @@ public enum Npy {
     public static func read(_ bytes: [UInt8]) throws(UplinkError) -> (shape: [Int], values: [Float]) {
         try typed { try bytes.withUnsafeBytes { raw in
             let (header, offset) = try parseHeader(raw)
-            var r = ByteReader(raw, offset: offset, what: ".npy file")
+            var r = ByteReader(raw, offset: offset, what: ".npy file", overrun: .malformedNpy)
             let dtype = try header.dtype()
             guard !header.fortranOrder else {
                 throw UplinkError(.fortranOrder, ".npy array is in Fortran order; save it with np.ascontiguousarray(a) first")
@@ -64,7 +72,7 @@ public enum Npy {
             guard !overflow, need == r.remaining else {
                 throw UplinkError(
                     .malformedNpy,
-                    ".npy data has \(r.remaining) bytes, shape \(header.shape) of \(dtype.rawValue) needs \(overflow ? "more than 2^63" : String(need))")
+                    ".npy data has \(r.remaining) bytes, shape \(UplinkError.excerpt(list: header.shape)) of \(dtype.rawValue) needs \(overflow ? "more than 2^63" : String(need))")
             }
             var values: [Float] = []
             values.reserveCapacity(count)
@@ -110,7 +118,7 @@ struct NpyHeader {
             case "descr": descr = try p.string()
             case "fortran_order": fortran = try p.bool()
             case "shape": shape = try p.intTuple()
-            default: throw UplinkError(.malformedNpy, ".npy header has unexpected key '\(key)'")
+            default: throw UplinkError(.malformedNpy, ".npy header has unexpected key \(UplinkError.quoted(key))")
             }
             p.skipSpace()
             if p.peek == UInt8(ascii: ",") { p.index += 1; continue }
@@ -131,9 +139,9 @@ struct NpyHeader {
         case "<f2": return .float16
         case "<f8": return .float64
         case ">f2", ">f4", ">f8":
-            throw UplinkError(.unsupportedDtype, ".npy dtype '\(descr)' is big-endian; save it with a.astype('<f4')")
+            throw UplinkError(.unsupportedDtype, ".npy dtype \(UplinkError.quoted(descr)) is big-endian; save it with a.astype('<f4')")
         default:
-            throw UplinkError(.unsupportedDtype, ".npy dtype '\(descr)' is not supported; Uplink reads '<f2', '<f4' and '<f8'")
+            throw UplinkError(.unsupportedDtype, ".npy dtype \(UplinkError.quoted(descr)) is not supported; Uplink reads '<f2', '<f4' and '<f8'")
         }
     }
 }
@@ -197,7 +205,7 @@ struct PyLiteralScanner {
             if peek == UInt8(ascii: "L") { index += 1 }
             out.append(v)
             guard out.count <= ModelLayout.maxRank else {
-                throw UplinkError(.malformedNpy, ".npy header: more than \(ModelLayout.maxRank) dimensions")
+                throw UplinkError(.fieldTooLong, ".npy header: the shape has more than \(ModelLayout.maxRank) dimensions")
             }
             skipSpace()
             if peek == UInt8(ascii: ",") { index += 1; continue }

@@ -39,7 +39,7 @@ public enum TensorFiles {
                 bytes = Npy.write(shape: [set.values.count], values: set.values)
             }
         case "safetensors":
-            bytes = Safetensors.write(set)
+            bytes = try Safetensors.write(set)
         default:
             throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
         }

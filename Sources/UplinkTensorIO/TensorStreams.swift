@@ -20,18 +20,14 @@ public final class TensorFileReader {
         self.handle = handle
         switch TensorFiles.fileExtension(path) {
         case "safetensors":
-            let layout = try Safetensors.readLayout(path: path)
-            let prefix = try Self.read(handle, path, at: 0, count: 8)
-            let n = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-            let header = try Self.read(handle, path, at: 0, count: 8 + Int(n))
-            let fileLength = Int((try? handle.seekToEnd()) ?? 0)
-            let (entries, dataStart) = try Safetensors.parseHeader(header, fileLength: fileLength)
-            self.layout = layout
+            let (entries, dataStart, _) = try Safetensors.readHeader(path: path)
+            self.layout = try ModelLayout(entries.map { TensorSpec(name: $0.name, shape: $0.shape) })
             self.tensorData = entries.map { (UInt64(dataStart + $0.begin), $0.dtype) }
         case "npy":
-            // A .npy header is small; read a generous prefix and parse it with the full reader's rules.
+            // Read as much as the longest header the full reader accepts, and parse it with the
+            // same rules and limit (Npy.maxHeaderLength), so both accept the same files.
             let fileLength = Int((try? handle.seekToEnd()) ?? 0)
-            let prefix = try Self.read(handle, path, at: 0, count: min(fileLength, 1 << 16))
+            let prefix = try Self.read(handle, path, at: 0, count: min(fileLength, Npy.maxPrefixLength))
             let (shape, dtype, dataOffset) = try Npy.readHeader(prefix, fileLength: fileLength)
             self.layout = try ModelLayout([TensorSpec(name: TensorFiles.npyTensorName, shape: shape)])
             self.tensorData = [(UInt64(dataOffset), dtype)]
@@ -94,7 +90,7 @@ public final class TensorFileWriter {
             let shape = layout.tensors.count == 1 ? layout.tensors[0].shape : [layout.parameterCount]
             header = Npy.write(shape: shape, values: [Float]())
         case "safetensors":
-            header = Safetensors.headerBytes(layout: layout)
+            header = try Safetensors.headerBytes(layout: layout)
         default:
             throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
         }

@@ -9,7 +9,12 @@ truncations are all rejected with FrameError.
 
 Then builds frames by hand (valid CRCs, recomputed) to check the decoder on valid edge cases
 (Rice escapes, bitmap, k = 0) and on invalid streams, which must be rejected with code 111
-(or 704 for non-finite values).
+(or 704 for non-finite values), and on the rules the doc states exactly (which code for a
+descriptor or table running past H, zlib without its Adler-32, LZ4 lengths, the sign of a
+-0.0 scale, the order of asymmetric scales and offsets, names compared by bytes).
+
+Last, runs the .safetensors header rules of fixtures/tensor-files/safetensors-rules.json
+(the Swift reader's tests run the same file) through the Python reader.
 """
 from __future__ import annotations
 
@@ -18,14 +23,16 @@ import os
 import struct
 import sys
 import time
+import zlib
 
 import numpy as np
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from uplink_decode import (  # noqa: E402
-    FrameError, crc32c, decode_frame, flat_update_from_safetensors, layout_fingerprint,
-    layout_from_safetensors, randk_positions, randk_positions_reference, tensor_table_bytes,
+    _lz4_block, FrameError, crc32c, decode_frame, flat_update_from_safetensors, layout_fingerprint,
+    layout_from_safetensors, parse_safetensors_header, randk_positions, randk_positions_reference,
+    tensor_table_bytes,
 )
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -250,6 +257,134 @@ def f32(*xs):
     return np.array(xs, dtype="<f4").tobytes()
 
 
+def fix_header_crc(frame):
+    """The frame with its header CRC recomputed (after a header field was patched)."""
+    (H,) = struct.unpack_from("<I", frame, 8)
+    return frame[:12 + H] + struct.pack("<I", crc32c(frame[:12 + H])) + frame[16 + H:]
+
+
+def build_sections_frame(stage_list, sections, layout):
+    """Like build_frame, with sections given as (kind, codec, raw length, stored bytes)."""
+    desc = bytes([len(stage_list)]) + b"".join(stage_list)
+    n = sum(int(np.prod(s, dtype=np.int64)) if len(s) else 1 for _, s in layout)
+    table = b"".join(struct.pack("<BBBBIQQ", k, c, 0, 0, crc32c(st), raw, len(st)) for k, c, raw, st in sections)
+    header = struct.pack("<QQQQIIH", layout_fingerprint(layout), 7, 600, n, len(layout), len(sections),
+                         len(desc)) + desc + tensor_table_bytes(layout) + table
+    pre = b"UPLK" + struct.pack("<HHI", 1, 1, len(header))
+    return pre + header + struct.pack("<I", crc32c(pre + header)) + b"".join(st for *_, st in sections)
+
+
+def doc_rule_checks():
+    """The rules docs/wire-format.md states exactly (the Swift side: WireFormatRulesTests)."""
+    results = []
+
+    def expect(label, frame, code=None, want=None):
+        try:
+            got = decode_frame(frame)["update"]
+            if code is not None:
+                results.append((label, f"accepted, expected [{code}]"))
+            elif want is not None and got.view(np.uint32).tolist() != np.asarray(want, np.float32).view(np.uint32).tolist():
+                results.append((label, f"decoded {got.tolist()}, expected {list(want)}"))
+            else:
+                results.append((label, None))
+        except FrameError as e:
+            results.append((label, None if e.code == code else f"got {e}, expected {code or 'success'}"))
+        except Exception as e:
+            results.append((label, f"raised {type(e).__name__}: {e}"))
+
+    w3 = [("w", (3,))]
+    base = build_frame([FP32, STORED], [(1, f32(1, 2, 3))], w3)
+    (P,) = struct.unpack_from("<H", base, 52)
+    for declared in (P + 1, P + 24, 0xFFFF):
+        expect(f"descriptor length {declared} runs past H: [105]",
+               fix_header_crc(base[:52] + struct.pack("<H", declared) + base[54:]), 105)
+    # T = 2 with one table entry and no section table: entry 2 runs past H.
+    one = build_frame([FP32, STORED], [], w3)
+    for T in (2, 1000):
+        expect(f"tensor table of T={T} runs past H: [105]",
+               fix_header_crc(one[:44] + struct.pack("<I", T) + one[48:]), 105)
+    expect("frame shorter than 12 + H + 4: [103]", base[:-13], 103)
+
+    zeros = bytes(400)
+    z = zlib.compress(zeros, 6)
+    ZLIB = stage(0x62, b"\x06")
+    lay = lambda n: [("w", (n,))]  # noqa: E731
+    expect("zlib stream complete", build_sections_frame([FP32, ZLIB], [(1, 2, 400, z)], lay(100)), None, np.zeros(100))
+    expect("zlib without its Adler-32: [501]", build_sections_frame([FP32, ZLIB], [(1, 2, 400, z[:-4])], lay(100)), 501)
+    expect("zlib with half its Adler-32: [501]", build_sections_frame([FP32, ZLIB], [(1, 2, 400, z[:-2])], lay(100)), 501)
+    expect("zlib with a wrong Adler-32: [501]",
+           build_sections_frame([FP32, ZLIB], [(1, 2, 400, z[:-1] + bytes([z[-1] ^ 1]))], lay(100)), 501)
+    expect("zlib complete but shorter than raw: [502]", build_sections_frame([FP32, ZLIB], [(1, 2, 404, z)], lay(101)), 502)
+    expect("zlib complete but longer than raw: [502]", build_sections_frame([FP32, ZLIB], [(1, 2, 396, z)], lay(99)), 502)
+    if _lz4_block is not None:
+        block = _lz4_block.compress(zeros, store_size=False)
+        LZ4 = stage(0x61, b"\x00")
+        expect("LZ4 block exact", build_sections_frame([FP32, LZ4], [(1, 1, 400, block)], lay(100)), None, np.zeros(100))
+        expect("LZ4 block shorter than raw (checked after decompression): [502]",
+               build_sections_frame([FP32, LZ4], [(1, 1, 404, block)], lay(101)), 502)
+        expect("LZ4 block longer than raw: [500]", build_sections_frame([FP32, LZ4], [(1, 1, 396, block)], lay(99)), 500)
+    else:
+        results.append(("LZ4 length rules", "the lz4 package is not installed"))
+
+    # sign / ternary: bit 0 is the stored scale as is, bit 1 its sign flipped (-0.0 -> +0.0).
+    mz = -0.0
+    expect("sign, scale -0.0: bits 0,1,0 -> -0.0, +0.0, -0.0",
+           build_frame([SIGN(0), STORED], [(3, f32(mz)), (1, pack_codes([0, 1, 0], 1))], w3), None, [mz, 0.0, mz])
+    TERN = stage(0x25, struct.pack("<I", 0))
+    expect("ternary, scale -0.0: kept bits 0,1 -> -0.0, +0.0; not kept +0.0",
+           build_frame([THRESH, TERN, STORED], [(2, indices_rice([0, 2], 3, 0)), (3, f32(mz)), (1, pack_codes([0, 1], 1))], w3),
+           None, [mz, 0.0, 0.0])
+    # Asymmetric int: scale0, offset0, scale1, offset1.
+    expect("int8 asym: scales and offsets interleaved per block",
+           build_frame([INT(8, asym=True, block=4), STORED], [(3, f32(1, 100, 2, -50)), (1, bytes([0, 1, 2, 3, 0, 1, 2, 3]))],
+                       [("w", (8,))]), None, [100, 101, 102, 103, -50, -48, -46, -44])
+    # A non-zero int seed without stochastic rounding is accepted.
+    seeded = stage(0x23, struct.pack("<BBIQ", 8, 0, 4, 0xDEADBEEF1234))
+    expect("int8 seed without stochastic rounding is accepted",
+           build_frame([seeded, STORED], [(3, f32(0.5)), (1, bytes([127, 128, 126]))], w3), None, [0, 0.5, -0.5])
+    # Names compare by UTF-8 bytes.
+    expect("NFC and NFD spellings of one name are two tensors",
+           build_frame([FP32, STORED], [(1, f32(1, 2, 3))], [("\u00e9", (1,)), ("e\u0301", (2,))]), None, [1, 2, 3])
+    expect("the same name twice: [105]", build_frame([FP32, STORED], [(1, f32(1, 2, 3))], [("w", (1,)), ("w", (2,))]), 105)
+    return results
+
+
+def safetensors_rule_checks():
+    """fixtures/tensor-files/safetensors-rules.json through the Python reader."""
+    with open(os.path.join(ROOT, "fixtures", "tensor-files", "safetensors-rules.json"), encoding="utf-8") as f:
+        doc = json.load(f)
+    results = []
+    for c in doc["cases"]:
+        header = c["header"].encode("utf-8")
+        blob = struct.pack("<Q", c.get("length_override", len(header))) + header + bytes(c["data_bytes"])
+        label = f"safetensors: {c['label']}"
+        try:
+            entries, _ = parse_safetensors_header(blob)
+            got = [[name.encode("utf-8"), list(shape)] for name, _, shape, _, _ in entries]
+            if "code" in c:
+                results.append((label, f"accepted, expected [{c['code']}]"))
+            else:
+                want = [[name.encode("utf-8"), shape] for name, shape in c["tensors"]]
+                results.append((label, None if got == want else f"layout {got} != {want}"))
+        except FrameError as e:
+            if "code" not in c:
+                results.append((label, f"refused: {e}"))
+            else:
+                short = len(e.message) < 500
+                results.append((label, None if e.code == c["code"] and short else f"got {e.code} ({len(e.message)} chars), expected [{c['code']}]"))
+        except Exception as e:
+            results.append((label, f"raised {type(e).__name__}: {e}"))
+    # The tensor count is checked against the limit (a small one here, as in the Swift test).
+    four = "{" + ",".join(f'"t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}' for i in range(4)) + "}"
+    blob = struct.pack("<Q", len(four)) + four.encode()
+    try:
+        parse_safetensors_header(blob, max_tensors=3)
+        results.append(("safetensors: more tensors than the limit", "accepted, expected [402]"))
+    except FrameError as e:
+        results.append(("safetensors: more tensors than the limit", None if e.code == 402 else str(e)))
+    return results
+
+
 def crafted_checks():
     """Returns a list of (label, problem or None)."""
     results = []
@@ -408,10 +543,12 @@ def main():
         else:
             passed += 1
             print(f"ok   {fname}: {summary}")
-    try:
-        crafted = crafted_checks()
-    except Exception as e:
-        crafted = [("crafted checks", f"raised {type(e).__name__}: {e}")]
+    crafted = []
+    for checks in (crafted_checks, doc_rule_checks, safetensors_rule_checks):
+        try:
+            crafted += checks()
+        except Exception as e:
+            crafted.append((checks.__name__, f"raised {type(e).__name__}: {e}"))
     for label, problem in crafted:
         if problem:
             failed += 1

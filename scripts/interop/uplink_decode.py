@@ -8,7 +8,8 @@ regeneration, scales and bit-packed values).
 Public API:
     decode_frame(data: bytes, layout=None, limits=None) -> dict
     FrameError(code, message)
-    read_safetensors(path) -> dict[name -> np.ndarray]   (F32 only)
+    read_safetensors(path_or_bytes) -> dict[name -> np.ndarray]   (F32, F16, BF16, F64 as float32;
+        the header rules and limits of doc §6.1, the Swift reader's codes)
     layout_from_safetensors(path) -> list[(name, shape)]  (sorted by name, byte-wise UTF-8)
     crc32c(data), fnv1a64(data)
     randk_positions(n, k, seed, round_id), amount_k(amount, n)
@@ -29,12 +30,30 @@ except ImportError:  # pragma: no cover
 
 
 class FrameError(Exception):
-    """A rejected frame; `code` is the numeric error code from the Errors table of the doc."""
+    """A rejected frame (or tensor file); `code` is the numeric error code from the Errors table
+    of the doc."""
 
     def __init__(self, code: int, message: str):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+
+
+MAX_QUOTED = 200
+
+
+def _q(text) -> str:
+    """Untrusted text (a name, a dtype, header bytes) quoted for a message: repr-escaped, cut
+    after MAX_QUOTED characters with its full length, as the Swift reader's messages are."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        raw = bytes(text)
+        text = raw[:4 * (MAX_QUOTED + 1)].decode("utf-8", errors="replace")
+        length = len(raw)
+    else:
+        length = len(text.encode("utf-8", errors="surrogatepass"))
+    if len(text) > MAX_QUOTED:
+        return repr(text[:MAX_QUOTED])[:-1] + "…" + repr(text)[-1] + f" ({length} bytes)"
+    return repr(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,28 +173,174 @@ def layout_fingerprint(layout) -> int:
     return fnv1a64(struct.pack("<I", len(layout)) + tensor_table_bytes(layout))
 
 
-def read_safetensors(path) -> dict:
-    """Minimal safetensors reader: u64 LE header length, JSON header, data. F32 tensors only."""
-    with open(path, "rb") as f:
-        blob = f.read()
+# .safetensors header rules (doc §6.1), the same as the Swift reader's, with its codes.
+ST_MAX_HEADER = 100_000_000   # [401]
+ST_MAX_TENSORS = 1 << 20      # [402]
+ST_MAX_RANK = 64              # [407]
+ST_MAX_NAME = 1024            # [407] (UTF-8 bytes)
+ST_MAX_DEPTH = 64             # nesting of ignored values [703]
+ST_DTYPES = {"F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2), "F64": ("<f8", 8)}
+
+
+class _NotInteger:
+    """A JSON number written with a fraction or an exponent (never a shape or an offset)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+def _unique_object(pairs):
+    keys = set()
+    for k, _ in pairs:
+        kb = _utf8(k)
+        if kb in keys:
+            raise FrameError(703, f"safetensors: the key {_q(k)} appears twice in one object")
+        keys.add(kb)
+    return dict(pairs)
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        raise FrameError(703, f"safetensors: {_q(text.encode('utf-8', 'surrogatepass'))} is not valid UTF-8") from None
+
+
+def _depth(v) -> int:
+    if isinstance(v, dict):
+        return 1 + max((_depth(x) for x in v.values()), default=0)
+    if isinstance(v, list):
+        return 1 + max((_depth(x) for x in v), default=0)
+    return 0
+
+
+def _st_int(v, what):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        shown = v.text if isinstance(v, _NotInteger) else json.dumps(v) if not isinstance(v, (dict, list)) else type(v).__name__
+        raise FrameError(703, f"safetensors: {what} holds {_q(str(shown))}, not a non-negative integer")
+    return v
+
+
+def _st_ints(v, what, max_count):
+    if not isinstance(v, list):
+        raise FrameError(703, f"safetensors: {what} is not an array")
+    if len(v) > max_count:
+        if max_count == ST_MAX_RANK:
+            raise FrameError(407, f"safetensors: {what} has more than {ST_MAX_RANK} dimensions")
+        raise FrameError(703, f"safetensors: {what} holds more than {max_count} numbers")
+    return [_st_int(x, what) for x in v]
+
+
+def parse_safetensors_header(blob: bytes, max_tensors: int = ST_MAX_TENSORS):
+    """The tensors of a .safetensors file's bytes as [(name, dtype, shape, begin, end)] sorted
+    by name bytes, and where the data starts; raises FrameError with the Swift reader's code."""
     if len(blob) < 8:
-        raise ValueError("safetensors: file too short")
+        raise FrameError(703, "safetensors: file is shorter than the 8-byte header length")
     (hlen,) = struct.unpack_from("<Q", blob, 0)
-    if 8 + hlen > len(blob):
-        raise ValueError("safetensors: header exceeds file")
-    header = json.loads(blob[8:8 + hlen].decode("utf-8"))
-    data = memoryview(blob)[8 + hlen:]
-    tensors = {}
+    if hlen > ST_MAX_HEADER:
+        raise FrameError(401, f"safetensors: header length {hlen} exceeds {ST_MAX_HEADER}")
+    if hlen < 2 or 8 + hlen > len(blob):
+        raise FrameError(703, f"safetensors: header length {hlen} is outside 2..{len(blob) - 8}")
+    raw = bytes(blob[8:8 + hlen])
+    if raw[:1] != b"{":
+        raise FrameError(703, "safetensors: the header does not start with '{'")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError(703, "safetensors: the header is not valid UTF-8") from None
+
+    def bad_constant(name):
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        header = json.loads(text, object_pairs_hook=_unique_object, parse_float=_NotInteger,
+                            parse_constant=bad_constant)
+    except FrameError:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise FrameError(703, f"safetensors: header is not valid JSON: {_q(str(e))}") from None
+    if not isinstance(header, dict):
+        raise FrameError(703, "safetensors: header is not a JSON object")
+    entries = []
     for name, info in header.items():
+        nb = _utf8(name)
+        if len(nb) > ST_MAX_NAME:
+            raise FrameError(407, f"safetensors: tensor name {_q(name)} is longer than {ST_MAX_NAME} bytes")
         if name == "__metadata__":
+            ok = info is None or (isinstance(info, dict) and all(isinstance(v, str) for v in info.values()))
+            if not ok:
+                raise FrameError(703, "safetensors: __metadata__ is not an object of strings")
+            for k, v in (info or {}).items():
+                _utf8(k), _utf8(v)
             continue
-        if info["dtype"] != "F32":
-            raise ValueError(f"safetensors: tensor {name!r} has dtype {info['dtype']}, need F32")
-        start, end = info["data_offsets"]
-        shape = tuple(int(d) for d in info["shape"])
-        if end - start != 4 * _shape_count(shape) or end > len(data):
-            raise ValueError(f"safetensors: bad data offsets for {name!r}")
-        tensors[name] = np.frombuffer(data[start:end], dtype="<f4").reshape(shape).astype(np.float32)
+        if len(entries) >= max_tensors:
+            raise FrameError(402, f"safetensors: more than {max_tensors} tensors")
+        if not isinstance(info, dict):
+            raise FrameError(703, f"safetensors: tensor {_q(name)} is not an object")
+        for key, v in info.items():
+            _utf8(key)
+            if key not in ("dtype", "shape", "data_offsets") and _depth(v) > ST_MAX_DEPTH:
+                raise FrameError(703, f"safetensors: a value in tensor {_q(name)} is nested more than {ST_MAX_DEPTH} deep")
+        dtype = info.get("dtype")
+        shape = info.get("shape")
+        offsets = info.get("data_offsets")
+        if dtype is not None and not isinstance(dtype, str):
+            raise FrameError(703, f"safetensors: tensor {_q(name)}: dtype is not a string")
+        if shape is not None:
+            shape = _st_ints(shape, f"shape of {_q(name)}", ST_MAX_RANK)
+        if offsets is not None:
+            offsets = _st_ints(offsets, f"data_offsets of {_q(name)}", 2)
+            if len(offsets) != 2:
+                raise FrameError(703, f"safetensors: data_offsets of {_q(name)} holds {len(offsets)} numbers, not 2")
+        if dtype is None or shape is None or offsets is None:
+            raise FrameError(703, f"safetensors: tensor {_q(name)} lacks dtype, shape or data_offsets")
+        if dtype not in ST_DTYPES:
+            raise FrameError(701, f"safetensors: tensor {_q(name)} has dtype {_q(dtype)}")
+        entries.append((name, dtype, shape, offsets[0], offsets[1]))
+    if not entries:
+        raise FrameError(703, "safetensors: file holds no tensors")
+    data_len = len(blob) - 8 - hlen
+    for name, dtype, shape, begin, end in entries:
+        for d in shape:
+            if d > MAX_DIM:
+                raise FrameError(406, f"safetensors: tensor {_q(name)} dimension {d} exceeds 2^48")
+        count = _shape_count(shape)
+        if count > MAX_DIM:
+            raise FrameError(406, f"safetensors: tensor {_q(name)} has more than 2^48 elements")
+        if begin > end or end - begin != count * ST_DTYPES[dtype][1]:
+            raise FrameError(703, f"safetensors: tensor {_q(name)} spans {begin}..{end}, needs {count * ST_DTYPES[dtype][1]} bytes")
+    entries.sort(key=lambda e: _name_key(e[0]))
+    for a, b in zip(entries, entries[1:]):
+        if _name_key(a[0]) == _name_key(b[0]):  # json keys are unique already; kept for clarity
+            raise FrameError(703, f"safetensors: tensor name {_q(a[0])} appears twice")
+    cursor = 0
+    for _, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+        if begin != cursor:
+            raise FrameError(703, f"safetensors: a tensor starts at byte {begin}, expected {cursor} (gap or overlap)")
+        cursor = end
+    if cursor != data_len:
+        raise FrameError(703, f"safetensors: tensors cover {cursor} data bytes, the file has {data_len}")
+    for name, *_ in entries:
+        if name == "":
+            raise FrameError(303, "safetensors: a tensor name is empty")
+    return entries, 8 + hlen
+
+
+def read_safetensors(source) -> dict:
+    """Tensors of a .safetensors file (a path or its bytes) as float32 arrays, in name-byte order."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        blob = bytes(source)
+    else:
+        with open(source, "rb") as f:
+            blob = f.read()
+    entries, start = parse_safetensors_header(blob)
+    data = memoryview(blob)[start:]
+    tensors = {}
+    for name, dtype, shape, begin, end in entries:
+        arr = np.frombuffer(data[begin:end], dtype=ST_DTYPES[dtype][0])
+        if dtype == "BF16":
+            arr = (arr.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        tensors[name] = arr.astype(np.float32).reshape(shape)
     return tensors
 
 
@@ -239,22 +404,22 @@ def _parse_tensor_table(data, pos, end, T):
         try:
             name = raw_name.decode("utf-8", errors="strict")
         except UnicodeDecodeError as e:
-            raise FrameError(105, f"tensor name is not UTF-8: {e}") from None
-        if name in names:
-            raise FrameError(105, f"duplicate tensor name {name!r}")
-        names.add(name)
+            raise FrameError(105, f"tensor name {_q(raw_name)} is not UTF-8: {e}") from None
+        if raw_name in names:  # byte for byte: NFC and NFD spellings are different names
+            raise FrameError(105, f"duplicate tensor name {_q(name)}")
+        names.add(raw_name)
         rank = cur.u8()
         if rank > 64:
-            raise FrameError(105, f"tensor {name!r}: rank {rank} > 64")
+            raise FrameError(105, f"tensor {_q(name)}: rank {rank} > 64")
         shape = []
         for _ in range(rank):
             d = cur.u64()
             if d > MAX_DIM:
-                raise FrameError(406, f"tensor {name!r}: dimension {d} > 2^48")
+                raise FrameError(406, f"tensor {_q(name)}: dimension {d} > 2^48")
             shape.append(d)
         count = _shape_count(shape)
         if count > MAX_DIM:
-            raise FrameError(406, f"tensor {name!r}: element count {count} > 2^48")
+            raise FrameError(406, f"tensor {_q(name)}: element count {count} > 2^48")
         total += count
         tensors.append((name, tuple(shape)))
     return tensors, cur.pos, total

@@ -31,12 +31,15 @@ public struct FrameLimits: Hashable, Sendable {
     /// The default limits.
     public static let `default` = FrameLimits()
 
-    /// Limits sized for one known model: parameters and tensors as the layout has, a frame at most
-    /// twice the dense float32 size plus 1 MiB.
+    /// Limits sized for one known model: parameters and tensors as the layout has; a header of
+    /// 16 MiB plus the model's tensor table, and a frame at most twice the dense float32 size
+    /// plus 1 MiB plus the tensor table (so a frame that carries the table of a model of many
+    /// small tensors fits: 2^20 scalars have an 8 MiB table and 4 MiB of values).
     public static func forModel(_ layout: ModelLayout) -> FrameLimits {
-        FrameLimits(
-            maxFrameBytes: 2 * 4 * layout.parameterCount + (1 << 20),
-            maxHeaderBytes: 16 << 20,
+        let table = layout.tensorTableLength
+        return FrameLimits(
+            maxFrameBytes: 2 * 4 * layout.parameterCount + (1 << 20) + table,
+            maxHeaderBytes: (16 << 20) + table,
             maxTensors: layout.tensors.count,
             maxParameters: layout.parameterCount,
             maxSections: 1 << 20)

@@ -43,7 +43,11 @@ public enum FrameReader {
             throw UplinkError(.headerChecksum, "header checksum mismatch (stored 0x\(String(declared, radix: 16)), computed 0x\(String(computed, radix: 16)))")
         }
 
-        var h = ByteReader(UnsafeRawBufferPointer(rebasing: frame[FrameFormat.preambleLength..<checkedEnd]), what: "header")
+        // Everything below lies inside the H bytes the (checksummed) preamble declared: a field
+        // that runs past H is a malformed header [105], not a truncated frame [103].
+        var h = ByteReader(
+            UnsafeRawBufferPointer(rebasing: frame[FrameFormat.preambleLength..<checkedEnd]), what: "header",
+            overrun: .malformedHeader)
         let fingerprint = try h.read(UInt64.self, "fingerprint")
         let round = try h.read(UInt64.self, "round")
         let sampleCount = try h.read(UInt64.self, "sample count")

@@ -1,4 +1,7 @@
 /// One named float32 tensor of a model: a name and a shape (row-major, C order).
+///
+/// Names compare by their UTF-8 bytes, as the wire format does: `"é"` (U+00E9) and `"é"`
+/// (`e` + U+0301) are two different names, although Swift's `String ==` calls them equal.
 public struct TensorSpec: Hashable, Sendable, CustomStringConvertible {
     /// The tensor's name, for example `"fc1.weight"`. Non-empty UTF-8, at most
     /// ``ModelLayout/maxNameBytes`` bytes.
@@ -14,6 +17,33 @@ public struct TensorSpec: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         "\(name)[\(shape.map(String.init).joined(separator: "×"))]"
+    }
+
+    /// Equal names (byte for byte, not by Unicode canonical equivalence) and equal shapes.
+    public static func == (a: TensorSpec, b: TensorSpec) -> Bool {
+        a.shape == b.shape && a.name.utf8.elementsEqual(b.name.utf8)
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(shape)
+        h.combine(TensorNameKey(name))
+    }
+}
+
+/// A tensor name as a set or dictionary key that compares and hashes its UTF-8 bytes (a
+/// `Set<String>` would merge canonically equivalent names), without copying them.
+struct TensorNameKey: Hashable {
+    let name: String
+
+    init(_ name: String) { self.name = name }
+
+    static func == (a: TensorNameKey, b: TensorNameKey) -> Bool {
+        a.name.utf8.elementsEqual(b.name.utf8)
+    }
+
+    func hash(into h: inout Hasher) {
+        var s = name  // withUTF8 is mutating; a native string is not copied
+        s.withUTF8 { h.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
 
@@ -44,8 +74,11 @@ public struct ModelLayout: Hashable, Sendable {
 
     /// A layout of `tensors` in the given order.
     ///
-    /// - Throws: ``UplinkError/Code/invalidLayout`` for no tensors, an empty, over-long or
-    ///   duplicate name, or a negative dimension; ``UplinkError/Code/shapeOverflow`` when an
+    /// Two names are duplicates when their UTF-8 bytes are equal (not when Swift's `String ==`,
+    /// which compares canonical equivalents as equal, says so).
+    ///
+    /// - Throws: ``UplinkError/Code/invalidLayout`` for no tensors, an empty or duplicate name,
+    ///   or a negative dimension; ``UplinkError/Code/shapeOverflow`` when an
     ///   element count or the total exceeds ``maxParameters``;
     ///   ``UplinkError/Code/fieldTooLong`` for a name or rank over the format's limit.
     public init(_ tensors: [TensorSpec]) throws(UplinkError) {
@@ -53,7 +86,7 @@ public struct ModelLayout: Hashable, Sendable {
         guard tensors.count <= Int(UInt32.max) else {
             throw UplinkError(.tooManyTensors, "\(tensors.count) tensors exceed the format's 2^32 − 1")
         }
-        var seen = Set<String>()
+        var seen = Set<TensorNameKey>(minimumCapacity: tensors.count)
         var counts: [Int] = []
         var offsets: [Int] = []
         counts.reserveCapacity(tensors.count)
@@ -63,13 +96,13 @@ public struct ModelLayout: Hashable, Sendable {
             let nameBytes = t.name.utf8.count
             guard nameBytes > 0 else { throw UplinkError(.invalidLayout, "a tensor name is empty") }
             guard nameBytes <= Self.maxNameBytes else {
-                throw UplinkError(.fieldTooLong, "tensor name of \(nameBytes) bytes exceeds \(Self.maxNameBytes)")
+                throw UplinkError(.fieldTooLong, "tensor name \(UplinkError.quoted(t.name)) of \(nameBytes) bytes exceeds \(Self.maxNameBytes)")
             }
-            guard seen.insert(t.name).inserted else {
-                throw UplinkError(.invalidLayout, "tensor name \"\(t.name)\" appears twice")
+            guard seen.insert(TensorNameKey(t.name)).inserted else {
+                throw UplinkError(.invalidLayout, "tensor name \(UplinkError.quoted(t.name)) appears twice")
             }
             guard t.shape.count <= Self.maxRank else {
-                throw UplinkError(.fieldTooLong, "tensor \"\(t.name)\" has rank \(t.shape.count), above \(Self.maxRank)")
+                throw UplinkError(.fieldTooLong, "tensor \(UplinkError.quoted(t.name)) has rank \(t.shape.count), above \(Self.maxRank)")
             }
             let count = try Self.elementCount(t.shape, name: t.name)
             offsets.append(total)
@@ -98,9 +131,9 @@ public struct ModelLayout: Hashable, Sendable {
     /// (0 when any dimension is 0) at most ``maxParameters``.
     public static func elementCount(_ shape: [Int], name: String) throws(UplinkError) -> Int {
         for d in shape {
-            guard d >= 0 else { throw UplinkError(.invalidLayout, "tensor \"\(name)\" has negative dimension \(d)") }
+            guard d >= 0 else { throw UplinkError(.invalidLayout, "tensor \(UplinkError.quoted(name)) has negative dimension \(d)") }
             guard d <= maxParameters else {
-                throw UplinkError(.shapeOverflow, "tensor \"\(name)\" dimension \(d) exceeds 2^48")
+                throw UplinkError(.shapeOverflow, "tensor \(UplinkError.quoted(name)) dimension \(d) exceeds 2^48")
             }
         }
         if shape.contains(0) { return 0 }
@@ -108,16 +141,16 @@ public struct ModelLayout: Hashable, Sendable {
         for d in shape {
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
             guard !overflow, p <= maxParameters else {
-                throw UplinkError(.shapeOverflow, "tensor \"\(name)\" shape \(shape) has more than 2^48 elements")
+                throw UplinkError(.shapeOverflow, "tensor \(UplinkError.quoted(name)) shape \(UplinkError.excerpt(list: shape)) has more than 2^48 elements")
             }
             count = p
         }
         return count
     }
 
-    /// The index of the tensor named `name`.
+    /// The index of the tensor named `name` (byte for byte, see ``TensorSpec``).
     public func index(of name: String) -> Int? {
-        tensors.firstIndex { $0.name == name }
+        tensors.firstIndex { $0.name.utf8.elementsEqual(name.utf8) }
     }
 
     /// The fingerprint as 16 lowercase hex digits, as `uplink inspect` prints it.
@@ -130,6 +163,11 @@ public struct ModelLayout: Hashable, Sendable {
 }
 
 extension ModelLayout {
+    /// The length in bytes of the canonical tensor table (what a frame's table takes).
+    package var tensorTableLength: Int {
+        tensors.reduce(0) { $0 + 3 + $1.name.utf8.count + 8 * $1.shape.count }
+    }
+
     /// Writes the canonical tensor table: per tensor `u16 name length, name, u8 rank, rank × u64 dims`.
     static func writeTable(_ tensors: [TensorSpec], to w: inout ByteWriter) {
         for t in tensors {
@@ -157,7 +195,7 @@ extension ModelLayout {
         // Each entry takes at least 4 bytes, so `count` is already bounded by the header size.
         tensors.reserveCapacity(min(count, r.remaining / 4))
         var total = 0
-        var names = Set<String>()
+        var names = Set<TensorNameKey>(minimumCapacity: min(count, r.remaining / 4))
         for i in 0..<count {
             let nameLength = Int(try r.read(UInt16.self, "tensor \(i) name length"))
             guard nameLength >= 1, nameLength <= maxNameBytes else {
@@ -165,17 +203,17 @@ extension ModelLayout {
             }
             let nameBytes = try r.bytes(nameLength, "tensor \(i) name")
             guard let name = String(validating: nameBytes, as: UTF8.self) else {
-                throw UplinkError(.malformedHeader, "tensor \(i) name is not valid UTF-8")
+                throw UplinkError(.malformedHeader, "tensor \(i) name \(UplinkError.quoted(bytes: nameBytes)) is not valid UTF-8")
             }
-            guard !names.contains(name) else {
-                throw UplinkError(.malformedHeader, "tensor name \"\(name)\" appears twice in the tensor table")
+            // Byte for byte: canonically equivalent names (NFC and NFD) are different names.
+            guard names.insert(TensorNameKey(name)).inserted else {
+                throw UplinkError(.malformedHeader, "tensor name \(UplinkError.quoted(name)) appears twice in the tensor table")
             }
-            names.insert(name)
             let rank = Int(try r.read(UInt8.self, "tensor \(i) rank"))
             guard rank <= maxRank else {
-                throw UplinkError(.malformedHeader, "tensor \"\(name)\" rank \(rank) exceeds \(maxRank)")
+                throw UplinkError(.malformedHeader, "tensor \(UplinkError.quoted(name)) rank \(rank) exceeds \(maxRank)")
             }
-            try r.require(rank * 8, for: "tensor \"\(name)\" dimensions")
+            try r.require(rank * 8, for: "tensor \(i) dimensions")
             var shape: [Int] = []
             shape.reserveCapacity(rank)
             for _ in 0..<rank {

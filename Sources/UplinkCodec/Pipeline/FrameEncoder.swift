@@ -215,7 +215,7 @@ public struct FrameEncoder: Sendable {
         let t = layout.offsets.lastIndex { $0 <= i }!
         throw UplinkError(
             .nonFiniteValue,
-            "\(what) \(update[i]) at index \(i) (tensor \"\(layout.tensors[t].name)\", element \(i - layout.offsets[t])) is not finite")
+            "\(what) \(update[i]) at index \(i) (tensor \(UplinkError.quoted(layout.tensors[t].name)), element \(i - layout.offsets[t])) is not finite")
     }
 
     /// Checks that `update + residual` is finite and within the quantizer's range.

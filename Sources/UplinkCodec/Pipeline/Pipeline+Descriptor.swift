@@ -73,7 +73,9 @@ extension Pipeline {
                 $0.write(UInt8(q.bits))
                 $0.write(UInt8((q.symmetric ? 0 : 1) | (q.stochastic ? 2 : 0)))
                 $0.write(UInt32(q.block))
-                $0.write(q.seed)
+                // The seed means something only to stochastic rounding; without it the encoder
+                // writes 0, as the spec grammar allows `seed=` only with `stochastic`.
+                $0.write(q.stochastic ? q.seed : 0)
             }
         case .sign(let b): stage(.sign) { $0.write(UInt32(b)) }
         case .ternary(let b): stage(.ternary) { $0.write(UInt32(b)) }

@@ -56,7 +56,9 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
                 var p = StageParameters(stage)
                 let z = try p.double("z", default: .nan, in: 1e-6...1e6, positional: true)
                 guard z.isFinite else { throw UplinkError(.pipelineBadParameter, "stage \"noise\" needs the noise multiplier, for example \"noise z=1.1\"") }
-                let seed: UInt64? = p.take("seed").map { UInt64($0) ?? 0 }
+                // `seed=` must be an integer: a typo used to become seed 0 silently.
+                var seed: UInt64?
+                if stage.named.contains(where: { $0.key == "seed" }) { seed = try p.uint64("seed", default: 0) }
                 try p.finish()
                 guard let dp = result.localDP else {
                     throw UplinkError(.pipelineBadOrder, "noise needs a clip stage before it: the noise is scaled to the clipping bound (\"clip 1.0 | noise z=1.1\")")
@@ -77,7 +79,7 @@ public struct Pipeline: Hashable, Sendable, CustomStringConvertible {
             } else {
                 throw UplinkError(
                     .pipelineUnknownStage,
-                    "unknown stage \"\(stage.name)\"; known stages: \(Self.knownStageNames.joined(separator: ", "))")
+                    "unknown stage \(UplinkError.quoted(stage.name)); known stages: \(Self.knownStageNames.joined(separator: ", "))")
             }
             let kinds = ["clip", "noise", "error feedback", "sparsifier", "quantizer", "codec"]
             if let same = seen.first(where: { $0.rank == rank }) {

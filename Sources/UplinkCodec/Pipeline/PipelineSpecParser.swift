@@ -32,11 +32,11 @@ public enum PipelineSpecParser {
         for (i, part) in parts.enumerated() {
             let tokens = part.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
             guard let first = tokens.first else {
-                throw UplinkError(.pipelineSyntax, "pipeline \"\(text)\": stage \(i + 1) is empty")
+                throw UplinkError(.pipelineSyntax, "pipeline \(UplinkError.quoted(text)): stage \(i + 1) is empty")
             }
             let name = first.lowercased()
             guard isIdentifier(name) else {
-                throw UplinkError(.pipelineSyntax, "pipeline \"\(text)\": \"\(first)\" is not a stage name")
+                throw UplinkError(.pipelineSyntax, "pipeline \(UplinkError.quoted(text)): \(UplinkError.quoted(first)) is not a stage name")
             }
             var stage = StageText(name: name, positional: [], named: [])
             for token in tokens.dropFirst() {
@@ -44,10 +44,10 @@ public enum PipelineSpecParser {
                 if kv.count == 2 {
                     let key = kv[0].lowercased()
                     guard isIdentifier(key), !kv[1].isEmpty, !kv[1].contains("=") else {
-                        throw UplinkError(.pipelineSyntax, "stage \"\(name)\": \"\(token)\" is not a key=value parameter")
+                        throw UplinkError(.pipelineSyntax, "stage \(UplinkError.quoted(name)): \(UplinkError.quoted(token)) is not a key=value parameter")
                     }
                     guard !stage.named.contains(where: { $0.key == key }) else {
-                        throw UplinkError(.pipelineSyntax, "stage \"\(name)\": parameter \"\(key)\" is given twice")
+                        throw UplinkError(.pipelineSyntax, "stage \(UplinkError.quoted(name)): parameter \(UplinkError.quoted(key)) is given twice")
                     }
                     stage.named.append((key, String(kv[1])))
                 } else {
@@ -100,7 +100,7 @@ public struct StageParameters {
         guard let v = Int(text), range.contains(v) else {
             throw UplinkError(
                 .pipelineBadParameter,
-                "stage \"\(stage.name)\": \(key)=\(text) must be an integer in \(range.lowerBound)…\(range.upperBound)")
+                "stage \"\(stage.name)\": \(key)=\(UplinkError.quoted(text)) must be an integer in \(range.lowerBound)…\(range.upperBound)")
         }
         return v
     }
@@ -109,7 +109,7 @@ public struct StageParameters {
     public mutating func uint64(_ key: String, default defaultValue: UInt64) throws(UplinkError) -> UInt64 {
         guard let text = take(key) else { return defaultValue }
         guard let v = UInt64(text) else {
-            throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\": \(key)=\(text) must be an integer in 0…2^64−1")
+            throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\": \(key)=\(UplinkError.quoted(text)) must be an integer in 0…2^64−1")
         }
         return v
     }
@@ -122,7 +122,7 @@ public struct StageParameters {
         guard let v = Double(text), range.contains(v) else {
             throw UplinkError(
                 .pipelineBadParameter,
-                "stage \"\(stage.name)\": \(key)=\(text) must be a number in \(range.lowerBound)…\(range.upperBound)")
+                "stage \"\(stage.name)\": \(key)=\(UplinkError.quoted(text)) must be a number in \(range.lowerBound)…\(range.upperBound)")
         }
         return v
     }
@@ -137,12 +137,12 @@ public struct StageParameters {
     /// Throws unless every parameter given was read.
     public func finish() throws(UplinkError) {
         if let extra = stage.named.first(where: { !usedNamed.contains($0.key) }) {
-            throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\" has no parameter \"\(extra.key)\"")
+            throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\" has no parameter \(UplinkError.quoted(extra.key))")
         }
         if let i = stage.positional.indices.first(where: { !usedFlags.contains($0) }) {
             throw UplinkError(
                 .pipelineBadParameter,
-                "stage \"\(stage.name)\" does not take the value \"\(stage.positional[i])\"")
+                "stage \"\(stage.name)\" does not take the value \(UplinkError.quoted(stage.positional[i]))")
         }
     }
 }

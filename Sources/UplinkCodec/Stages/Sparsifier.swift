@@ -40,7 +40,7 @@ public enum SparsityAmount: Hashable, Sendable, CustomStringConvertible {
         if let f = Double(text), f > 0, f <= 1, !text.allSatisfy(\.isNumber) { return .fraction(f) }
         throw UplinkError(
             .pipelineBadParameter,
-            "stage \"\(stage)\": \"\(text)\" is not an amount; use a percentage (1%), a fraction in (0, 1] (0.01) or a count (1000)")
+            "stage \"\(stage)\": \(UplinkError.quoted(text)) is not an amount; use a percentage (1%), a fraction in (0, 1] (0.01) or a count (1000)")
     }
 }
 
@@ -97,7 +97,7 @@ public enum Sparsifier: Hashable, Sendable, CustomStringConvertible {
             switch p.take("scope") {
             case nil, "global": return .global
             case "tensor": return .tensor
-            case let other?: throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\": scope=\(other) must be global or tensor")
+            case let other?: throw UplinkError(.pipelineBadParameter, "stage \"\(stage.name)\": scope=\(UplinkError.quoted(other)) must be global or tensor")
             }
         }
         switch stage.name {
@@ -108,8 +108,11 @@ public enum Sparsifier: Hashable, Sendable, CustomStringConvertible {
             let s = try scope()
             var sample = 0.01
             if let text = p.take("sample") {
-                guard case .fraction(let f) = try SparsityAmount.parse(text, stage: stage.name) else {
-                    throw UplinkError(.pipelineBadParameter, "stage \"topk-sampled\": sample=\(text) must be a fraction or percentage")
+                // A fraction of the entries, never a count (unlike an amount): `sample=1` is the
+                // whole update, as `sample=1.0` and `sample=100%` are.
+                let percent = text.hasSuffix("%") ? Double(text.dropLast()).map { $0 / 100 } : nil
+                guard let f = percent ?? Double(text), f > 0, f <= 1 else {
+                    throw UplinkError(.pipelineBadParameter, "stage \"topk-sampled\": sample=\(UplinkError.quoted(text)) must be a fraction in (0, 1] or a percentage")
                 }
                 sample = f
             }
