@@ -116,6 +116,7 @@ extension UplinkCommand {
                     rejections = [:]
                 }
                 if let last = optimizer.lastRound, last == roundID, let state {
+                    for path in [output, state, state + ".commit"] { DurableFile.removeStaleTemporaries(of: path) }
                     let message = "round \(roundID) was already applied (\(state) says so); nothing was written"
                     if json { printJSON(["strategy": chosen.description, "round": roundID, "already_applied": true, "message": message]) } else { print(message) }
                     return

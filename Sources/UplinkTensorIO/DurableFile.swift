@@ -79,6 +79,13 @@ public enum DurableFile {
         }
     }
 
+    /// Removes the temporary files of `path` left by processes that no longer run (every
+    /// ``Writer`` does this for its own target first).
+    public static func removeStaleTemporaries(of path: String) {
+        let (dir, name) = split(path)
+        removeStale(directory: dir, name: name)
+    }
+
     /// Renames `from` over `to` and fsyncs the directory.
     static func rename(_ from: String, _ to: String) throws(UplinkError) {
         guard Foundation.rename(from, to) == 0 else { throw UplinkError(.io, "cannot write \(to): rename: \(lastError())") }

@@ -182,7 +182,7 @@ func scenarioError(_ json: String) -> UplinkError? {
         s.profiles = [LinkProfile(name: "slow", uplinkMbps: 0.2, downlinkMbps: 2, spread: 0.1, rttMs: 300, variability: 0.05, outagesPerHour: 3, meanOutageSeconds: 2, loss: 0.01)]
         s.pipelines = ["fp16 | lz4"]; s.downlink = "fp16 | lz4"; s.train = true; s.replayUpdate = "/u.safetensors"; s.partition = "iid"
         s.localEpochs = 2; s.batchSize = 16; s.learningRate = 0.1; s.momentum = 0.5; s.width = 8; s.budgetFitting = true
-        s.dpClip = 1; s.dpNoise = 0.8; s.dpAdaptiveQuantile = 0.5; s.dpDelta = 1e-6; s.dpEpsilonBudget = 8
+        s.dpClip = 1; s.dpNoise = 0.8; s.dpAdaptiveQuantile = 0.5; s.dpDelta = 1e-6; s.dpEpsilonBudget = 8; s.dpSeed = UInt64.max - 1
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let json = try encoder.encode(s)
