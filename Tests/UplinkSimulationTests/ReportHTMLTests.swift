@@ -87,4 +87,16 @@ import Testing
         #expect(try Self.texts(doc, "//figure[@id='bytes-per-round']//*[local-name()='text'][@class='tick'][@text-anchor='end']") == ["5 GB", "10 GB"])
         #expect(try Self.texts(doc, "//figure[@id='accuracy-bytes']//*[local-name()='text'][@class='tick'][@text-anchor='middle']") == ["5 GB", "10 GB", "20 GB"])
     }
+
+    /// The terminal table and CSV print the same counts past 2³² in full (issue 11 §21).
+    @Test func textTableAndCSVPrintCountsPast4GiB() throws {
+        var big = Self.round(1, bytes: 5_000_000_000)
+        big.selectedByProfile = ["LTE": 5_000_000_000]
+        big.reportedByProfile = ["LTE": 4_294_967_297]
+        big.inTimeByProfile = ["LTE": 4_294_967_298]
+        let report = SimulationReport(scenario: "big", runs: [PipelineRun(pipeline: "fp32 | stored", rounds: [big])])
+        #expect(report.table().contains("5.00 GB"))
+        #expect(report.participationTable().contains("4294967297 / 4294967298 / 5000000000"))
+        #expect(report.csv().contains(",5000000000,"))
+    }
 }
