@@ -30,15 +30,32 @@ extension UplinkCommand {
                 let expected = try layout.map { (p) throws(UplinkError) in try TensorFiles.loadLayout(path: p) }
                 let limits = try decodeLimits(maxParams: maxParams, layout: expected)
                 let frame = try TensorFiles.readFile(input, maxBytes: limits.maxFrameBytes)
-                let decoded: DecodedFrame
+                let prepared: PreparedFrame
                 do {
-                    decoded = try FrameDecoder(limits: limits).decode(frame, layout: expected)
+                    prepared = try FrameDecoder(limits: limits).prepare(frame, layout: expected)
                 } catch let error as UplinkError {
                     throw UplinkError(error.code, "\(input): \(error.message)")
                 }
-                let set = try TensorSet(layout: decoded.layout, values: decoded.values)
-                try TensorFiles.save(set, path: output, note: note)
-                let h = decoded.header
+                // Streamed out block by block: memory is the frame's decoded streams plus one
+                // block, not the dense update and a file-sized buffer besides.
+                let h = prepared.header
+                let n = h.parameterCount
+                if TensorFiles.fileExtension(output) == "npy", prepared.layout.tensors.count > 1 {
+                    note("\(prepared.layout.tensors.count) tensors written to \(output) as one flat vector of \(n) values; use .safetensors to keep names and shapes")
+                }
+                let writer = try TensorFileWriter(path: output, layout: prepared.layout)
+                var block = [Float](repeating: 0, count: min(n, 1 << 16))
+                var start = 0
+                while start < n {
+                    let end = min(n, start + block.count)
+                    try block.withUnsafeMutableBufferPointer { (b) throws(UplinkError) in
+                        let part = UnsafeMutableBufferPointer(rebasing: b[0..<(end - start)])
+                        prepared.decode(parameters: start..<end, into: part)
+                        try writer.write(UnsafeBufferPointer(part))
+                    }
+                    start = end
+                }
+                try writer.finish()
                 if json {
                     printJSON([
                         "input": input, "output": output, "pipeline": h.pipeline.description,

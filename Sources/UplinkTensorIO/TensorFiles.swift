@@ -95,7 +95,7 @@ public enum TensorFiles {
         try DurableFile.replace(path, with: bytes)
     }
 
-    static func fileExtension(_ path: String) -> String {
+    package static func fileExtension(_ path: String) -> String {
         (path as NSString).pathExtension.lowercased()
     }
 
