@@ -26,6 +26,11 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
+        .systemLibrary(
+            name: "CUplinkCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl"])]
+        ),
         .target(
             name: "UplinkCodec",
             dependencies: ["CUplinkLZ4", "CUplinkZlib"]
@@ -36,7 +41,7 @@ let package = Package(
         ),
         .target(
             name: "UplinkAggregation",
-            dependencies: ["UplinkCodec"]
+            dependencies: ["UplinkCodec", "CUplinkCrypto"]
         ),
         .target(
             name: "UplinkPrivacy",

@@ -122,7 +122,7 @@ public struct AcceptedUpdate: Sendable, Hashable {
 ///   more than its float32 values plus 1/8 byte a parameter of positions, and 4–400× less for
 ///   quantized or sparse frames), counted exactly against ``RoundPolicy/memoryLimit``.
 /// - **Identity**: a client id (compared by its UTF-8 bytes) counts once per round, and so do
-///   byte-identical frames (SHA-256 of the frame), whatever id they arrive under.
+///   byte-identical frames (SHA-256 of the frame, ``ContentDigest``), whatever id they arrive under.
 /// - **Concurrency**: `submit` (or ``prepare(_:)``) may be called from many threads. Decoding
 ///   runs outside any lock; the sum is split into `shards` independent accumulators, each behind
 ///   its own mutex, merged in a fixed order when the round closes. A caller that wants results
@@ -229,7 +229,7 @@ public final class RoundAggregator: Sendable {
             }
             weight = Double(header.sampleCount)
         }
-        let digest = policy.rejectDuplicateFrames ? SHA256.hash(frame) : []
+        let digest = policy.rejectDuplicateFrames ? ContentDigest.sha256(frame) : []
         return PreparedUpdate(frame: prepared, digest: digest, norm: norm, scale: scale, weight: weight)
     }
 
