@@ -7,12 +7,7 @@ import UplinkTestSupport
 /// decoder checks the same frames in `scripts/interop/check_golden.py`).
 @Suite struct WireFormatRulesTests {
     static func code(_ frame: [UInt8], limits: FrameLimits = .default) -> UplinkError.Code? {
-        do {
-            _ = try FrameDecoder(limits: limits).decode(frame)
-            return nil
-        } catch {
-            return error.code
-        }
+        FrameDecoder(limits: limits).errorCode(frame)
     }
 
     static func encode(_ values: [Float], _ spec: String, round: UInt64 = 0) throws -> [UInt8] {

@@ -45,6 +45,18 @@ public enum Fixtures {
     }
 }
 
+extension FrameDecoder {
+    /// The code `decode` fails with, or `nil` when the frame decodes.
+    public func errorCode(_ frame: [UInt8]) -> UplinkError.Code? {
+        do {
+            _ = try decode(frame)
+            return nil
+        } catch {
+            return error.code
+        }
+    }
+}
+
 extension FrameEncoder {
     /// Encodes one update with a copy of this encoder (for stateless tests).
     public func encodeOnce(_ update: [Float], round: UInt64 = 0, sampleCount: UInt64 = 1) throws(UplinkError) -> [UInt8] {
