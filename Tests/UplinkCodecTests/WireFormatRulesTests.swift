@@ -151,10 +151,14 @@ import UplinkTestSupport
         Self.patch(&seeded, UInt64(0xDEAD_BEEF_1234), at: seedAt)
         seeded = Self.fixingHeaderCRC(seeded)
         #expect(try FrameDecoder().decode(seeded).values == FrameDecoder().decode(frame).values)
+        // The parsed pipeline holds no seed, so it round-trips through its own descriptor.
+        let parsed = try FrameDecoder().decode(seeded).header.pipeline
+        #expect(try parsed.descriptor.withUnsafeBytes { try Pipeline(descriptor: $0) } == parsed)
         // A seed set through the API without stochastic rounding is not written.
         let api = Pipeline(quantizer: .int(IntQuantizer(bits: 8, stochastic: false, seed: 99)))
         #expect(api.descriptor == Pipeline(quantizer: .int(IntQuantizer(bits: 8))).descriptor)
         #expect(try Pipeline(parsing: api.description).descriptor == api.descriptor)
+        #expect(api == Pipeline(quantizer: .int(IntQuantizer(bits: 8))))
     }
 
     // MARK: Names

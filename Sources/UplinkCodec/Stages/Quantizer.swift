@@ -105,15 +105,15 @@ public enum Quantizer: Hashable, Sendable, CustomStringConvertible {
 /// generator), which is unbiased: the expected decoded value equals the input.
 public struct IntQuantizer: Hashable, Sendable, CustomStringConvertible {
     /// 8, 4 or 2.
-    public var bits: Int
+    public let bits: Int
     /// Values per scale.
-    public var block: Int
+    public let block: Int
     /// Absmax (true) or min-max (false) scaling.
-    public var symmetric: Bool
+    public let symmetric: Bool
     /// Stochastic rounding instead of round-to-nearest.
-    public var stochastic: Bool
+    public let stochastic: Bool
     /// The stochastic-rounding seed, mixed with the round id.
-    public var seed: UInt64
+    public let seed: UInt64
 
     /// A quantizer; `bits` must be 8, 4 or 2.
     public init(bits: Int, block: Int = 256, symmetric: Bool = true, stochastic: Bool = false, seed: UInt64 = 0) {
@@ -123,7 +123,9 @@ public struct IntQuantizer: Hashable, Sendable, CustomStringConvertible {
         self.block = block
         self.symmetric = symmetric
         self.stochastic = stochastic
-        self.seed = seed
+        // The seed means something only to stochastic rounding: without it the quantizer holds
+        // 0, so a pipeline equals what its descriptor parses back to (found by the fuzzer).
+        self.seed = stochastic ? seed : 0
     }
 
     /// The largest code magnitude of the symmetric form.

@@ -94,7 +94,7 @@ public struct Simulator: Sendable {
         for amount in [0.003, 0.001, 0.0003, 0.0001] {
             var p = base
             p.sparsifier = .topK(.fraction(amount), scope: .global)
-            if case .int(var q) = p.quantizer, amount <= 0.001 { q.bits = 4; p.quantizer = .int(q) }
+            if case .int(let q) = p.quantizer, amount <= 0.001 { p.quantizer = .int(IntQuantizer(bits: 4, block: q.block, symmetric: q.symmetric, stochastic: q.stochastic, seed: q.seed)) }
             if case .int = p.quantizer {} else { p.quantizer = .int(IntQuantizer(bits: amount <= 0.001 ? 4 : 8)) }
             if p.errorFeedback == nil { p.errorFeedback = ErrorFeedbackConfig() }
             ladder.append(p)
