@@ -64,10 +64,10 @@ class Interval:
 
     def verdict(self):
         """Whether the interval excludes zero (for differences)."""
-        if all(v == 0 for v in self.values):
-            return "identical on every seed"
         if self.half is None:
             return "one seed: no interval"
+        if all(v == 0 for v in self.values):
+            return "identical on every seed"
         if self.high < 0:
             return "resolved: lower"
         if self.low > 0:
@@ -134,7 +134,7 @@ def load(folder):
         cell["seeds"][run["seed"]] = {
             "final": s["final_accuracy"], "last5": statistics.fmean(acc[-5:]), "accuracies": acc,
             "bytes": s["total_uplink_bytes"], "float32_bytes": s["float32_uplink_bytes"],
-            "seconds": s["seconds"],
+            "seconds": s["seconds"], "epsilon": s.get("epsilon"),
         }
     return manifest, cells
 
@@ -149,10 +149,12 @@ def report(folder, target):
     out.append(f"Seeds: {', '.join(map(str, seeds_all))}. Intervals: 95% Student t over seeds ({t_note}). "
                f"Differences are paired by seed (same split, client selection and initialization).")
     out.append("")
-    out.append(f"| partition | pipeline | final accuracy (%) | last-5 mean (%) | final − float32 (points) | "
+    with_epsilon = any(v["epsilon"] is not None for c in cells.values() for v in c["seeds"].values())
+    out.append(f"| partition | pipeline | {'ε (mean over seeds) | ' if with_epsilon else ''}final accuracy (%) | "
+               f"last-5 mean (%) | final − float32 (points) | "
                f"last-5 − float32 (points) | rounds to {100 * target:g}% (seeds reaching) | "
                f"uplink bytes per run (mean) | ratio to float32 |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|" + ("---|" if with_epsilon else ""))
     verdicts = []
     for (part, label), cell in cells.items():
         seeds = cell["seeds"]
@@ -167,7 +169,9 @@ def report(folder, target):
         reach = [rounds_to_target(v["accuracies"], target) for v in seeds.values()]
         mean_bytes = statistics.fmean(v["bytes"] for v in seeds.values())
         ratio = sum(v["float32_bytes"] for v in seeds.values()) / sum(v["bytes"] for v in seeds.values())
-        out.append(f"| {part} | {label} | {accuracy(final)} | {accuracy(last5)} | "
+        eps = [v["epsilon"] for v in seeds.values() if v["epsilon"] is not None]
+        eps_cell = (f"{statistics.fmean(eps):.2f} | " if eps else "— | ") if with_epsilon else ""
+        out.append(f"| {part} | {label} | {eps_cell}{accuracy(final)} | {accuracy(last5)} | "
                    f"{'—' if is_base else difference(d_final)} | {'—' if is_base else difference(d_last5)} | "
                    f"{rounds(reach, len(reach))} | {mean_bytes:,.0f} | {ratio:.1f}× |")
         if not is_base:
@@ -207,12 +211,13 @@ def report(folder, target):
         out.append(f"- {part}: p = {100 * p:.2f}%, standard error {100 * se:.2f} points "
                    f"(95%: ± {196 * se:.2f})")
     out.append("")
+    seed_options = " ".join(f"{o} S" for o in manifest.get("seed_options", ["--seed"]))
     out.append("Commands (one per seed S):")
     out.append("")
     for (part, label), cell in cells.items():
         args = cell["args"]
         cmd = "uplink " + " ".join(a if " " not in a and "|" not in a else f'"{a}"' for a in args)
-        out.append(f"- {part}, {label}: `{cmd.replace('|', chr(92) + '|')} --seed S`")
+        out.append(f"- {part}, {label}: `{cmd.replace('|', chr(92) + '|')} {seed_options}`")
     secs = sum(v["seconds"] for c in cells.values() for v in c["seeds"].values())
     out.append("")
     runs = sum(len(c["seeds"]) for c in cells.values())
@@ -241,6 +246,7 @@ class IntervalTests(unittest.TestCase):
         iv = Interval([0.9])
         self.assertIsNone(iv.half)
         self.assertEqual(iv.verdict(), "one seed: no interval")
+        self.assertEqual(Interval([0]).verdict(), "one seed: no interval")
 
     def test_empty_is_refused(self):
         with self.assertRaises(ValueError):
