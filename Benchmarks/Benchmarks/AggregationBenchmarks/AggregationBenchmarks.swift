@@ -23,7 +23,7 @@ let benchmarks: @Sendable () -> Void = {
     for threads in [1, 2] {
         Benchmark("fedavg round of 100 sparse frames, 1M params, \(threads) thread(s)") { benchmark in
             for _ in benchmark.scaledIterations {
-                let round = RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1), shards: threads)
+                let round = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1), shards: threads)
                 DispatchQueue.concurrentPerform(iterations: threads) { t in
                     for i in stride(from: t, to: frames.count, by: threads) { _ = try? round.submit(frames[i], clientID: "c\(i)") }
                 }
