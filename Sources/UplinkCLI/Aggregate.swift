@@ -41,19 +41,19 @@ extension UplinkCommand {
         @Option(parsing: .unconditional, help: "The round id frames must carry, 0…2^64 − 1 (default: the round of most frames that pass every other check).")
         var round: String?
 
-        @Option(help: "Largest accepted L2 norm of an update.")
+        @Option(parsing: .unconditional, help: "Largest accepted L2 norm of an update.")
         var normBound: Double?
 
         @Option(help: "What to do with an update over --norm-bound: reject or clip.")
         var normPolicy: String = "reject"
 
-        @Option(help: "Most training samples one frame may declare (its FedAvg weight); frames above are refused (error 906).")
+        @Option(parsing: .unconditional, help: "Most training samples one frame may declare (its FedAvg weight); frames above are refused (error 906).")
         var maxSamples: UInt64 = RoundPolicy.defaultMaxSamples
 
-        @Option(help: "Most memory median and trimmed mean may hold for the round's updates, in bytes (suffixes K, M, G); frames beyond are refused (error 408).")
+        @Option(parsing: .unconditional, help: "Most memory median and trimmed mean may hold for the round's updates, in bytes (suffixes K, M, G); frames beyond are refused (error 408).")
         var memoryLimit: String = "4G"
 
-        @Option(help: "Frames decoded in parallel.")
+        @Option(parsing: .unconditional, help: "Frames decoded in parallel.")
         var threads: Int = 1
 
         @Flag(help: "Print a JSON summary instead of text.")

@@ -19,7 +19,7 @@ extension UplinkCommand {
         @Option(help: "The model layout (.safetensors or .npy); required for frames encoded with --omit-layout, checked against the frame otherwise.")
         var layout: String?
 
-        @Option(help: "Most parameters a frame may declare when no --layout is given (a frame claiming more is refused before anything is allocated; error 403).")
+        @Option(parsing: .unconditional, help: "Most parameters a frame may declare when no --layout is given (a frame claiming more is refused before anything is allocated; error 403).")
         var maxParams: Int = defaultMaxParams
 
         @Flag(help: "Print a JSON summary instead of text.")

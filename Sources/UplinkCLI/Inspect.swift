@@ -16,7 +16,7 @@ extension UplinkCommand {
         @Option(help: "The model layout (.safetensors or .npy), for frames encoded with --omit-layout; with it the frame is decoded and checked in full.")
         var layout: String?
 
-        @Option(help: "Most parameters a frame may declare when no --layout is given (a frame claiming more is refused before anything is allocated; error 403).")
+        @Option(parsing: .unconditional, help: "Most parameters a frame may declare when no --layout is given (a frame claiming more is refused before anything is allocated; error 403).")
         var maxParams: Int = defaultMaxParams
 
         @Flag(help: "Print JSON instead of text.")

@@ -44,5 +44,10 @@ import UplinkSimulation
         #expect(width.status == 1 && width.stderr.contains("error 707") && width.stderr.contains("smaller width"), "\(width.stderr)")
         let round = try CLI.run(["aggregate", "--strategy", "fedavg", "--model", "m.npy", "--out", "o.npy", "--round", "-1", "a.upl"], in: s.url)
         #expect(round.status == 1 && round.stderr.contains("--round \"-1\" must be a whole number"), "\(round.stderr)")
+        // Negative numbers reach the option as values, not as "Missing value".
+        let samples = try CLI.run(["aggregate", "--strategy", "fedavg", "--model", "m.npy", "--out", "o.npy", "--max-samples", "-1", "a.upl"], in: s.url)
+        #expect(samples.status != 0 && samples.stderr.contains("'-1' is invalid") && !samples.stderr.contains("Missing value"), "\(samples.stderr)")
+        let params = try CLI.run(["decode", "--in", "a.upl", "--out", "b.npy", "--max-params", "-5"], in: s.url)
+        #expect(params.status == 1 && params.stderr.contains("--max-params -5 is outside"), "\(params.stderr)")
     }
 }
