@@ -93,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UplinkCLITests",
-            dependencies: ["UplinkCLI", "UplinkTensorIO", "UplinkSimulation", "UplinkTestSupport"]
+            dependencies: ["UplinkCLI", "UplinkTensorIO", "UplinkSimulation", "UplinkPrivacy", "UplinkTestSupport"]
         ),
     ]
 )

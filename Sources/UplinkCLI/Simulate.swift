@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UplinkCodec
+import UplinkPrivacy
 import UplinkSimulation
 import UplinkTensorIO
 
@@ -88,12 +89,18 @@ extension UplinkCommand {
                     print("\nparticipation by network (reports accepted / uploads that made the deadline / clients selected):")
                     print(result.participationTable())
                     if let p = runs.first?.privacy {
-                        print(String(format: "\ncentral DP: ε = %.3f at δ = %g after %d rounds with z = %g, accounted as Poisson sampling at q = selected/online per round (mean %.4f, max %.4f); ",
-                                     p.epsilon, p.delta, p.rounds, p.noiseMultiplier, p.meanSamplingRate, p.maxSamplingRate) + p.randomnessNote)
+                        print(Self.privacyLine(p))
                     }
                     print(String(format: "\nwrote %@/report.html, results.json, rounds.csv (%.0f s)", report, Date().timeIntervalSince(started)))
                 }
             }
+        }
+
+        /// The central-DP line of the text output; the round count is printed in full whatever its size.
+        static func privacyLine(_ p: PrivacySummary) -> String {
+            String(format: "\ncentral DP: ε = %.3f at δ = %g after ", p.epsilon, p.delta) + "\(p.rounds) rounds"
+                + String(format: " with z = %g, accounted as Poisson sampling at q = selected/online per round (mean %.4f, max %.4f); ",
+                         p.noiseMultiplier, p.meanSamplingRate, p.maxSamplingRate) + p.randomnessNote
         }
     }
 }

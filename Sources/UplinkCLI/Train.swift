@@ -84,9 +84,7 @@ extension UplinkCommand {
                 }
                 let (reports, _) = try run.run { r in
                     guard !json else { return }
-                    print(String(format: "%5d  %7.2f%%  %12d  %10d  %12.1f×  %10.3f", r.round, 100 * r.accuracy, r.uplinkBytes, r.cumulativeUplinkBytes,
-                                 Double(r.cumulativeFloat32Bytes) / Double(max(1, r.cumulativeUplinkBytes)), r.meanRelativeError)
-                          + (r.epsilon.map { String(format: "  %7.3f  %5.3g", $0, r.clip ?? 0) } ?? ""))
+                    print(Self.roundLine(r))
                 }
                 guard let last = reports.last else {
                     throw UplinkError(.invalidArgument, "the ε budget \(dpEpsilonBudget ?? 0) is exhausted before the first round")
@@ -118,6 +116,13 @@ extension UplinkCommand {
                     }
                 }
             }
+        }
+
+        /// One row of the per-round table; `%ld` because the byte counts pass 2^31 (`%d` is 32-bit).
+        static func roundLine(_ r: RoundReport) -> String {
+            String(format: "%5ld  %7.2f%%  %12ld  %10ld  %12.1f×  %10.3f", r.round, 100 * r.accuracy, r.uplinkBytes, r.cumulativeUplinkBytes,
+                   Double(r.cumulativeFloat32Bytes) / Double(max(1, r.cumulativeUplinkBytes)), r.meanRelativeError)
+                + (r.epsilon.map { String(format: "  %7.3f  %5.3g", $0, r.clip ?? 0) } ?? "")
         }
 
         /// The last line of the text output; counts are printed in full whatever their size.

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import UplinkCLI
+@testable import UplinkPrivacy
+@testable import UplinkSimulation
 import UplinkTensorIO
 import UplinkTestSupport
 
@@ -10,6 +12,20 @@ import UplinkTestSupport
     @Test func trainFinalLinePrintsBytesAndRoundsInFull() {
         let line = UplinkCommand.Train.finalLine(accuracy: 0.9, uplinkBytes: 6_548_000_000, ratio: 1, seconds: 3, epsilon: 2.5, delta: 1e-5, rounds: 4_294_967_297)
         #expect(line.contains("6548000000 uplink bytes") && line.contains("after 4294967297 rounds"), "\(line)")
+    }
+
+    /// The per-round table printed `-2041983796` for cumulative bytes past 2^31.
+    @Test func trainRoundLinePrintsBytesInFull() {
+        let r = RoundReport(round: 7, reported: 10, accuracy: 0.9, uplinkBytes: 4_505_967_000, cumulativeUplinkBytes: 6_548_000_000,
+                            cumulativeFloat32Bytes: 13_096_000_000, meanRelativeError: 0.1, epsilon: nil, clip: nil, privacy: nil)
+        let line = UplinkCommand.Train.roundLine(r)
+        #expect(line.contains(" 4505967000 ") && line.contains(" 6548000000 ") && line.contains("2.0×"), "\(line)")
+    }
+
+    @Test func simulatePrivacyLinePrintsRoundsInFull() {
+        let p = PrivacySummary(epsilon: 3, delta: 1e-5, noiseMultiplier: 1, rounds: 4_294_967_297, maxSamplingRate: 0.2, meanSamplingRate: 0.1,
+                               adaptiveClipping: false, secretRandomness: true)
+        #expect(UplinkCommand.Simulate.privacyLine(p).contains("after 4294967297 rounds with z = 1"))
     }
 
     @Test func privacyPrintsRoundsPast2To32() throws {
