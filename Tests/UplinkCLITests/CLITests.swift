@@ -45,17 +45,7 @@ struct CLI {
 }
 
 /// A scratch directory per test.
-final class Scratch {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("uplink-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-    func write(_ name: String, _ bytes: [UInt8]) throws { try Data(bytes).write(to: url.appendingPathComponent(name)) }
-    func read(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: url.appendingPathComponent(name))) }
-}
+typealias Scratch = ScratchDirectory
 
 @Suite struct CLITests {
     static let pipelines = ["fp32 | stored", "fp32 | lz4", "fp32 | zlib", "fp32 | zlib level=9", "fp16 | lz4"]

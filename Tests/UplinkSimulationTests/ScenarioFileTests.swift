@@ -5,21 +5,7 @@ import UplinkCodec
 import UplinkTestSupport
 
 /// A folder of scenario files for one test, removed afterwards.
-final class ScenarioFolder {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("uplink-scenario-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-    @discardableResult func write(_ name: String, _ text: String) throws -> String {
-        let p = path(name)
-        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
-        return p
-    }
-}
+typealias ScenarioFolder = ScratchDirectory
 
 /// The error `Scenario.read` gives for `json`, or nil if it reads.
 func scenarioError(_ json: String) -> UplinkError? {

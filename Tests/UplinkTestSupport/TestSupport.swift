@@ -151,3 +151,30 @@ extension Array where Element == Float {
         return out
     }
 }
+
+/// A temporary directory for one test, removed when the value goes away.
+public final class ScratchDirectory {
+    public let url: URL
+
+    public init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("uplink-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    /// Writes `bytes` to `name` (creating its folders) and returns its path.
+    @discardableResult public func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let p = path(name)
+        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(bytes).write(to: URL(fileURLWithPath: p))
+        return p
+    }
+
+    /// Writes `text` as UTF-8 to `name` and returns its path.
+    @discardableResult public func write(_ name: String, _ text: String) throws -> String { try write(name, Array(text.utf8)) }
+
+    public func read(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: url.appendingPathComponent(name))) }
+}

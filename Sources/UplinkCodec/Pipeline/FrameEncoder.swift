@@ -63,7 +63,7 @@ public struct FrameEncoder: Sendable {
         guard pipeline.errorFeedback != nil else {
             throw UplinkError(.stateMismatch, "pipeline \"\(pipeline)\" has no error-feedback stage to restore a state into")
         }
-        errorFeedback = try ErrorFeedbackState(serialized: bytes, layout: layout, pipeline: pipeline)
+        try restore(ErrorFeedbackState(serialized: bytes, layout: layout, pipeline: pipeline))
     }
 
     /// The frame for `update`, the flat float32 vector of the layout's tensors in order.
