@@ -10,10 +10,19 @@ let package = Package(
         .library(name: "UplinkAggregation", targets: ["UplinkAggregation"]),
         .library(name: "UplinkSimulation", targets: ["UplinkSimulation"]),
         .library(name: "UplinkPrivacy", targets: ["UplinkPrivacy"]),
+        .library(name: "UplinkServer", targets: ["UplinkServer"]),
         .executable(name: "uplink", targets: ["uplink"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -30,6 +39,11 @@ let package = Package(
             name: "CUplinkCrypto",
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"]), .brew(["openssl"])]
+        ),
+        .systemLibrary(
+            name: "CUplinkSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
         .target(
             name: "UplinkCodec",
@@ -52,6 +66,26 @@ let package = Package(
             dependencies: ["UplinkCodec", "UplinkAggregation", "UplinkPrivacy", "CUplinkZlib"]
         ),
         .target(
+            name: "UplinkServer",
+            dependencies: [
+                "UplinkCodec",
+                "UplinkAggregation",
+                "UplinkTensorIO",
+                "CUplinkSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            ]
+        ),
+        .target(
             name: "UplinkCLI",
             dependencies: [
                 "UplinkCodec",
@@ -59,6 +93,8 @@ let package = Package(
                 "UplinkAggregation",
                 "UplinkSimulation",
                 "UplinkPrivacy",
+                "UplinkServer",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -90,6 +126,10 @@ let package = Package(
         .testTarget(
             name: "UplinkSimulationTests",
             dependencies: ["UplinkSimulation", "UplinkTestSupport"]
+        ),
+        .testTarget(
+            name: "UplinkServerTests",
+            dependencies: ["UplinkServer", "UplinkCodec", "UplinkAggregation", "UplinkTensorIO", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkCLITests",

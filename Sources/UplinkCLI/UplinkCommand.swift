@@ -3,7 +3,7 @@ import Foundation
 import UplinkCodec
 
 /// The `uplink` command-line tool.
-public struct UplinkCommand: ParsableCommand {
+public struct UplinkCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "uplink",
         abstract: "Compress federated-learning model updates for mobile uplinks, and inspect the frames.",
@@ -12,7 +12,7 @@ public struct UplinkCommand: ParsableCommand {
             "fp32 | zlib level=9". See docs/pipeline.md for every stage and docs/wire-format.md \
             for the frame format.
             """,
-        subcommands: [Encode.self, Decode.self, Inspect.self, Aggregate.self, Train.self, Simulate.self, Bench.self, Privacy.self]
+        subcommands: [Encode.self, Decode.self, Inspect.self, Aggregate.self, Train.self, Simulate.self, Bench.self, Privacy.self, Serve.self, Token.self]
     )
 
     public init() {}
@@ -74,4 +74,9 @@ func humanBytes(_ n: Int) -> String {
     var u = 0
     while v >= 1000, u < units.count - 1 { v /= 1000; u += 1 }
     return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+}
+
+/// Entry point of the `uplink` executable.
+public func runUplink() async {
+    await UplinkCommand.main()
 }

@@ -1,2 +1,5 @@
 import UplinkCLI
-UplinkCommand.main()
+
+// The root command is async (`uplink serve` runs a server); its async `main` parses and runs
+// any subcommand.
+await UplinkCLI.runUplink()

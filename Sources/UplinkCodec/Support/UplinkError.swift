@@ -202,6 +202,10 @@ extension UplinkError {
         public static let duplicateFrame = Code(rawValue: 907)
         /// The round's result (model, server-optimizer state) would not be finite; nothing was written.
         public static let nonFiniteResult = Code(rawValue: 908)
+        /// The frame's pipeline is not one the round allows (the coordinator's `--pipeline` list).
+        public static let pipelineNotAllowed = Code(rawValue: 909)
+        /// The client was not selected for the round (it did not check in, or the round was full).
+        public static let notSelected = Code(rawValue: 910)
     }
 }
 
