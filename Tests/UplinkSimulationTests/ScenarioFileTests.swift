@@ -32,6 +32,14 @@ func scenarioError(_ json: String) -> UplinkError? {
         (#"{"overSelection": 1e300}"#, "overSelection: must be in [1, 1000], got 1e+300"),
         (#"{"overSelection": 1e400}"#, "overSelection: 1e400 is too large for a number"),
         (#"{"deadlineSeconds": -1}"#, "deadlineSeconds: must be in (0, 86400], got -1.0"),
+        (#"{"minimumReportFraction": 1.5}"#, "minimumReportFraction: must be in [0, 1], got 1.5"),
+        (#"{"minimumReportFraction": -0.1}"#, "minimumReportFraction: must be in [0, 1], got -0.1"),
+        (#"{"minimumReportFraction": "half"}"#, #"minimumReportFraction: must be a number, got a string "half""#),
+        (#"{"minimumReportFraction": null}"#, "minimumReportFraction: must be a number, got null"),
+        (#"{"minimumReportFraction": 1}"#, nil),
+        (#"{"minimumReportFraction": 0.5, "dpClip": 1, "dpNoise": 1}"#,
+         "minimumReportFraction: must be 0 with central DP (dpClip, dpNoise): one client's report would decide whether the others' count, which the privacy accounting does not cover"),
+        (#"{"minimumReportFraction": 0, "dpClip": 1, "dpNoise": 1}"#, nil),
         (#"{"seed": -1}"#, "seed: must be a whole number in 0…18446744073709551615, got -1"),
         (#"{"seed": 18446744073709551615}"#, nil),
         (#"{"seed": 18446744073709551616}"#, "seed: 18446744073709551616 is out of range for a whole number"),
@@ -68,7 +76,7 @@ func scenarioError(_ json: String) -> UplinkError? {
 
     /// Every numeric field refuses NaN-like, infinite and huge values with an error naming it
     /// (no `Int(Double)` downstream can trap), and the error is the scenario's code.
-    @Test(arguments: ["rounds", "clients", "reportsPerRound", "overSelection", "deadlineSeconds", "localEpochs", "batchSize",
+    @Test(arguments: ["rounds", "clients", "reportsPerRound", "overSelection", "deadlineSeconds", "minimumReportFraction", "localEpochs", "batchSize",
                       "learningRate", "momentum", "width", "dpDelta"])
     func everyTopLevelNumberIsRangeChecked(field: String) {
         for value in ["1e300", "-1e300", "1e400", "9223372036854775808", "-0.5"] {
@@ -177,6 +185,11 @@ func scenarioError(_ json: String) -> UplinkError? {
         var back = Scenario()
         do { back = try Scenario.read([UInt8](json), folder: nil) } catch { Issue.record("\(error)") }
         #expect(try encoder.encode(back) == json)
+        // minimumReportFraction must be 0 with DP, so it round-trips in a scenario without.
+        var fraction = Scenario()
+        fraction.minimumReportFraction = 0.25
+        let text = try encoder.encode(fraction)
+        #expect(try Scenario.read([UInt8](text), folder: nil).minimumReportFraction == 0.25)
     }
 
     @Test func bundledScenariosLoadAndFindTheirFiles() throws {

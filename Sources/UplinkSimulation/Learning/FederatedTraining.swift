@@ -96,6 +96,9 @@ public struct FederatedTraining: Sendable {
     }
 
     /// Runs every round, calling `progress` after each; returns the reports and the final model.
+    /// Each round is a `RoundMachine` as the coordinator runs it (K = the m selected clients,
+    /// no over-selection, no deadline): every selected client reports, in client order, and
+    /// the m-th report closes the round.
     public func run(progress: (RoundReport) -> Void = { _ in }) throws(UplinkError) -> (reports: [RoundReport], parameters: [Float]) {
         var global = model.initialParameters(seed: config.seed)
         var optimizer = ServerOptimizer(strategy: config.strategy, layout: model.layout)
@@ -104,6 +107,9 @@ public struct FederatedTraining: Sendable {
         var cumulative = 0, cumulativeDense = 0
         let n = model.layout.parameterCount
         let m = selectionSize
+        // The coordinator's round rules: the m selected clients are the round (no
+        // over-selection), and without a deadline it closes at the m-th report.
+        let rules = try RoundRules(targetReports: m, overSelection: 1, deadline: .infinity)
         var ledger: PrivacyLedger?
         if let dp = config.dp { ledger = try PrivacyLedger(settings: dp, expectedClients: Double(m)) }
         // Amplification by sampling assumes nobody can predict the sample: secret unless seeded.
@@ -119,6 +125,8 @@ public struct FederatedTraining: Sendable {
                 policy.centralDP = CentralDP(clip: planned.clip, noiseMultiplier: planned.sumNoiseMultiplier, expectedClients: Double(m), seed: planned.noiseSeed)
             }
             let chosen = secretSelection ? selection(using: &secure) : selection(round: round)
+            var machine = RoundMachine(round: UInt64(round), rules: rules, openedAt: 0)
+            for client in chosen { _ = machine.checkIn(Simulator.clientID(client), at: 0) }
             let starting = global
             let states = chosen.map { encoders[$0] ?? FrameEncoder(layout: model.layout, pipeline: config.pipeline) }
             let results = Mutex([(frame: [UInt8], encoder: FrameEncoder, error: Double)?](repeating: nil, count: chosen.count))
@@ -148,13 +156,14 @@ public struct FederatedTraining: Sendable {
             }
             if let error = failure.withLock({ $0 }) { throw error }
             let outcomes = results.withLock { $0 }
-            // Submit in client order: the server sees the same sequence every run.
+            // Report in client order: the server sees the same sequence every run. Every selected
+            // client reports, and the round machine accepts each (the m-th closes the round).
             let aggregator = try RoundAggregator(layout: model.layout, strategy: config.strategy, policy: policy)
             var bytes = 0, errors = 0.0
             for (slot, client) in chosen.enumerated() {
-                guard let outcome = outcomes[slot] else { continue }
+                guard let outcome = outcomes[slot], case .accepted = machine.report(Simulator.clientID(client), at: 0) else { continue }
                 encoders[client] = outcome.encoder
-                try aggregator.submit(outcome.frame, clientID: "client-\(client)")
+                try aggregator.submit(outcome.frame, clientID: Simulator.clientID(client))
                 bytes += outcome.frame.count
                 errors += outcome.error
             }

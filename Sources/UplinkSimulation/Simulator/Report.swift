@@ -33,6 +33,8 @@ public struct SimulationReport: Sendable, Codable {
         public var finalAccuracy: Double?
         public var totalBytesUp: Int
         public var wallClock: Double
+        /// Rounds abandoned with reports (``SimulatedRound/abandoned``).
+        public var abandonedRounds: Int
     }
 
     public static func summarize(_ run: PipelineRun) -> Summary {
@@ -50,7 +52,8 @@ public struct SimulationReport: Sendable, Codable {
             droppedDeadline: r.reduce(0) { $0 + $1.droppedDeadline }, droppedInterruption: r.reduce(0) { $0 + $1.droppedInterruption },
             droppedDropout: r.reduce(0) { $0 + $1.droppedDropout },
             participation: selected == 0 ? 0 : Double(reported) / Double(selected),
-            finalAccuracy: r.last?.accuracy, totalBytesUp: r.reduce(0) { $0 + $1.bytesUp }, wallClock: r.last?.wallClock ?? 0)
+            finalAccuracy: r.last?.accuracy, totalBytesUp: r.reduce(0) { $0 + $1.bytesUp }, wallClock: r.last?.wallClock ?? 0,
+            abandonedRounds: r.filter(\.abandoned).count)
     }
 
     /// The comparison table's header row and one row per pipeline, as both the terminal table
@@ -148,6 +151,7 @@ public struct SimulationReport: Sendable, Codable {
             if let v = s.uploadMax { summary["upload_max_seconds"] = v }
             if let v = s.finalAccuracy { summary["final_accuracy"] = v }
             if let p = run.privacy { summary["privacy"] = p.jsonObject }
+            if s.abandonedRounds > 0 { summary["abandoned_rounds"] = s.abandonedRounds }
             return [
                 "pipeline": run.pipeline, "summary": summary,
                 "rounds": run.rounds.map { r -> [String: Any] in
@@ -163,6 +167,7 @@ public struct SimulationReport: Sendable, Codable {
                     if let a = r.accuracy { row["accuracy"] = a }
                     if let e = r.epsilon { row["epsilon"] = e }
                     if let q = r.samplingRate { row["sampling_rate"] = q }
+                    if r.abandoned { row["abandoned"] = true }
                     return row
                 },
             ]

@@ -34,6 +34,7 @@ extension Scenario {
         if let f = m[.reportsPerRound] { s.reportsPerRound = try f.int() }
         if let f = m[.overSelection] { s.overSelection = try f.double() }
         if let f = m[.deadlineSeconds] { s.deadlineSeconds = try f.double() }
+        if let f = m[.minimumReportFraction] { s.minimumReportFraction = try f.double() }
         if let f = m[.interruptions] {
             let text = try f.string()
             guard let mode = InterruptionMode(rawValue: text) else { throw f.error("must be \"resume\" or \"restart\", got \"\(JSONValue.quoted(text))\"") }

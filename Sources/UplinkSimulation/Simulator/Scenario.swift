@@ -50,6 +50,10 @@ public struct Scenario: Encodable, Sendable {
     public var overSelection: Double = 1.3
     /// Report deadline in seconds from the round's start.
     public var deadlineSeconds: Double = 45
+    /// The share of K a round needs at its deadline to close; with fewer reports it is
+    /// abandoned and leaves the model as it was (``RoundRules/minimumReportFraction``). With the
+    /// default 0 only a round without reports is abandoned.
+    public var minimumReportFraction: Double = 0
     /// What an interrupted upload does.
     public var interruptions: InterruptionMode = .resume
     /// The population.
@@ -95,7 +99,7 @@ public struct Scenario: Encodable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, seed, rounds, clients, reportsPerRound, overSelection, deadlineSeconds, interruptions, population, profiles
+        case name, seed, rounds, clients, reportsPerRound, overSelection, deadlineSeconds, minimumReportFraction, interruptions, population, profiles
         case pipelines, downlink, train, replayUpdate, partition, localEpochs, batchSize, learningRate, momentum, width
         case budgetFitting, dpClip, dpNoise, dpAdaptiveQuantile, dpDelta, dpEpsilonBudget, dpSeed
     }
@@ -115,6 +119,7 @@ public struct Scenario: Encodable, Sendable {
         try check("reportsPerRound", reportsPerRound, 1...max(1, clients), "1…clients (\(clients))")
         try check("overSelection", overSelection, .closed(1, 1000))
         try check("deadlineSeconds", deadlineSeconds, .init(0, Self.linkHorizonSeconds, openLow: true))
+        try check("minimumReportFraction", minimumReportFraction, .closed(0, 1))
         guard !population.isEmpty else { throw Self.invalid("population", "needs at least one group") }
         var expectedOutages = 0.0
         let totalShare = population.reduce(0) { $0 + $1.share }
@@ -168,6 +173,11 @@ public struct Scenario: Encodable, Sendable {
             if dpAdaptiveQuantile != nil { throw Self.invalid("dpAdaptiveQuantile", "needs dpClip and dpNoise") }
             if dpEpsilonBudget != nil { throw Self.invalid("dpEpsilonBudget", "needs dpClip and dpNoise") }
         case let (c?, z?):
+            // DP accounts each client as changing the sum by at most one clipped update; with a
+            // minimum to close, one client's report could decide whether the others' count.
+            guard minimumReportFraction == 0 else {
+                throw Self.invalid("minimumReportFraction", "must be 0 with central DP (dpClip, dpNoise): one client's report would decide whether the others' count, which the privacy accounting does not cover")
+            }
             try check("dpClip", c, .init(0, 1e6, openLow: true))
             try check("dpNoise", z, .init(0, 1000, openLow: true))
             if let q = dpAdaptiveQuantile { try check("dpAdaptiveQuantile", q, .init(0, 1, openLow: true, openHigh: true)) }

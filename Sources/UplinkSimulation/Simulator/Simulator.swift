@@ -37,6 +37,11 @@ public struct SimulatedRound: Sendable, Codable {
     /// The sampling rate this round was accounted at, with central DP: selected / online, the
     /// probability that any one online client is selected (docs/privacy.md).
     public var samplingRate: Double?
+    /// The round was abandoned with reports: it reached its deadline with some, but fewer than
+    /// ⌈``Scenario/minimumReportFraction`` × K⌉, so the reports accepted on arrival did not change
+    /// the model. A round without reports is abandoned too but not marked (``reported`` is 0),
+    /// so with the default fraction 0 this is never true. In the JSON results only when true.
+    public var abandoned: Bool = false
 }
 
 /// A pipeline's run through the whole scenario.
@@ -53,8 +58,9 @@ public struct PipelineRun: Sendable, Codable {
 /// downloads the global model (the bytes of its real encoding with the downlink pipeline),
 /// trains for `samples × epochs × msPerSample`, encodes its real update, and uploads it over its
 /// link (one round trip per request; outages resume or restart). Events (downloads, compute,
-/// arrivals, dropouts, the deadline) run on a virtual clock; the round closes at the K-th
-/// report or the deadline, and the reports that arrived aggregate with the real aggregator.
+/// arrivals, dropouts, the deadline) run on a virtual clock. Selection, the deadline, closing
+/// at the K-th report and abandonment are decided by the coordinator's own ``RoundMachine``,
+/// driven by the virtual clock; the reports it accepted aggregate with the real aggregator.
 /// A client's error-feedback state is committed only when its report is accepted.
 public struct Simulator: Sendable {
     public let scenario: Scenario
@@ -88,6 +94,9 @@ public struct Simulator: Sendable {
         }
     }
 
+    /// The id a simulated client has at the coordinator (the round machine and the aggregator).
+    static func clientID(_ index: Int) -> String { "client-\(index)" }
+
     /// The ladder budget fitting climbs down, sparsest last.
     static func budgetLadder(_ base: Pipeline) -> [Pipeline] {
         var ladder = [base]
@@ -115,6 +124,8 @@ public struct Simulator: Sendable {
         var wallClock = 0.0
         let k = scenario.reportsPerRound
         let deadline = scenario.deadlineSeconds
+        let rules = try RoundRules(targetReports: k, overSelection: scenario.overSelection, deadline: deadline,
+                                   minimumReportFraction: scenario.minimumReportFraction)
         let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum)
         var replayFrame: (frame: [UInt8], encoder: FrameEncoder)?
         let m = Double(k)
@@ -127,10 +138,16 @@ public struct Simulator: Sendable {
             var rng = SplitMix64(seed: scenario.seed ^ 0x524F_554E_44, round: UInt64(round))
             // Selection with over-selection among the clients online this round.
             let online = clients.filter { Double(rng.next() >> 11) * 0x1p-53 < $0.availability }
-            let want = min(online.count, Int((Double(k) * scenario.overSelection).rounded(.up)))
+            let want = min(online.count, rules.selectionGoal)
             var pool = online
             if secretSelection { pool.shuffleFirst(want, using: &secure) } else { pool.shuffleFirst(want, using: &rng) }
-            let selected = pool[0..<want].sorted { $0.id < $1.id }
+            // The sample checks in at the round's opening (t = 0), in id order; the round machine
+            // selects up to its goal, which the sample never exceeds.
+            var machine = RoundMachine(round: UInt64(round), rules: rules, openedAt: 0)
+            let selected = pool[0..<want].sorted { $0.id < $1.id }.filter { c in
+                if case .selected = machine.checkIn(Self.clientID(c.id), at: 0) { return true }
+                return false
+            }
             var dpRound: PrivacyLedger.Round?
             if ledger != nil {
                 // Who is online does not depend on anyone's data; given that set, each online client
@@ -238,7 +255,10 @@ public struct Simulator: Sendable {
             stats.samplingRate = dpRound?.samplingRate
             var quit = Set<Int>(), resolved = Set<Int>()
             var accepted: [Int] = []
-            var closeTime = deadline
+            // The machine answers every arrival and applies the deadline; the loop ends when it
+            // closes (at the K-th report) or at the deadline (closed or abandoned). Arrivals at
+            // the deadline run before the deadline event (ties go in scheduling order) and count,
+            // as the machine's deadline is inclusive for reports.
             loop: while let (time, event) = queue.next() {
                 switch event {
                 case .dropout(let i):
@@ -246,16 +266,22 @@ public struct Simulator: Sendable {
                 case .arrival(let i):
                     guard !quit.contains(i) else { continue }
                     resolved.insert(i)
-                    if accepted.count < k { accepted.append(i) } else { stats.surplus += 1 }
-                    if accepted.count == k { closeTime = time; break loop }
+                    switch machine.report(Self.clientID(plans[i].client.id), at: time) {
+                    case .accepted(let closesRound):
+                        accepted.append(i)
+                        if closesRound { break loop }
+                    case .refused:
+                        stats.surplus += 1
+                    }
                 case .failed(let i):
                     guard !quit.contains(i) else { continue }
                     resolved.insert(i)
                 case .deadline:
-                    closeTime = deadline
+                    machine.advance(to: time)
                     break loop
                 }
             }
+            let closeTime = machine.closedAt ?? deadline
             // Tally: bytes each client moved until the round closed (the server aborts the rest).
             let aggregator = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round), centralDP: dpPolicy, rejectDuplicateFrames: replay == nil))
             for (i, plan) in plans.enumerated() {
@@ -280,17 +306,25 @@ public struct Simulator: Sendable {
                     stats.droppedDeadline += 1
                 }
             }
+            // An abandoned round's reports were acknowledged on arrival (so their clients commit
+            // their state), but the round is discarded: they are not aggregated.
             for i in accepted {
                 let c = plans[i].client
                 let b = built[c.id]!
-                try aggregator.submit(b.frame, clientID: "client-\(c.id)")
+                if machine.state == .closed { try aggregator.submit(b.frame, clientID: Self.clientID(c.id)) }
                 stats.acceptedBytes += b.frame.count
                 if b.fitted { stats.budgetFitted += 1 }
                 if replay == nil { encoders[c.id] = b.encoder }  // state committed on acceptance only
             }
             stats.reported = accepted.count
             stats.duration = closeTime
-            if (!accepted.isEmpty || dpPolicy != nil), replay == nil {
+            stats.abandoned = machine.state == .abandoned && !accepted.isEmpty
+            // An abandoned round leaves the model as it was, except with central DP: the ledger
+            // has charged the round, and the Gaussian mechanism must release an output for every
+            // round it charged, so an empty round releases its noise (skipping it would reveal
+            // that no one reported). Scenario.validate refuses a minimum fraction with DP, so
+            // with DP only an empty round is abandoned and the aggregator holds no update.
+            if (machine.state == .closed || dpPolicy != nil), replay == nil {
                 let result = try aggregator.close()
                 try result.apply(to: &global, optimizer: &optimizer)
                 ledger?.finishRound(norms: result.accepted.map(\.norm))
