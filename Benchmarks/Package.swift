@@ -26,5 +26,12 @@ let package = Package(
             path: "Benchmarks/\(name)",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         )
-    }
+    } + [
+        // Release-build correctness check run by scripts/test (not a benchmark).
+        .executableTarget(
+            name: "StageMatrixCheck",
+            dependencies: [.product(name: "UplinkCodec", package: uplinkPackage)],
+            path: "Checks/StageMatrixCheck"
+        ),
+    ]
 )

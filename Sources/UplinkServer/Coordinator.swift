@@ -127,7 +127,23 @@ final class Coordinator: Sendable {
         if last.state == "open" {
             for c in try ledger.checkIns(round: round) { _ = machine.checkIn(c.client, at: c.at) }
             let decoder = aggregator
-            for row in try ledger.accepted(round: round) {
+            let recorded = try ledger.accepted(round: round)
+            // A frame moved into the round's directory by a process that died before the ledger
+            // recorded it was never acknowledged: it goes back to its upload, whose client
+            // completes it again (and gets the answer it never received).
+            let known = Set(recorded.map { ($0.file as NSString).lastPathComponent })
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: data.roundDirectory(round))) ?? []
+            for name in names where name.hasSuffix(".upl") && !known.contains(name) {
+                let id = String(name.dropLast(4).split(separator: "-").last ?? "")
+                let path = data.roundDirectory(round) + "/" + name
+                if let upload = try ledger.upload(id), upload.state == "open" {
+                    try Durable.rename(path, to: data.part(id))
+                    logger.notice("returned an unrecorded frame to its upload", metadata: ["upload": "\(id)"])
+                } else {
+                    unlink(path)
+                }
+            }
+            for row in recorded {
                 let frame = try Durable.read(row.file, maxBytes: Int64(config.maxFrameBytes))
                 try decoder.commit(try decoder.prepare(frame), clientID: row.client)
                 _ = machine.report(row.client, at: row.at)
