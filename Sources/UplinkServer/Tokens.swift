@@ -98,3 +98,10 @@ public enum ClientID {
         }
     }
 }
+
+/// HMAC-SHA256 as lowercase hex (tests check it against RFC 4231).
+enum UplinkServerHMAC {
+    static func hex(key: [UInt8], message: [UInt8]) -> String {
+        MessageAuthentication.hmacSHA256(key: key, message: message).map { String(format: "%02x", $0) }.joined()
+    }
+}
