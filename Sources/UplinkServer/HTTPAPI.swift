@@ -432,10 +432,13 @@ struct HTTPAPI: Sendable {
             guard unsynced > 0 else { return true }
             let target = offset
             do {
-                try await pool.runIfActive {
-                    try slot.file.sync()
-                    try coordinator.recordOffset(slot, target)
-                }
+                // Not cancellable: an interrupted append still makes what it received durable.
+                try await Task.detached {
+                    try await pool.runIfActive {
+                        try slot.file.sync()
+                        try coordinator.recordOffset(slot, target)
+                    }
+                }.value
                 coordinator.metrics.stored(bytes: unsynced)
                 unsynced = 0
                 return true
@@ -446,17 +449,20 @@ struct HTTPAPI: Sendable {
         }
         do {
             for try await chunk in body {
-                if interrupted.load(ordering: .sequentiallyConsistent) || Task.isCancelled { end = .interrupted; break }
                 let n = chunk.readableBytes
                 guard offset + Int64(n) <= slot.length else { end = .overLength; break }
                 guard received + n <= limits.maxAppendBytes else { end = .overAppend; break }
                 let at = offset
-                try await pool.runIfActive { try chunk.withUnsafeReadableBytes { (raw) throws in try slot.file.write(raw, at: at) } }
+                // Bytes that arrived are kept even when the request is being ended.
+                try await Task.detached {
+                    try await pool.runIfActive { try chunk.withUnsafeReadableBytes { (raw) throws in try slot.file.write(raw, at: at) } }
+                }.value
                 CrashPoint.reach("patch-written")
                 offset += Int64(n)
                 received += n
                 unsynced += n
                 windowBytes += n
+                if interrupted.load(ordering: .sequentiallyConsistent) || Task.isCancelled { end = .interrupted; break }
                 if unsynced >= limits.syncEveryBytes { guard await persist() else { end = .interrupted; break } }
                 let elapsed = ContinuousClock.now - windowStart
                 if elapsed >= window {

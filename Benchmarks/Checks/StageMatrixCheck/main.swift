@@ -28,7 +28,7 @@ func update(seed: UInt64) -> [Float] {
 
 var failures: [String] = []
 var checked = 0
-func fail(_ s: String) { if failures.count < 50 { failures.append(s) } }
+@MainActor func fail(_ s: String) { if failures.count < 50 { failures.append(s) } }
 
 for d in dp { for e in ef { for s in sparsifiers { for q in quantizers where !(q == "ternary" && s.isEmpty) { for c in codecs {
     let spec = d + e + s + q + c
