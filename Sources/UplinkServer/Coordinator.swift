@@ -240,6 +240,13 @@ final class Coordinator: Sendable {
         let downlink = data.downlinkModel(next)
         let info = ModelInfo(round: next, path: downlink, bytes: Int(Durable.fileSize(downlink) ?? 0), etag: try Self.etag(of: downlink))
         models.withLock { $0[next] = info }
+        // Models older than two rounds are no longer handed out (a client still training on
+        // one would be refused as late anyway): remove them, so a long run does not fill the disk.
+        if next > 3 {
+            let old = next - 3
+            for path in [data.globalModel(old), data.downlinkModel(old), data.optimizerState(old)] { unlink(path) }
+            models.withLock { $0[old] = nil }
+        }
         s = RoundState(
             machine: RoundMachine(round: next, rules: config.rules, openedAt: opensAt),
             aggregator: try RoundAggregator(layout: config.layout, strategy: config.strategy, policy: Self.policy(config, round: next)),
