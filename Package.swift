@@ -135,5 +135,9 @@ let package = Package(
             name: "UplinkCLITests",
             dependencies: ["UplinkCLI", "UplinkTensorIO", "UplinkSimulation", "UplinkPrivacy", "UplinkTestSupport"]
         ),
+        .testTarget(
+            name: "UplinkServerTests",
+            dependencies: ["UplinkCodec", "UplinkTestSupport"]
+        ),
     ]
 )

@@ -6,15 +6,7 @@ import UplinkTestSupport
 
 /// Runs the real `uplink` executable, as a user would.
 struct CLI {
-    static let executable: URL = {
-        // swift test runs from the build directory that also holds the `uplink` executable.
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [dir, dir.deletingLastPathComponent()] {
-            let url = candidate.appendingPathComponent("uplink")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        return dir.appendingPathComponent("uplink")
-    }()
+    static let executable: URL = UplinkExecutable.url
 
     struct Result {
         var status: Int32
