@@ -135,9 +135,5 @@ let package = Package(
             name: "UplinkCLITests",
             dependencies: ["UplinkCLI", "UplinkTensorIO", "UplinkSimulation", "UplinkPrivacy", "UplinkTestSupport"]
         ),
-        .testTarget(
-            name: "UplinkServerTests",
-            dependencies: ["UplinkCodec", "UplinkTestSupport"]
-        ),
     ]
 )

@@ -1,0 +1,113 @@
+import Foundation
+import UplinkCodec
+import UplinkServer
+import UplinkTensorIO
+import UplinkTestSupport
+
+/// A real `uplink serve` on loopback over a scratch data directory, with its model, secret and
+/// helpers to mint tokens and encode frames, as a user would drive it.
+final class TestCoordinator {
+    static let layout = try! ModelLayout([TensorSpec(name: "a", shape: [40, 25]), TensorSpec(name: "b", shape: [24])])
+    static let secret = [UInt8](repeating: 0x5A, count: 32)
+
+    let scratch: ScratchDirectory
+    let data: URL
+    let arguments: [String]
+    let environment: [String: String]
+    private(set) var server: ServerProcess
+    let authority = try! TokenAuthority(secret: TestCoordinator.secret)
+
+    var port: Int { server.port }
+
+    /// Starts a server; `arguments` come after the required ones (defaults: K = 2, fp32 | lz4 and
+    /// the sparse pipeline allowed, a 600 s deadline).
+    init(_ arguments: [String] = [], environment: [String: String] = [:], scratch: ScratchDirectory? = nil) throws {
+        let s = try scratch ?? ScratchDirectory()
+        self.scratch = s
+        data = s.url.appendingPathComponent("data")
+        try s.write("secret", Self.secret)
+        if !FileManager.default.fileExists(atPath: s.path("model.safetensors")) {
+            let model = TestData.uniform(count: Self.layout.parameterCount, seed: 3).map { $0 * 0.1 }
+            try s.write("model.safetensors", try Safetensors.write(TensorSet(layout: Self.layout, values: model)))
+        }
+        var args = ["--model", s.path("model.safetensors"), "--token-secret", s.path("secret")]
+        if !arguments.contains("--pipeline") { args += ["--pipeline", "fp32 | lz4", "--pipeline", "ef | topk 10% | int8 | lz4"] }
+        if !arguments.contains("--reports") { args += ["--reports", "2"] }
+        if !arguments.contains("--deadline") { args += ["--deadline", "600"] }
+        self.arguments = args + arguments
+        self.environment = environment
+        server = try ServerProcess(arguments: self.arguments, environment: environment, dataDirectory: data)
+    }
+
+    /// Restarts on the same data directory (after `kill9()` or `terminate()`), with `environment`.
+    func restart(environment: [String: String] = [:]) throws {
+        server = try ServerProcess(arguments: arguments, environment: environment, dataDirectory: data)
+    }
+
+    func token(_ client: String, ttl: Double = 3600) -> String { try! authority.mint(client: client, ttl: ttl) }
+
+    func request(_ method: String, _ path: String, token: String?, headers: [HTTPHeader] = [], body: [UInt8]? = nil, timeout: Double = 10) throws -> HTTPResponse {
+        var h = headers
+        if let token { h.append(HTTPHeader("Authorization", "Bearer \(token)")) }
+        return try httpRequest(port: port, method: method, path: path, headers: h.map { ($0.name, $0.value) }, body: body, timeout: timeout)
+    }
+
+    /// `POST /v1/checkin`, its JSON.
+    func checkIn(_ client: String) throws -> [String: Any] {
+        let r = try request("POST", "/v1/checkin", token: token(client))
+        guard r.status == 200, let json = r.json() else { throw UplinkError(.io, "check-in answered \(r.status): \(r.text)") }
+        return json
+    }
+
+    /// A real frame of a heavy-tailed update for `round`.
+    static func frame(seed: UInt64, round: UInt64, samples: UInt64 = 10, pipeline: String = "fp32 | lz4") throws -> [UInt8] {
+        var encoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: pipeline))
+        return try encoder.encode(TestData.heavyTailed(count: layout.parameterCount, seed: seed, scale: 0.02), round: round, sampleCount: samples)
+    }
+
+    /// Uploads `frame` for `client` in `round` with the resumable protocol, to completion.
+    func upload(_ frame: [UInt8], client: String, round: UInt64, options: ResumableUpload.Options = .init(), port: Int? = nil) -> (ResumableUpload.Outcome, ResumableUpload) {
+        var u = ResumableUpload(body: frame, creationPath: "/v1/rounds/\(round)/updates", token: token(client), port: port ?? self.port, options: options)
+        let outcome = u.run()
+        return (outcome, u)
+    }
+
+    /// The current global model the server publishes for `round`, decoded.
+    func model(round: UInt64) throws -> [Float] {
+        let r = try request("GET", "/v1/models/\(round)", token: token("reader"))
+        guard r.status == 200 else { throw UplinkError(.io, "model \(round): \(r.status)") }
+        return try FrameDecoder().decode(r.body, layout: Self.layout).values
+    }
+
+    func status(round: UInt64) throws -> [String: Any] {
+        let r = try request("GET", "/v1/rounds/\(round)", token: token("reader"))
+        guard r.status == 200, let j = r.json() else { throw UplinkError(.io, "status \(round): \(r.status) \(r.text)") }
+        return j
+    }
+
+    /// Waits (bounded) until `condition` holds.
+    @discardableResult
+    static func wait(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if try condition() { return true }
+            usleep(50_000)
+        }
+        return try condition()
+    }
+
+    /// Runs `uplink` (another subcommand) and returns status and output.
+    static func cli(_ arguments: [String], in directory: URL) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = UplinkExecutable.url
+        p.arguments = arguments
+        p.currentDirectoryURL = directory
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}
