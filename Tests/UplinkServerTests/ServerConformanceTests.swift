@@ -94,6 +94,28 @@ import UplinkTestSupport
         #expect(try c.request("HEAD", otherLocation, token: c.token("bob"), headers: [Self.v8]).status == 404)
     }
 
+    @Test func aNewerRequestEndsAnOlderAppendThatStalled() throws {
+        let c = try TestCoordinator()
+        _ = try c.checkIn("stall")
+        let frame = try TestCoordinator.frame(seed: 9, round: 1)
+        let location = try #require(try create(c, client: "stall", length: frame.count).header("Location"))
+        // An append that sends 1,500 of its bytes and then goes silent (a half-open connection).
+        let old = try RawConnection(port: c.port)
+        try old.send("PATCH \(location) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(c.token("stall"))\r\nUpload-Draft-Interop-Version: 8\r\nContent-Type: application/partial-upload\r\nUpload-Offset: 0\r\nUpload-Complete: ?1\r\nContent-Length: \(frame.count)\r\n\r\n")
+        try old.send(Array(frame[0..<1500]))
+        usleep(300_000)
+        // HEAD does not wait for the stalled request: it ends it, and reports what it stored.
+        let started = Date()
+        let head = try c.request("HEAD", location, token: c.token("stall"), headers: [Self.v8], timeout: 5)
+        #expect(Date().timeIntervalSince(started) < 3)
+        #expect(head.header("Upload-Offset") == "1500")
+        // The older connection was closed by the server.
+        #expect((try? old.readToEnd(timeout: 5))?.isEmpty ?? true)
+        // The client resumes from the offset it was given.
+        let done = try patch(c, location, client: "stall", offset: 1500, complete: true, body: Array(frame[1500...]))
+        #expect(done.status == 200, "\(done.text)")
+    }
+
     @Test func optimisticCreationAndVersionSix() throws {
         let c = try TestCoordinator()
         _ = try c.checkIn("carol")
