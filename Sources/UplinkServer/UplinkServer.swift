@@ -55,10 +55,13 @@ public enum UplinkServer {
             },
             logger: logger)
         let clock = RoundClock(coordinator: coordinator, pool: pool)
-        let group = ServiceGroup(configuration: .init(
+        var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: app), .init(service: clock)],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            logger: logger)
+        // In-flight appends get 30 s to finish; each stores what it received either way.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(30)
+        let group = ServiceGroup(configuration: groupConfiguration)
         let finisher = Task {
             for await _ in done.stream {
                 logger.info("the last round closed; shutting down")
