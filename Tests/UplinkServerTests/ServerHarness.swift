@@ -97,17 +97,7 @@ final class TestCoordinator {
     }
 
     /// Runs `uplink` (another subcommand) and returns status and output.
-    static func cli(_ arguments: [String], in directory: URL) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = UplinkExecutable.url
-        p.arguments = arguments
-        p.currentDirectoryURL = directory
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    static func cli(_ arguments: [String], in directory: URL) throws -> ToolResult {
+        try runTool(UplinkExecutable.url, arguments, in: directory)
     }
 }

@@ -5,18 +5,8 @@ import UplinkTestSupport
 
 /// HTTPS with a certificate made in the test (openssl), checked by curl against it as the CA.
 @Suite(.serialized) struct ServerTLSTests {
-    static func run(_ tool: String, _ arguments: [String], in directory: URL) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [tool] + arguments
-        p.currentDirectoryURL = directory
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    static func run(_ tool: String, _ arguments: [String], in directory: URL) throws -> ToolResult {
+        try runTool(URL(fileURLWithPath: "/usr/bin/env"), [tool] + arguments, in: directory)
     }
 
     @Test func servesHTTPSWithAGivenCertificate() throws {

@@ -178,3 +178,25 @@ public final class ScratchDirectory {
 
     public func read(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: url.appendingPathComponent(name))) }
 }
+
+/// What a finished program printed and its exit status.
+public struct ToolResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs `executable` with `arguments` in `directory` to completion, capturing its output.
+public func runTool(_ executable: URL, _ arguments: [String], in directory: URL) throws -> ToolResult {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = arguments
+    p.currentDirectoryURL = directory
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return ToolResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
