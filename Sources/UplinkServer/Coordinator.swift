@@ -70,6 +70,35 @@ final class Coordinator: Sendable {
     private let clock: @Sendable () -> Double
     /// Upload appends in flight (bodies being received).
     let inFlight = Atomic<Int>(0)
+    /// The largest upload accepted (`max-size`): ``uploadBound(_:)``.
+    let maxUploadBytes: Int
+
+    /// The largest frame the allowed pipelines make for this model, with a margin: each
+    /// pipeline encodes a sample of up to 2^16 incompressible values large enough to pass any
+    /// threshold (the worst case for codecs, thresholds and index coding alike); the largest,
+    /// scaled to the model's parameter count, ×1.5, plus the tensor table and 64 KiB, is the
+    /// limit, never more than the model's frame limit (`FrameLimits.forModel`).
+    /// `--max-upload-bytes` overrides it.
+    static func uploadBound(_ config: ServerConfiguration) throws(UplinkError) -> Int {
+        if let set = config.limits.maxUploadBytes { return set }
+        let modelBound = FrameLimits.forModel(config.layout).maxFrameBytes
+        let n = config.layout.parameterCount
+        // The model's tensors, each cut to a few thousand values (about 2^16 in all), stand for
+        // the model: per-tensor counts (`topk 17 scope=tensor`) stay per tensor, fractions scale
+        // with the parameter count.
+        let cap = max(64, (1 << 16) / max(1, config.layout.tensors.count))
+        let sampleLayout = try ModelLayout(config.layout.elementCounts.enumerated().map { i, count in TensorSpec(name: "t\(i)", shape: [max(1, min(count, cap))]) })
+        let m = sampleLayout.parameterCount
+        var rng = SplitMix64(seed: 0x55504C4B)
+        let sample = (0..<m).map { _ in Float(Int64(bitPattern: rng.next()) >> 40) * 0x1p-14 }
+        var worst = 0
+        for pipeline in config.pipelines {
+            var encoder = FrameEncoder(layout: sampleLayout, pipeline: pipeline)
+            worst = max(worst, try encoder.encode(sample, round: 0, sampleCount: 1).count)
+        }
+        let scaled = Int((Double(worst) * Double(n) / Double(m) * 1.5).rounded(.up)) + config.layout.tensorTableLength + (64 << 10)
+        return min(modelBound, scaled)
+    }
 
     init(config: ServerConfiguration, logger: Logger, metrics: ServerMetrics, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }, onFinished: @escaping @Sendable () -> Void) throws(UplinkError) {
         try config.validate()
@@ -79,6 +108,7 @@ final class Coordinator: Sendable {
         self.clock = clock
         self.onFinished = onFinished
         self.authority = try TokenAuthority(secret: config.tokenSecret)
+        self.maxUploadBytes = try Self.uploadBound(config)
         let data = try DataDirectory(config.dataDirectory)
         self.data = data
         let ledger = try Ledger(path: data.database, fingerprint: config.layout.fingerprint, parameterCount: config.layout.parameterCount)
@@ -262,6 +292,11 @@ final class Coordinator: Sendable {
         return try current.withLock { (s) throws(UplinkError) -> CheckInResult in
             guard !s.finished else { return .finished }
             let t = clock()
+            // A client whose update is in comes back for the next round.
+            if s.machine.reported.contains(client) {
+                metrics.checkIn("retry")
+                return .retry(after: max(1, s.machine.timeLeft(at: t).rounded(.up)), reason: "already-reported")
+            }
             let before = s.machine.selected.count
             switch s.machine.checkIn(client, at: t) {
             case .selected(let deadline):
@@ -310,7 +345,7 @@ final class Coordinator: Sendable {
             }
         }
         if let check { return .failure(check) }
-        guard length <= Int64(config.maxFrameBytes) else { return .failure(.tooLarge(length: length, limit: Int64(config.maxFrameBytes))) }
+        guard length <= Int64(maxUploadBytes) else { return .failure(.tooLarge(length: length, limit: Int64(maxUploadBytes))) }
         guard try ledger.openUploads(client: client) < config.limits.maxOpenUploadsPerClient else {
             return .failure(.tooManyUploads(config.limits.maxOpenUploadsPerClient))
         }

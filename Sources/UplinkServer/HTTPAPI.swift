@@ -58,14 +58,26 @@ struct HTTPAPI: Sendable {
         router.get("/v1/models/:round") { request, context in
             await handle(request) { client in try await model(request, round: context.parameters.get("round") ?? "") }
         }
+        router.head("/v1/models/:round") { request, context in
+            await handle(request) { _ in
+                var response = try await model(request, round: context.parameters.get("round") ?? "")
+                let length = response.body.contentLength
+                response.body = .init()
+                if let length { response.headers[.contentLength] = String(length) }
+                return response
+            }
+        }
         router.get("/v1/rounds/:round") { request, context in
             await handle(request) { _ in try await roundStatus(context.parameters.get("round") ?? "") }
         }
         router.post("/v1/rounds/:round/updates") { request, context in
             await handle(request, upload: true) { client in try await create(request, context: context, client: client, round: context.parameters.get("round") ?? "") }
         }
-        router.on("/v1/rounds/:round/updates", method: .options) { request, _ in
-            await handle(request) { _ in limitsResponse(request, status: 204) }
+        router.on("/v1/rounds/:round/updates", method: .options) { request, context in
+            await handle(request) { _ in
+                _ = try Self.round(context.parameters.get("round") ?? "")
+                return limitsResponse(request, status: 204)
+            }
         }
         router.on("/v1/uploads/:id", method: .head) { request, context in
             await handle(request, upload: true) { client in try await head(request, id: context.parameters.get("id") ?? "", client: client) }
@@ -73,7 +85,9 @@ struct HTTPAPI: Sendable {
         router.on("/v1/uploads/:id", method: .options) { request, context in
             await handle(request, upload: true) { client in
                 _ = try await ownSlot(context.parameters.get("id") ?? "", client: client)
-                return limitsResponse(request, status: 204)
+                var response = limitsResponse(request, status: 204)
+                response.headers[.allow] = "HEAD, PATCH, DELETE, OPTIONS"
+                return response
             }
         }
         router.patch("/v1/uploads/:id") { request, context in
@@ -143,7 +157,7 @@ struct HTTPAPI: Sendable {
     func uploadLimit(_ request: Request, maxAge: Int? = nil) -> String {
         let age = maxAge ?? config.limits.maxAgeSeconds
         let ageKey = request.headers[UploadField.version] == "6" ? "expires" : "max-age"
-        return "max-size=\(config.maxFrameBytes), max-append-size=\(config.limits.maxAppendBytes), \(ageKey)=\(max(0, age))"
+        return "max-size=\(coordinator.maxUploadBytes), max-append-size=\(config.limits.maxAppendBytes), \(ageKey)=\(max(0, age))"
     }
 
     func limitsResponse(_ request: Request, status: Int) -> Response {
@@ -177,7 +191,7 @@ struct HTTPAPI: Sendable {
             return Self.jsonObject(200, [
                 "status": "selected", "round": round, "pipeline": pipeline,
                 "model": ["url": "/v1/models/\(round)", "etag": model.etag, "bytes": model.bytes],
-                "upload": ["url": "/v1/rounds/\(round)/updates", "maxBytes": config.maxFrameBytes],
+                "upload": ["url": "/v1/rounds/\(round)/updates", "maxBytes": coordinator.maxUploadBytes],
                 "deadline": Coordinator.iso(deadline), "secondsLeft": max(0, deadline - coordinator.now),
             ])
         case .retry(let after, let reason):
@@ -252,6 +266,16 @@ struct HTTPAPI: Sendable {
 
     // MARK: Uploads
 
+    /// Why a finished upload resource cannot be used: its round closed (409 `round-closed`, as
+    /// a late upload is told), or it was cancelled or outlived `max-age` (404).
+    func gone(_ slot: UploadSlot) -> Problem {
+        let current = coordinator.round
+        if slot.phase == "expired", current.finished || slot.round < current.number {
+            return Problem.roundClosed(slot.round, "round \(slot.round) closed before upload \(slot.id) completed")
+        }
+        return Problem.notFound("upload \(slot.id) is \(slot.phase)")
+    }
+
     func ownSlot(_ id: String, client: String) async throws -> UploadSlot {
         guard let slot = try await io({ try coordinator.slot(id) }) else { throw Problem.notFound("no upload \(UplinkError.quoted(id))") }
         guard slot.client == client else { throw Problem.forbidden("upload \(id) belongs to another client") }
@@ -281,7 +305,7 @@ struct HTTPAPI: Sendable {
 
     func head(_ request: Request, id: String, client: String) async throws -> Response {
         let slot = try await ownSlot(id, client: client)
-        if ["cancelled", "expired"].contains(slot.phase) { throw Problem.notFound("upload \(id) is \(slot.phase)") }
+        if ["cancelled", "expired"].contains(slot.phase) { throw gone(slot) }
         // No context channel here: a HEAD does not need to be interruptible, only to interrupt.
         let ticket = await slot.acquire(interrupt: {})
         defer { if let ticket { slot.release(ticket) } }
@@ -294,7 +318,7 @@ struct HTTPAPI: Sendable {
         defer { if let ticket { slot.release(ticket) } }
         switch slot.phase {
         case "open": try await io { try coordinator.cancel(slot) }
-        case "cancelled", "expired": throw Problem.notFound("upload \(id) is \(slot.phase)")
+        case "cancelled", "expired": throw gone(slot)
         default: throw Problem.completedUpload()
         }
         return Response(status: .noContent)
@@ -316,6 +340,10 @@ struct HTTPAPI: Sendable {
         guard length > 0 else { throw Problem.badRequest("an update cannot be empty") }
         if let c = contentLength, c > length { throw Problem.inconsistentLength("Content-Length \(c) is more than Upload-Length \(length)") }
         if let c = contentLength, c > config.limits.maxAppendBytes { throw Problem.appendTooLarge(limit: config.limits.maxAppendBytes) }
+        // Refuse a busy server before the resource exists, so no upload is left the client never heard of.
+        if coordinator.inFlight.load(ordering: .relaxed) >= config.limits.maxConcurrentUploads, (contentLength ?? 1) > 0 {
+            throw Problem.busy(retryAfter: 5)
+        }
         let total = length
         let created = try await io { try coordinator.createUpload(client: client, round: round, length: total) }
         let slot: UploadSlot
@@ -324,7 +352,14 @@ struct HTTPAPI: Sendable {
         case .failure(let p): throw p
         }
         let location = "/v1/uploads/\(slot.id)"
-        var response = try await receive(request, context: context, slot: slot, client: client, from: 0, complete: complete, contentLength: contentLength)
+        var response: Response
+        do {
+            response = try await receive(request, context: context, slot: slot, client: client, from: 0, complete: complete, contentLength: contentLength)
+        } catch var problem as Problem {
+            // The resource exists: a problem after its creation still tells the client where it is.
+            problem.headers.append(("Location", location))
+            throw problem
+        }
         response.headers[.location] = location
         if response.status == .noContent { response.status = .created }
         return response
@@ -364,7 +399,7 @@ struct HTTPAPI: Sendable {
             // A client that lost the final response asks again: replay it.
             if offset == slot.length, (contentLength ?? 0) == 0, let stored = slot.state.withLock({ $0.response }) { return stored.response(uploadHeaders(slot, request, complete: true)) }
             throw Problem.completedUpload()
-        default: throw Problem.notFound("upload \(slot.id) is \(slot.phase)")
+        default: throw gone(slot)
         }
         let durable = slot.durableOffset
         guard offset == durable else {

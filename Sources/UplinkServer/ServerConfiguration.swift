@@ -4,7 +4,8 @@ import UplinkCodec
 /// Limits on uploads and connections, each refused with a problem-details body (`docs/server.md`).
 public struct UploadLimits: Sendable, Hashable {
     /// Largest upload (a frame) in bytes; `nil`: derived from the model and the allowed
-    /// pipelines (the largest frame any of them can produce, see ``ServerConfiguration/maxFrameBytes``).
+    /// pipelines (the largest frame any of them makes for the model, ×1.5 + 64 KiB, at most
+    /// ``ServerConfiguration/maxFrameBytes``).
     public var maxUploadBytes: Int? = nil
     /// Largest body of one append (`PATCH`) or creation request. Default 16 MiB.
     public var maxAppendBytes: Int = 16 << 20
@@ -82,9 +83,8 @@ public struct ServerConfiguration: Sendable {
         self.downlink = try Pipeline(parsing: "fp32 | lz4")
     }
 
-    /// The largest upload accepted: ``UploadLimits/maxUploadBytes`` if set, else the frame
-    /// limit for the model (twice the dense float32 size plus 1 MiB and the tensor table,
-    /// `FrameLimits.forModel`), which no pipeline's frame exceeds.
+    /// The model's frame limit (twice the dense float32 size plus 1 MiB and the tensor table,
+    /// `FrameLimits.forModel`), or ``UploadLimits/maxUploadBytes`` if set: no upload is larger.
     public var maxFrameBytes: Int { limits.maxUploadBytes ?? FrameLimits.forModel(layout).maxFrameBytes }
 
     /// Checks the combination; throws ``UplinkError/Code/invalidArgument`` with the reason.
