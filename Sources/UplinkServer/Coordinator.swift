@@ -346,6 +346,13 @@ final class Coordinator: Sendable {
         }
         if let check { return .failure(check) }
         guard length <= Int64(maxUploadBytes) else { return .failure(.tooLarge(length: length, limit: Int64(maxUploadBytes))) }
+        // Only one update per client counts in a round: a new creation replaces the client's
+        // older open uploads of this round (one whose 201 was lost to a cut is otherwise an
+        // orphan that would count against the limit until its max-age).
+        for old in try ledger.openUploads(client: client, round: round) {
+            if let slot = try slot(old) { try cancel(slot) }
+            metrics.uploadFinished("replaced")
+        }
         guard try ledger.openUploads(client: client) < config.limits.maxOpenUploadsPerClient else {
             return .failure(.tooManyUploads(config.limits.maxOpenUploadsPerClient))
         }

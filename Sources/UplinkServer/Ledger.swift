@@ -168,6 +168,12 @@ final class Ledger: Sendable {
         }
     }
 
+    func openUploads(client: String, round: UInt64) throws(UplinkError) -> [String] {
+        try with { (db) throws(UplinkError) in
+            try db.execute("SELECT id FROM uploads WHERE client = ? AND round = ? AND state = 'open'", [.text(client), .int(Int64(round))]).compactMap { $0[0].text }
+        }
+    }
+
     func createUpload(_ row: UploadRow) throws(UplinkError) {
         try with { (db) throws(UplinkError) in
             try db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)", [
