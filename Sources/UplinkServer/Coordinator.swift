@@ -256,7 +256,10 @@ final class Coordinator: Sendable {
             for u in mine { m[u.id] = nil }
             return mine
         }
-        for u in stale { unlink(data.part(u.id)) }
+        for u in stale {
+            u.state.withLock { $0.phase = "expired" }
+            unlink(data.part(u.id))
+        }
         if last {
             s.finished = true
             s.global = global
@@ -407,6 +410,15 @@ final class Coordinator: Sendable {
     /// ledger, all before this returns, so the `2xx` it leads to acknowledges a durable update.
     func complete(_ slot: UploadSlot, client: String) throws(UplinkError) -> StoredResponse {
         if let stored = slot.state.withLock({ $0.response }) { return stored }
+        // A round that closed (or an upload that expired) while the body streamed: the late
+        // upload's answer, before its (removed) file is touched.
+        let (liveRound, over) = current.withLock { ($0.machine.round, $0.finished) }
+        if slot.round != liveRound || over || slot.phase != "open" {
+            let problem = slot.phase == "expired" && slot.round == liveRound && !over
+                ? Problem.notFound("upload \(slot.id) outlived its max-age")
+                : Problem.roundClosed(slot.round, "round \(slot.round) closed before upload \(slot.id) completed")
+            return StoredResponse(status: problem.status, contentType: "application/problem+json", body: problem.json)
+        }
         let frame = try Durable.read(data.part(slot.id), maxBytes: slot.length)
         guard Int64(frame.count) == slot.length else { throw UplinkError(.io, "upload \(slot.id) holds \(frame.count) bytes, not its \(slot.length)") }
         let (aggregator, round) = current.withLock { ($0.aggregator, $0.machine.round) }
@@ -568,8 +580,8 @@ final class Coordinator: Sendable {
         let t = clock()
         for u in try ledger.uploads(state: "open") where u.expiresAt < t {
             try ledger.finishUpload(u.id, state: "expired", code: nil, message: "max-age reached", response: nil)
+            if let live = slots.withLock({ $0.removeValue(forKey: u.id) }) { live.state.withLock { $0.phase = "expired" } }
             unlink(data.part(u.id))
-            slots.withLock { $0[u.id] = nil }
             metrics.uploadFinished("expired")
         }
         try ledger.pruneUploads(before: t - 86400)

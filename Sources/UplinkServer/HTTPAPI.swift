@@ -115,11 +115,12 @@ struct HTTPAPI: Sendable {
             coordinator.metrics.refused(problem.name)
             return problemResponse(problem, request: request)
         } catch let error as UplinkError {
+            // The details (paths) go to the log, not to the client.
             logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            return problemResponse(.internalError(error.message), request: request)
+            return problemResponse(.internalError("error \(error.code); the server's log has the details"), request: request)
         } catch {
             logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            return problemResponse(.internalError("\(error)"), request: request)
+            return problemResponse(.internalError("the server's log has the details"), request: request)
         }
     }
 
