@@ -579,7 +579,8 @@ final class Coordinator: Sendable {
     func expireUploads() throws(UplinkError) {
         let t = clock()
         for u in try ledger.uploads(state: "open") where u.expiresAt < t {
-            try ledger.finishUpload(u.id, state: "expired", code: nil, message: "max-age reached", response: nil)
+            // An upload accepted since the query is not expired after the fact.
+            guard try ledger.expireIfOpen(u.id) else { continue }
             if let live = slots.withLock({ $0.removeValue(forKey: u.id) }) { live.state.withLock { $0.phase = "expired" } }
             unlink(data.part(u.id))
             metrics.uploadFinished("expired")

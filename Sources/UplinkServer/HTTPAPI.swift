@@ -233,12 +233,21 @@ struct HTTPAPI: Sendable {
         }
         let path = info.path
         let (from, to) = (start, end)
-        let bytes = try await io { () throws -> [UInt8] in
-            let all = try Durable.read(path, maxBytes: Int64.max)
-            return Array(all[from..<to])
-        }
+        let pool = self.pool
         if partial { headers[UploadField.contentRange] = "bytes \(start)-\(end - 1)/\(info.bytes)" }
-        return Response(status: partial ? .partialContent : .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        // Streamed 1 MiB at a time: a download holds one chunk, not the model.
+        let body = ResponseBody(contentLength: to - from) { writer in
+            var at = from
+            while at < to {
+                let n = min(1 << 20, to - at)
+                let offset = at
+                let chunk = try await pool.runIfActive { try Durable.read(path, at: offset, count: n) }
+                try await writer.write(ByteBuffer(bytes: chunk))
+                at += n
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: partial ? .partialContent : .ok, headers: headers, body: body)
     }
 
     /// One `bytes=` range (`a-b`, `a-`, `-n`) of a `size`-byte body as [start, end), or `nil`

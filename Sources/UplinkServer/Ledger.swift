@@ -197,6 +197,14 @@ final class Ledger: Sendable {
         }
     }
 
+    /// Marks an upload expired only if it is still open; whether it was.
+    func expireIfOpen(_ id: String) throws(UplinkError) -> Bool {
+        try with { (db) throws(UplinkError) in
+            try db.execute("UPDATE uploads SET state = 'expired', message = 'max-age reached' WHERE id = ? AND state = 'open'", [.text(id)])
+            return Int(try db.execute("SELECT changes()").first?.first?.int ?? 0) == 1
+        }
+    }
+
     /// Deletes finished upload rows older than `before` (their part files are already gone).
     func pruneUploads(before time: Double) throws(UplinkError) {
         try with { (db) throws(UplinkError) in

@@ -84,6 +84,22 @@ enum Durable {
         return Int64(st.st_size)
     }
 
+    /// Reads `count` bytes at `offset` of `path`.
+    static func read(_ path: String, at offset: Int, count: Int) throws(UplinkError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw UplinkError(.io, "cannot read \(path): \(lastError())") }
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw UplinkError(.io, "cannot read \(path): \(n == 0 ? "file shrank" : lastError())") }
+            done += n
+        }
+        return out
+    }
+
     /// Reads a whole file of at most `maxBytes`.
     static func read(_ path: String, maxBytes: Int64) throws(UplinkError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
