@@ -337,6 +337,13 @@ func parseRound(_ text: String) throws(UplinkError) -> UInt64 {
 func peakResidentBytes() -> Int {
     var usage = rusage()
     #if os(Linux)
+    // VmHWM starts afresh at exec; ru_maxrss of a posix_spawn'ed process can carry the
+    // parent's peak (seen: 427 MiB reported for a 29 MiB run under a 400 MiB parent).
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kib = Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") {
+        return kib * 1024
+    }
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Int(usage.ru_maxrss) * 1024
     #else
