@@ -137,14 +137,12 @@ final class Coordinator: Sendable {
     /// and reports, its sum from the accepted frames in acceptance order (the same order, so
     /// the same bits, as before the crash).
     private static func recover(config: ServerConfiguration, data: DataDirectory, ledger: Ledger, logger: Logger, now: Double) throws(UplinkError) -> RoundState {
-        var rows = try ledger.rounds()
-        if rows.isEmpty {
+        if try ledger.lastRound() == nil {
             var optimizer = ServerOptimizer(strategy: config.strategy, layout: config.layout)
             try publish(config: config, data: data, round: 1, model: config.initialModel, optimizer: &optimizer)
             try ledger.openRound(1, at: now)
-            rows = try ledger.rounds()
         }
-        guard let last = rows.last else { throw UplinkError(.io, "the ledger lost its first round") }
+        guard let last = try ledger.lastRound() else { throw UplinkError(.io, "the ledger lost its first round") }
         let round = last.round
         let limit = Int64.max
         let global = try FrameDecoder(limits: .forModel(config.layout)).decode(try Durable.read(data.globalModel(round), maxBytes: limit), layout: config.layout).values
@@ -156,7 +154,6 @@ final class Coordinator: Sendable {
         var next = 0
         if last.state == "open" {
             for c in try ledger.checkIns(round: round) { _ = machine.checkIn(c.client, at: c.at) }
-            let decoder = aggregator
             let recorded = try ledger.accepted(round: round)
             // A frame moved into the round's directory by a process that died before the ledger
             // recorded it was never acknowledged: it goes back to its upload, whose client
@@ -175,7 +172,7 @@ final class Coordinator: Sendable {
             }
             for row in recorded {
                 let frame = try Durable.read(row.file, maxBytes: Int64(config.maxFrameBytes))
-                try decoder.commit(try decoder.prepare(frame), clientID: row.client)
+                try aggregator.commit(try aggregator.prepare(frame), clientID: row.client)
                 _ = machine.report(row.client, at: row.at)
                 next = row.sequence + 1
             }
@@ -327,10 +324,6 @@ final class Coordinator: Sendable {
     }
 
     // MARK: Uploads
-
-    enum CreateRefusal: Error {
-        case problem(Problem)
-    }
 
     /// Creates an upload resource for `client` in `round` of `length` bytes.
     func createUpload(client: String, round: UInt64, length: Int64) throws(UplinkError) -> Result<UploadSlot, Problem> {
@@ -523,8 +516,7 @@ final class Coordinator: Sendable {
     // MARK: Status
 
     func status(round: UInt64) throws(UplinkError) -> [String: Any]? {
-        let rows = try ledger.rounds()
-        guard let row = rows.first(where: { $0.round == round }) else { return nil }
+        guard let row = try ledger.round(round) else { return nil }
         let uploads = try ledger.uploads(round: round)
         var rejected: [Int: Int] = [:]
         var bytes: Int64 = 0

@@ -61,15 +61,6 @@ enum Durable {
         try syncDirectory((path as NSString).deletingLastPathComponent)
     }
 
-    /// Creates an empty file (fsynced with its directory).
-    static func createEmpty(_ path: String) throws(UplinkError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw UplinkError(.io, "cannot create \(path): \(lastError())") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw UplinkError(.io, "cannot fsync \(path): \(lastError())") }
-        try syncDirectory((path as NSString).deletingLastPathComponent)
-    }
-
     /// Renames `from` to `to` and fsyncs the target's directory (and the source's, if another).
     static func rename(_ from: String, to: String) throws(UplinkError) {
         guard Foundation.rename(from, to) == 0 else { throw UplinkError(.io, "cannot rename \(from) to \(to): \(lastError())") }

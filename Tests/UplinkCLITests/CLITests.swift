@@ -8,11 +8,7 @@ import UplinkTestSupport
 struct CLI {
     static let executable: URL = UplinkExecutable.url
 
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    typealias Result = ToolResult
 
     /// Runs `uplink` with its address space capped at `memoryLimit` bytes (`ulimit -v`), so a
     /// test can state "this costs less than X" as a hard failure rather than a measurement.
@@ -21,18 +17,7 @@ struct CLI {
     }
 
     static func run(_ arguments: [String], in directory: URL, executable: URL = CLI.executable) throws -> Result {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        try runTool(executable, arguments, in: directory)
     }
 }
 
