@@ -143,7 +143,12 @@ struct HTTPAPI: Sendable {
     }
 
     static func jsonObject(_ status: Int, _ object: [String: Any], headers: HTTPFields = HTTPFields()) -> Response {
-        json(status, String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self), headers: headers)
+        // Every value is a string, an integer or a finite number; should one not be, the client
+        // gets a 500 rather than the process trapping.
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return json(500, #"{"type":"urn:uplink:problem:internal","title":"the server failed","status":500,"detail":"unencodable answer"}"#, headers: headers)
+        }
+        return json(status, String(decoding: data, as: UTF8.self), headers: headers)
     }
 
     func problemResponse(_ p: Problem, request: Request, extra: HTTPFields = HTTPFields()) -> Response {

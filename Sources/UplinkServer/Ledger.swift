@@ -94,17 +94,26 @@ final class Ledger: Sendable {
 
     // MARK: Rounds
 
-    func rounds() throws(UplinkError) -> [RoundRow] {
+    private static func roundRow(_ r: [SQLValue]) -> RoundRow {
+        RoundRow(round: UInt64(bitPattern: r[0].int ?? 0), openedAt: r[1].real ?? 0, state: r[2].text ?? "", closedAt: r[3].real, reason: r[4].text)
+    }
+
+    /// The newest round (the one in progress, or the last of a finished run).
+    func lastRound() throws(UplinkError) -> RoundRow? {
         try with { (db) throws(UplinkError) in
-            try db.execute("SELECT round, opened_at, state, closed_at, reason FROM rounds ORDER BY round").map {
-                RoundRow(round: UInt64($0[0].int ?? 0), openedAt: $0[1].real ?? 0, state: $0[2].text ?? "", closedAt: $0[3].real, reason: $0[4].text)
-            }
+            try db.execute("SELECT round, opened_at, state, closed_at, reason FROM rounds ORDER BY round DESC LIMIT 1").first.map(Self.roundRow)
+        }
+    }
+
+    func round(_ round: UInt64) throws(UplinkError) -> RoundRow? {
+        try with { (db) throws(UplinkError) in
+            try db.execute("SELECT round, opened_at, state, closed_at, reason FROM rounds WHERE round = ?", [.int(Int64(bitPattern: round))]).first.map(Self.roundRow)
         }
     }
 
     func openRound(_ round: UInt64, at time: Double) throws(UplinkError) {
         try with { (db) throws(UplinkError) in
-            try db.execute("INSERT OR IGNORE INTO rounds VALUES (?, ?, 'open', NULL, NULL)", [.int(Int64(round)), .real(time)])
+            try db.execute("INSERT OR IGNORE INTO rounds VALUES (?, ?, 'open', NULL, NULL)", [.int(Int64(bitPattern: round)), .real(time)])
         }
     }
 
@@ -112,10 +121,10 @@ final class Ledger: Sendable {
     func finishRound(_ round: UInt64, state: String, at time: Double, reason: String, next: UInt64?, nextOpensAt: Double) throws(UplinkError) {
         try with { (db) throws(UplinkError) in
             try db.transaction { () throws(UplinkError) in
-                try db.execute("UPDATE rounds SET state = ?, closed_at = ?, reason = ? WHERE round = ?", [.text(state), .real(time), .text(reason), .int(Int64(round))])
-                if let next { try db.execute("INSERT OR IGNORE INTO rounds VALUES (?, ?, 'open', NULL, NULL)", [.int(Int64(next)), .real(nextOpensAt)]) }
+                try db.execute("UPDATE rounds SET state = ?, closed_at = ?, reason = ? WHERE round = ?", [.text(state), .real(time), .text(reason), .int(Int64(bitPattern: round))])
+                if let next { try db.execute("INSERT OR IGNORE INTO rounds VALUES (?, ?, 'open', NULL, NULL)", [.int(Int64(bitPattern: next)), .real(nextOpensAt)]) }
                 // Uploads still open for a finished round will never be accepted.
-                try db.execute("UPDATE uploads SET state = 'expired', code = 905, message = 'the round closed' WHERE round = ? AND state = 'open'", [.int(Int64(round))])
+                try db.execute("UPDATE uploads SET state = 'expired', code = 905, message = 'the round closed' WHERE round = ? AND state = 'open'", [.int(Int64(bitPattern: round))])
             }
         }
     }
@@ -124,13 +133,13 @@ final class Ledger: Sendable {
 
     func checkIns(round: UInt64) throws(UplinkError) -> [(client: String, at: Double)] {
         try with { (db) throws(UplinkError) in
-            try db.execute("SELECT client, at FROM checkins WHERE round = ? ORDER BY seq", [.int(Int64(round))]).map { ($0[0].text ?? "", $0[1].real ?? 0) }
+            try db.execute("SELECT client, at FROM checkins WHERE round = ? ORDER BY seq", [.int(Int64(bitPattern: round))]).map { ($0[0].text ?? "", $0[1].real ?? 0) }
         }
     }
 
     func recordCheckIn(round: UInt64, client: String, at time: Double, sequence: Int) throws(UplinkError) {
         try with { (db) throws(UplinkError) in
-            try db.execute("INSERT OR IGNORE INTO checkins VALUES (?, ?, ?, ?)", [.int(Int64(round)), .text(client), .real(time), .int(Int64(sequence))])
+            try db.execute("INSERT OR IGNORE INTO checkins VALUES (?, ?, ?, ?)", [.int(Int64(bitPattern: round)), .text(client), .real(time), .int(Int64(sequence))])
         }
     }
 
@@ -138,7 +147,7 @@ final class Ledger: Sendable {
 
     private static func uploadRow(_ r: [SQLValue]) -> UploadRow {
         UploadRow(
-            id: r[0].text ?? "", round: UInt64(r[1].int ?? 0), client: r[2].text ?? "", length: r[3].int ?? 0, offset: r[4].int ?? 0,
+            id: r[0].text ?? "", round: UInt64(bitPattern: r[1].int ?? 0), client: r[2].text ?? "", length: r[3].int ?? 0, offset: r[4].int ?? 0,
             createdAt: r[5].real ?? 0, expiresAt: r[6].real ?? 0, state: r[7].text ?? "", code: r[8].int.map { Int($0) }, message: r[9].text, response: r[10].text)
     }
 
@@ -158,7 +167,7 @@ final class Ledger: Sendable {
 
     func uploads(round: UInt64) throws(UplinkError) -> [UploadRow] {
         try with { (db) throws(UplinkError) in
-            try db.execute("SELECT \(Self.uploadColumns) FROM uploads WHERE round = ? ORDER BY created_at", [.int(Int64(round))]).map(Self.uploadRow)
+            try db.execute("SELECT \(Self.uploadColumns) FROM uploads WHERE round = ? ORDER BY created_at", [.int(Int64(bitPattern: round))]).map(Self.uploadRow)
         }
     }
 
@@ -170,14 +179,14 @@ final class Ledger: Sendable {
 
     func openUploads(client: String, round: UInt64) throws(UplinkError) -> [String] {
         try with { (db) throws(UplinkError) in
-            try db.execute("SELECT id FROM uploads WHERE client = ? AND round = ? AND state = 'open'", [.text(client), .int(Int64(round))]).compactMap { $0[0].text }
+            try db.execute("SELECT id FROM uploads WHERE client = ? AND round = ? AND state = 'open'", [.text(client), .int(Int64(bitPattern: round))]).compactMap { $0[0].text }
         }
     }
 
     func createUpload(_ row: UploadRow) throws(UplinkError) {
         try with { (db) throws(UplinkError) in
             try db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)", [
-                .text(row.id), .int(Int64(row.round)), .text(row.client), .int(row.length), .int(row.offset), .real(row.createdAt), .real(row.expiresAt), .text(row.state),
+                .text(row.id), .int(Int64(bitPattern: row.round)), .text(row.client), .int(row.length), .int(row.offset), .real(row.createdAt), .real(row.expiresAt), .text(row.state),
             ])
         }
     }
@@ -219,7 +228,7 @@ final class Ledger: Sendable {
         try with { (db) throws(UplinkError) in
             try db.transaction { () throws(UplinkError) in
                 try db.execute("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-                    .int(Int64(row.round)), .int(Int64(row.sequence)), .text(row.client), .text(row.upload), .text(row.file),
+                    .int(Int64(bitPattern: row.round)), .int(Int64(row.sequence)), .text(row.client), .text(row.upload), .text(row.file),
                     .int(Int64(bitPattern: row.samples)), .int(Int64(row.bytes)), .real(row.at),
                 ])
                 try db.execute("UPDATE uploads SET state = 'accepted', offset = length, response = ? WHERE id = ?", [.text(response), .text(row.upload)])
@@ -229,9 +238,9 @@ final class Ledger: Sendable {
 
     func accepted(round: UInt64) throws(UplinkError) -> [AcceptedRow] {
         try with { (db) throws(UplinkError) in
-            try db.execute("SELECT round, seq, client, upload, file, samples, bytes, at FROM accepted WHERE round = ? ORDER BY seq", [.int(Int64(round))]).map {
+            try db.execute("SELECT round, seq, client, upload, file, samples, bytes, at FROM accepted WHERE round = ? ORDER BY seq", [.int(Int64(bitPattern: round))]).map {
                 AcceptedRow(
-                    round: UInt64($0[0].int ?? 0), sequence: Int($0[1].int ?? 0), client: $0[2].text ?? "", upload: $0[3].text ?? "", file: $0[4].text ?? "",
+                    round: UInt64(bitPattern: $0[0].int ?? 0), sequence: Int($0[1].int ?? 0), client: $0[2].text ?? "", upload: $0[3].text ?? "", file: $0[4].text ?? "",
                     samples: UInt64(bitPattern: $0[5].int ?? 0), bytes: Int($0[6].int ?? 0), at: $0[7].real ?? 0)
             }
         }

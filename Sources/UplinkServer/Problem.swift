@@ -22,7 +22,10 @@ struct Problem: Error, Sendable {
     var json: String {
         var object: [String: Any] = ["type": type, "title": title, "status": status, "detail": detail]
         for (k, v) in extra { object[k] = v }
-        return String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return #"{"type":"\#(type)","status":\#(status)}"#
+        }
+        return String(decoding: data, as: UTF8.self)
     }
 
     static func unauthorized(_ detail: String) -> Problem {

@@ -175,6 +175,17 @@ import UplinkTestSupport
             let r = try c.request("HEAD", "/v1/uploads/\(id)", token: c.token("x"), headers: [Self.v8])
             #expect(r.status == 404, "\(id): \(r.status)")
         }
+        // Round numbers up to 2^64 − 1 are looked up, not trapped on (above 2^63 they do not fit
+        // SQLite's signed integers as they are).
+        for round in ["9223372036854775808", "18446744073709551615", "0", "18446744073709551616", "-1"] {
+            for path in ["/v1/rounds/\(round)", "/v1/models/\(round)"] {
+                let r = try c.request("GET", path, token: c.token("x"))
+                #expect(r.status == 404, "\(path): \(r.status)")
+            }
+            let create = try c.request("POST", "/v1/rounds/\(round)/updates", token: c.token("x"), headers: [Self.v8, HTTPHeader("Upload-Complete", "?0"), HTTPHeader("Upload-Length", "10")])
+            #expect([404, 409].contains(create.status), "create in round \(round): \(create.status)")
+        }
+        #expect(try c.request("GET", "/healthz", token: nil).status == 200)
     }
 
     @Test func badFramesAreRefusedWithTheirCodeAndNeverCount() throws {
