@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "UplinkSimulation", targets: ["UplinkSimulation"]),
         .library(name: "UplinkPrivacy", targets: ["UplinkPrivacy"]),
         .library(name: "UplinkServer", targets: ["UplinkServer"]),
+        .library(name: "UplinkClient", targets: ["UplinkClient"]),
         .executable(name: "uplink", targets: ["uplink"]),
     ],
     dependencies: [
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -85,6 +87,18 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ]
         ),
+        // The upload client an app links: UplinkCodec plus a transport. On Linux the default
+        // transport is async-http-client; Apple platforms use URLSession (Foundation).
+        .target(
+            name: "UplinkClient",
+            dependencies: [
+                "UplinkCodec",
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: .when(platforms: [.linux, .android])),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(platforms: [.linux, .android])),
+                .product(name: "NIOCore", package: "swift-nio", condition: .when(platforms: [.linux, .android])),
+                .product(name: "NIOHTTP1", package: "swift-nio", condition: .when(platforms: [.linux, .android])),
+            ]
+        ),
         .target(
             name: "UplinkCLI",
             dependencies: [
@@ -94,6 +108,7 @@ let package = Package(
                 "UplinkSimulation",
                 "UplinkPrivacy",
                 "UplinkServer",
+                "UplinkClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -130,6 +145,10 @@ let package = Package(
         .testTarget(
             name: "UplinkServerTests",
             dependencies: ["UplinkServer", "UplinkCodec", "UplinkAggregation", "UplinkTensorIO", "UplinkTestSupport"]
+        ),
+        .testTarget(
+            name: "UplinkClientTests",
+            dependencies: ["UplinkClient", "UplinkCodec", "UplinkAggregation", "UplinkTensorIO", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkCLITests",

@@ -1,5 +1,5 @@
 import Foundation
-import UplinkCodec
+
 
 /// Durable, atomic file replacement, as a database commits a page: the new content goes to a
 /// temporary file in the target's directory, which is fsynced, renamed over the target, and the
@@ -23,9 +23,9 @@ public enum DurableFile {
         /// The file this writer replaces.
         public let path: String
         /// The temporary file the data goes to.
-        let temporary: String
+        package let temporary: String
         private var fd: Int32
-        private var committed = false
+        fileprivate(set) var committed = false
 
         /// Starts a new version of `path`.
         /// - Throws: ``UplinkError/Code/io`` when `path` is a directory or its directory is not writable.
@@ -60,7 +60,7 @@ public enum DurableFile {
         }
 
         /// Flushes the data to stable storage and closes the temporary file (step one of a commit).
-        func sync() throws(UplinkError) {
+        package func sync() throws(UplinkError) {
             guard fd >= 0 else { return }
             defer { close(fd); fd = -1 }
             guard fsync(fd) == 0 else { throw UplinkError(.io, "cannot write \(path): fsync: \(DurableFile.lastError())") }
@@ -87,12 +87,12 @@ public enum DurableFile {
     }
 
     /// Renames `from` over `to` and fsyncs the directory.
-    static func rename(_ from: String, _ to: String) throws(UplinkError) {
+    package static func rename(_ from: String, _ to: String) throws(UplinkError) {
         guard Foundation.rename(from, to) == 0 else { throw UplinkError(.io, "cannot write \(to): rename: \(lastError())") }
         try syncDirectory(of: to)
     }
 
-    static func syncDirectory(of path: String) throws(UplinkError) {
+    package static func syncDirectory(of path: String) throws(UplinkError) {
         let dir = split(path).directory
         let d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard d >= 0 else { throw UplinkError(.io, "cannot sync directory \(dir): \(lastError())") }
@@ -100,12 +100,12 @@ public enum DurableFile {
         guard fsync(d) == 0 else { throw UplinkError(.io, "cannot sync directory \(dir): \(lastError())") }
     }
 
-    static func split(_ path: String) -> (directory: String, name: String) {
+    package static func split(_ path: String) -> (directory: String, name: String) {
         let url = URL(fileURLWithPath: path)
         return (url.deletingLastPathComponent().path, url.lastPathComponent)
     }
 
-    static func temporaryPrefix(_ name: String) -> String { ".\(name).uplink-tmp." }
+    package static func temporaryPrefix(_ name: String) -> String { ".\(name).uplink-tmp." }
 
     /// Removes `directory`'s temporary files for `name` whose writing process no longer runs.
     static func removeStale(directory: String, name: String) {
@@ -121,59 +121,7 @@ public enum DurableFile {
     static func lastError() -> String { String(cString: strerror(errno)) }
 }
 
-/// Several files replaced as one unit: all of them or none, even across a crash.
-///
-/// The staged writers are fsynced; a journal naming each temporary file and its target is then
-/// written durably (itself by atomic replacement); the temporary files are renamed into place
-/// and the journal removed. A crash before the journal exists leaves every target old; after,
-/// ``recover(journal:)`` (run before the next use of the files) finishes the renames, so every
-/// target is new. `uplink aggregate` commits the model and the server-optimizer state this way.
-public enum DurableCommit {
-    /// Commits `writers` together, journalled at `journal`.
-    public static func commit(_ writers: [DurableFile.Writer], journal: String) throws(UplinkError) {
-        for w in writers { try w.sync() }
-        var text = "uplink-commit 1\n"
-        for w in writers { text += "\(w.temporary)\t\(w.path)\n" }
-        try DurableFile.replace(journal, with: Array(text.utf8))
-        try replay(writers.map { ($0.temporary, $0.path) })
-        for w in writers { w.markCommitted() }
-        unlink(journal)
-        try DurableFile.syncDirectory(of: journal)
-    }
-
-    /// Finishes a commit a crash interrupted: renames the journal's remaining temporary files
-    /// into place and removes the journal. Returns whether there was one to finish.
-    /// - Throws: ``UplinkError/Code/malformedState`` for a journal that is not one.
-    @discardableResult
-    public static func recover(journal: String) throws(UplinkError) -> Bool {
-        guard FileManager.default.fileExists(atPath: journal) else { return false }
-        let bytes = try TensorFiles.readFile(journal, maxBytes: 1 << 20, overLimit: .malformedState)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw UplinkError(.malformedState, "\(journal) is not an Uplink commit journal")
-        }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-        guard lines.first == "uplink-commit 1" else { throw UplinkError(.malformedState, "\(journal) is not an Uplink commit journal") }
-        lines.removeFirst()
-        var pairs: [(String, String)] = []
-        for line in lines {
-            let parts = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            // Only temporary files of this scheme, beside their targets, are ever renamed.
-            guard parts.count == 2, DurableFile.split(parts[0]).directory == DurableFile.split(parts[1]).directory,
-                  DurableFile.split(parts[0]).name.hasPrefix(DurableFile.temporaryPrefix(DurableFile.split(parts[1]).name))
-            else { throw UplinkError(.malformedState, "\(journal) has a malformed entry") }
-            pairs.append((parts[0], parts[1]))
-        }
-        try replay(pairs.filter { FileManager.default.fileExists(atPath: $0.0) })
-        unlink(journal)
-        try DurableFile.syncDirectory(of: journal)
-        return true
-    }
-
-    private static func replay(_ pairs: [(String, String)]) throws(UplinkError) {
-        for (from, to) in pairs { try DurableFile.rename(from, to) }
-    }
-}
-
 extension DurableFile.Writer {
-    func markCommitted() { committed = true }
+    /// Marks the temporary file as moved into place by a ``DurableCommit`` (not removed on drop).
+    package func markCommitted() { committed = true }
 }
