@@ -119,7 +119,7 @@ let package = Package(
         ),
         .target(
             name: "UplinkTestSupport",
-            dependencies: ["UplinkCodec"],
+            dependencies: ["UplinkCodec", "UplinkServer", "UplinkTensorIO"],
             path: "Tests/UplinkTestSupport"
         ),
         .testTarget(
@@ -148,7 +148,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UplinkClientTests",
-            dependencies: ["UplinkClient", "UplinkCodec", "UplinkAggregation", "UplinkTensorIO", "UplinkTestSupport"]
+            dependencies: ["UplinkClient", "UplinkCodec", "UplinkAggregation", "UplinkServer", "UplinkTensorIO", "UplinkTestSupport"]
         ),
         .testTarget(
             name: "UplinkCLITests",

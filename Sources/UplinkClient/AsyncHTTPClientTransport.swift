@@ -39,6 +39,9 @@ public final class AsyncHTTPClientTransport: UplinkTransport, @unchecked Sendabl
             timeout: .init(connect: .milliseconds(Int64(connectTimeout * 1000)), read: .milliseconds(Int64(readTimeout * 1000))),
             decompression: .disabled)
         configuration.httpVersion = .http1Only
+        // A failed connection attempt is reported at once: the client's RetryPolicy owns
+        // retries (the pool would otherwise retry until the connect timeout, TLS failures too).
+        configuration.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
@@ -92,7 +95,10 @@ public final class AsyncHTTPClientTransport: UplinkTransport, @unchecked Sendabl
             return .tls(text)
         }
         if error is NIOSSLExtraError || error is BoringSSLError { return .tls(text) }
-        if error is HTTPParserError { return .invalidResponse(text) }
+        if let e = error as? HTTPParserError {
+            // The connection ended mid-message: a cut, not a broken server.
+            return e == .invalidEOFState ? .connectionLost(text) : .invalidResponse(text)
+        }
         if let e = error as? IOError {
             switch e.errnoCode {
             case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL: return .connectFailed(text)

@@ -2,26 +2,25 @@ import Foundation
 import UplinkCodec
 import UplinkServer
 import UplinkTensorIO
-import UplinkTestSupport
 
 /// A real `uplink serve` on loopback over a scratch data directory, with its model, secret and
 /// helpers to mint tokens and encode frames, as a user would drive it.
-final class TestCoordinator {
-    static let layout = try! ModelLayout([TensorSpec(name: "a", shape: [40, 25]), TensorSpec(name: "b", shape: [24])])
-    static let secret = [UInt8](repeating: 0x5A, count: 32)
+public final class TestCoordinator {
+    public static let layout = try! ModelLayout([TensorSpec(name: "a", shape: [40, 25]), TensorSpec(name: "b", shape: [24])])
+    public static let secret = [UInt8](repeating: 0x5A, count: 32)
 
-    let scratch: ScratchDirectory
-    let data: URL
-    let arguments: [String]
-    let environment: [String: String]
-    private(set) var server: ServerProcess
-    let authority = try! TokenAuthority(secret: TestCoordinator.secret)
+    public let scratch: ScratchDirectory
+    public let data: URL
+    public let arguments: [String]
+    public let environment: [String: String]
+    public private(set) var server: ServerProcess
+    public let authority = try! TokenAuthority(secret: TestCoordinator.secret)
 
-    var port: Int { server.port }
+    public var port: Int { server.port }
 
     /// Starts a server; `arguments` come after the required ones (defaults: K = 2, fp32 | lz4 and
     /// the sparse pipeline allowed, a 600 s deadline).
-    init(_ arguments: [String] = [], environment: [String: String] = [:], scratch: ScratchDirectory? = nil) throws {
+    public init(_ arguments: [String] = [], environment: [String: String] = [:], scratch: ScratchDirectory? = nil) throws {
         let s = try scratch ?? ScratchDirectory()
         self.scratch = s
         data = s.url.appendingPathComponent("data")
@@ -40,46 +39,46 @@ final class TestCoordinator {
     }
 
     /// Restarts on the same data directory (after `kill9()` or `terminate()`), with `environment`.
-    func restart(environment: [String: String] = [:]) throws {
+    public func restart(environment: [String: String] = [:]) throws {
         server = try ServerProcess(arguments: arguments, environment: environment, dataDirectory: data)
     }
 
-    func token(_ client: String, ttl: Double = 3600) -> String { try! authority.mint(client: client, ttl: ttl) }
+    public func token(_ client: String, ttl: Double = 3600) -> String { try! authority.mint(client: client, ttl: ttl) }
 
-    func request(_ method: String, _ path: String, token: String?, headers: [HTTPHeader] = [], body: [UInt8]? = nil, timeout: Double = 10) throws -> HTTPResponse {
+    public func request(_ method: String, _ path: String, token: String?, headers: [HTTPHeader] = [], body: [UInt8]? = nil, timeout: Double = 10) throws -> HTTPResponse {
         var h = headers
         if let token { h.append(HTTPHeader("Authorization", "Bearer \(token)")) }
         return try httpRequest(port: port, method: method, path: path, headers: h.map { ($0.name, $0.value) }, body: body, timeout: timeout)
     }
 
     /// `POST /v1/checkin`, its JSON.
-    func checkIn(_ client: String) throws -> [String: Any] {
+    public func checkIn(_ client: String) throws -> [String: Any] {
         let r = try request("POST", "/v1/checkin", token: token(client))
         guard r.status == 200, let json = r.json() else { throw UplinkError(.io, "check-in answered \(r.status): \(r.text)") }
         return json
     }
 
     /// A real frame of a heavy-tailed update for `round`.
-    static func frame(seed: UInt64, round: UInt64, samples: UInt64 = 10, pipeline: String = "fp32 | lz4") throws -> [UInt8] {
+    public static func frame(seed: UInt64, round: UInt64, samples: UInt64 = 10, pipeline: String = "fp32 | lz4") throws -> [UInt8] {
         var encoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: pipeline))
         return try encoder.encode(TestData.heavyTailed(count: layout.parameterCount, seed: seed, scale: 0.02), round: round, sampleCount: samples)
     }
 
     /// Uploads `frame` for `client` in `round` with the resumable protocol, to completion.
-    func upload(_ frame: [UInt8], client: String, round: UInt64, options: ResumableUpload.Options = .init(), port: Int? = nil) -> (ResumableUpload.Outcome, ResumableUpload) {
+    public func upload(_ frame: [UInt8], client: String, round: UInt64, options: ResumableUpload.Options = .init(), port: Int? = nil) -> (ResumableUpload.Outcome, ResumableUpload) {
         var u = ResumableUpload(body: frame, creationPath: "/v1/rounds/\(round)/updates", token: token(client), port: port ?? self.port, options: options)
         let outcome = u.run()
         return (outcome, u)
     }
 
     /// The current global model the server publishes for `round`, decoded.
-    func model(round: UInt64) throws -> [Float] {
+    public func model(round: UInt64) throws -> [Float] {
         let r = try request("GET", "/v1/models/\(round)", token: token("reader"))
         guard r.status == 200 else { throw UplinkError(.io, "model \(round): \(r.status)") }
         return try FrameDecoder().decode(r.body, layout: Self.layout).values
     }
 
-    func status(round: UInt64) throws -> [String: Any] {
+    public func status(round: UInt64) throws -> [String: Any] {
         let r = try request("GET", "/v1/rounds/\(round)", token: token("reader"))
         guard r.status == 200, let j = r.json() else { throw UplinkError(.io, "status \(round): \(r.status) \(r.text)") }
         return j
@@ -87,7 +86,7 @@ final class TestCoordinator {
 
     /// Waits (bounded) until `condition` holds.
     @discardableResult
-    static func wait(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    public static func wait(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
             if try condition() { return true }
@@ -97,7 +96,7 @@ final class TestCoordinator {
     }
 
     /// Runs `uplink` (another subcommand) and returns status and output.
-    static func cli(_ arguments: [String], in directory: URL) throws -> ToolResult {
+    public static func cli(_ arguments: [String], in directory: URL) throws -> ToolResult {
         try runTool(UplinkExecutable.url, arguments, in: directory)
     }
 }
