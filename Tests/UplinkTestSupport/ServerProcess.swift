@@ -248,3 +248,27 @@ final class SpawnedProcess: Sendable {
         _ = waitForExit(deadline: Deadline(seconds: 5))
     }
 }
+
+/// Any `uplink` subcommand as a child process in the background (a participant, an upload),
+/// output to files, so a test can watch it, kill it and start it again.
+public final class ToolProcess: Sendable {
+    private let child: SpawnedProcess
+    public let stdoutURL: URL
+    public let stderrURL: URL
+    public var pid: Int32 { child.pid }
+
+    /// Starts `uplink <arguments>`; output goes to `<directory>/<name>.stdout|stderr`.
+    public init(_ arguments: [String], in directory: URL, name: String, environment: [String: String] = [:]) throws {
+        stdoutURL = directory.appendingPathComponent("\(name).stdout")
+        stderrURL = directory.appendingPathComponent("\(name).stderr")
+        child = try SpawnedProcess(executable: UplinkExecutable.url.path, arguments: arguments,
+                                   environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                                   stdout: stdoutURL.path, stderr: stderrURL.path)
+    }
+
+    public var stdoutText: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    public var stderrText: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+    public func kill9() { child.kill9() }
+    /// The shell-style exit status, nil if still running after `timeout` seconds.
+    public func waitForExit(timeout: Double) -> Int32? { child.waitForExit(deadline: Deadline(seconds: timeout)) }
+}
