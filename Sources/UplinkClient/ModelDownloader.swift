@@ -92,8 +92,8 @@ struct ModelDownloader {
                         if let tag { FileManager.default.createFile(atPath: tagFile, contents: Data(tag.utf8)) } else { unlink(tagFile) }
                         let length = head.header("Content-Length").flatMap(Int.init)
                         if let length {
-                            if let t = total, length != t, etag != nil, tag == etag {
-                                failure = .protocolViolation("the model is \(length) bytes, check-in said \(t)")
+                            if let announced = bytes, length != announced {
+                                failure = .protocolViolation("the model is \(length) bytes, check-in said \(announced)")
                                 throw failure!
                             }
                             total = length
