@@ -80,8 +80,8 @@ public final class URLSessionTransport: NSObject, UplinkTransport, @unchecked Se
         if !request.body.isEmpty || request.method == "POST" || request.method == "PATCH" { r.httpBody = Data(request.body) }
         let (stream, continuation) = AsyncThrowingStream<Event, any Error>.makeStream()
         let task = session.dataTask(with: r)
-        lock.withLock { streams[task.taskIdentifier] = continuation }
-        defer { _ = lock.withLock { streams.removeValue(forKey: task.taskIdentifier) } }
+        locked { streams[task.taskIdentifier] = continuation }
+        defer { _ = locked { streams.removeValue(forKey: task.taskIdentifier) } }
         try await withTaskCancellationHandler {
             task.resume()
             do {
@@ -106,7 +106,14 @@ public final class URLSessionTransport: NSObject, UplinkTransport, @unchecked Se
     }
 
     private func stream(_ task: URLSessionTask) -> AsyncThrowingStream<Event, any Error>.Continuation? {
-        lock.withLock { streams[task.taskIdentifier] }
+        locked { streams[task.taskIdentifier] }
+    }
+
+    /// `NSLocking.withLock` needs macOS 14 / iOS 17; this module's floor is lower.
+    private func locked<R>(_ body: () throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
     }
 
     static func classify(_ error: any Error) -> any Error {

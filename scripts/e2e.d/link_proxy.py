@@ -9,10 +9,13 @@ the coordinator over the namespace's shaped veth (the token bucket there meters 
 - Cuts: each direction of a connection is reset (RST to both ends) after an exponentially
   distributed number of bytes whose mean is what that direction's rate moves in 60/c seconds,
   so cuts arrive as a Poisson process at c per minute of transfer: the simulator's outage
-  model (`outagesPerHour` = 60·c while a transfer runs). Seeded; each cut is logged.
+  model (`outagesPerHour` = 60·c while a transfer runs). Besides, an upload append (a request
+  whose head starts `PATCH `) is cut with probability p after a uniform random number of its
+  body bytes, so resumed uploads happen at all (a 22 kB frame is too short for the rate-based
+  cuts to hit it often). Seeded; each cut is logged.
 
 Usage: link_proxy.py --listen PORT --upstream HOST:PORT --rtt-ms R --up-mbit U --down-mbit D
-                     [--cuts-per-minute C] [--seed S] [--log FILE]
+                     [--cuts-per-minute C] [--append-cut-probability P] [--seed S] [--log FILE]
 """
 import argparse
 import asyncio
@@ -31,11 +34,17 @@ class Cut(Exception):
 
 
 class Connection:
-    def __init__(self, number, args, rng, log):
+    def __init__(self, number, args, log):
         self.number = number
         self.args = args
         self.log = log
+        # One generator per connection: its cuts depend on the seed and its number, not on how
+        # the other connections' events interleaved.
+        rng = random.Random(f"{args.seed}/{number}")
+        self.rng = rng
         self.moved = {"up": 0, "down": 0}
+        self.received = {"up": 0, "down": 0}
+        self.reason = {"up": "rate", "down": "rate"}
         self.limit = {}
         for direction, mbit in (("up", args.up_mbit), ("down", args.down_mbit)):
             if args.cuts_per_minute > 0:
@@ -50,7 +59,7 @@ class Connection:
         if self.cut:
             return
         self.cut = True
-        self.log(f"cut connection={self.number} direction={direction} after_bytes={self.moved[direction]} "
+        self.log(f"cut connection={self.number} kind={self.reason[direction]} direction={direction} after_bytes={self.moved[direction]} "
                  f"up={self.moved['up']} down={self.moved['down']}")
         for w in self.writers:
             sock = w.get_extra_info("socket")
@@ -59,6 +68,25 @@ class Connection:
             except OSError:
                 pass
             w.transport.abort()
+
+    def maybe_cut_append(self, data):
+        """With the append-cut probability, moves the upstream cut into this PATCH's body."""
+        if not data.startswith(b"PATCH ") or self.rng.random() >= self.args.append_cut_probability:
+            return
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        length = 0
+        for line in data[:end].split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip() or 0)
+        if length < 1:
+            return
+        at = self.received["up"] + end + 4 + self.rng.randrange(length)
+        if self.limit["up"] is None or at < self.limit["up"]:
+            self.limit["up"] = at
+            self.reason["up"] = "append"
 
     async def pump(self, reader, writer, direction, delay):
         """Relays one direction with a fixed hold, honouring the cut threshold."""
@@ -73,6 +101,9 @@ class Connection:
             while True:
                 await room.wait()
                 data = await reader.read(65536)
+                if direction == "up":
+                    self.maybe_cut_append(data)
+                self.received[direction] += len(data)
                 queue.put_nowait((loop.time() + delay, data))
                 if not data:
                     return
@@ -117,7 +148,6 @@ class Connection:
 class Proxy:
     def __init__(self, args):
         self.args = args
-        self.rng = random.Random(args.seed)
         self.count = 0
         self.cuts = 0
         self.started = time.monotonic()
@@ -128,7 +158,7 @@ class Proxy:
 
     async def handle(self, client_reader, client_writer):
         self.count += 1
-        c = Connection(self.count, self.args, self.rng, self.log)
+        c = Connection(self.count, self.args, self.log)
         host, port = self.args.upstream.rsplit(":", 1)
         try:
             server_reader, server_writer = await asyncio.open_connection(host, int(port))
@@ -142,10 +172,15 @@ class Proxy:
         await asyncio.sleep(rtt)
         pumps = [asyncio.ensure_future(c.pump(client_reader, server_writer, "up", rtt / 2)),
                  asyncio.ensure_future(c.pump(server_reader, client_writer, "down", rtt / 2))]
+        opened = time.monotonic()
         pending = set(pumps)
+        ends = []
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-            if any(t.exception() is not None for t in done if not t.cancelled()):
+            for t in done:
+                e = t.exception()
+                ends.append(("up" if t is pumps[0] else "down") + ":" + (type(e).__name__ if e else "eof"))
+            if any(t.exception() is not None for t in done):
                 break
         for t in pending:
             t.cancel()
@@ -156,6 +191,8 @@ class Proxy:
                 w.close()
         if c.cut:
             self.cuts += 1
+        self.log(f"closed connection={c.number} up={c.moved['up']} down={c.moved['down']} "
+                 f"seconds={time.monotonic() - opened:.3f} ends={','.join(ends)}")
 
     async def serve(self):
         server = await asyncio.start_server(self.handle, "127.0.0.1", self.args.listen)
@@ -173,6 +210,7 @@ def main():
     p.add_argument("--up-mbit", type=float, required=True)
     p.add_argument("--down-mbit", type=float, required=True)
     p.add_argument("--cuts-per-minute", type=float, default=0)
+    p.add_argument("--append-cut-probability", type=float, default=0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log")
     asyncio.run(Proxy(p.parse_args()).serve())
