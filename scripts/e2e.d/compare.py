@@ -87,6 +87,7 @@ def main():
     p.add_argument("work")
     p.add_argument("--seconds", type=float)
     p.add_argument("--cuts", default="none")
+    p.add_argument("--load-before")
     a = p.parse_args()
     w = a.work
     scenario = json.load(open(f"{w}/scenario.json"))
@@ -159,9 +160,35 @@ def main():
             if files:
                 with open(files[0], "rb") as f:
                     o["samples"] = struct.unpack("<Q", f.read(36)[28:36])[0]
-    restarts = []
+    # Restarts while the rounds ran, and after the last round: the server stops with uploads
+    # of that round in flight and a finished server answers for the rest (scripts/e2e).
+    try:
+        server_exited = float(open(f"{w}/server-exited").read())
+    except (OSError, ValueError):
+        server_exited = float("inf")
+    restarts, late_restarts, lost = [], [], []
+    first_restart_in_run = set()
     for path in glob.glob(f"{w}/participants/client-*.restarts"):
-        restarts += [line.strip() for line in open(path) if line.strip()]
+        i = int(re.search(r"client-(\d+)\.restarts$", path).group(1))
+        mine = []
+        for line in open(path):
+            m = re.match(r"restart (\d+) at ([\d.]+): (.*)", line.strip())
+            if m:
+                mine.append((float(m.group(2)), f"client-{i} ({plan[i]['profile']}): {m.group(3)}"))
+        if mine and mine[0][0] < server_exited:
+            first_restart_in_run.add(i)
+        restarts += [t for at, t in mine if at < server_exited]
+        late_restarts += [t for at, t in mine if at >= server_exited]
+    # Stuck: while the rounds ran, the same error on every restart, and no round reported since.
+    for i in sorted(first_restart_in_run):
+        seq = [json.loads(t) for t in open(f"{w}/participants/client-{i}.jsonl") if t.strip()]
+        first_error = next((k for k, o in enumerate(seq) if "error" in o), None)
+        if first_error is None:
+            continue
+        after = seq[first_error:]
+        messages = {o["error"].get("message") for o in after if "error" in o}
+        if len(after) > 1 and len(messages) == 1 and not any("round" in o for o in after):
+            lost.append(f"client-{i} ({plan[i]['profile']}): {messages.pop()}")
 
     sim_run = json.load(open(f"{w}/simulation.json"))["pipelines"][0]
     sim_rounds = {r["round"]: r for r in sim_run["rounds"]}
@@ -203,9 +230,13 @@ def main():
     real_up = [t for r in real for t in real[r]["uploadTimes"]]
     sim_up = [t for r in sim for t in sim[r]["uploadTimes"]]
     frame = mean([o["frameBytes"] for o in lines if o["status"] == "accepted"])
+    # The simulator reports the mean accepted frame, not the accepted bytes per round.
+    sim_frame = sim_run.get("summary", {}).get("mean_frame_bytes")
+    sim_accepted = (sim_frame or 0) * (over(sim, "reported") or 0)
     summary_rows = [
-        ("frame (mean accepted)", fmt_bytes(frame), fmt_bytes(None), ""),
-        ("accepted bytes per round", fmt_bytes(over(real, "acceptedBytes")), "", ""),
+        ("frame (mean accepted)", fmt_bytes(frame), fmt_bytes(sim_frame), fmt_ratio(frame, sim_frame)),
+        ("accepted bytes per round", fmt_bytes(over(real, "acceptedBytes")), fmt_bytes(sim_accepted),
+         fmt_ratio(over(real, "acceptedBytes"), sim_accepted)),
         ("uplink bytes per round (frame bytes sent)", fmt_bytes(over(real, "bytesUp")), fmt_bytes(over(sim, "bytesUp")),
          fmt_ratio(over(real, "bytesUp"), over(sim, "bytesUp"))),
         ("downlink bytes per round (model bytes received)", fmt_bytes(over(real, "bytesDown")), fmt_bytes(over(sim, "bytesDown")),
@@ -222,12 +253,6 @@ def main():
         (f"accuracy after round {rounds_n}", fmt_pct(real[rounds_n]["accuracy"]), fmt_pct(sim[rounds_n]["accuracy"]),
          fmt_ratio(real[rounds_n]["accuracy"], sim[rounds_n]["accuracy"])),
     ]
-    # The simulator does not report the accepted frame sizes per round; its summary has the mean.
-    sim_frame = sim_run.get("summary", {}).get("mean_frame_bytes")
-    summary_rows[0] = ("frame (mean accepted)", fmt_bytes(frame), fmt_bytes(sim_frame), fmt_ratio(frame, sim_frame))
-    sim_accepted = (sim_frame or 0) * (over(sim, "reported") or 0)
-    summary_rows[1] = ("accepted bytes per round", fmt_bytes(over(real, "acceptedBytes")), fmt_bytes(sim_accepted),
-                       fmt_ratio(over(real, "acceptedBytes"), sim_accepted))
 
     k = scenario["reportsPerRound"]
     mix = ", ".join(f"{sum(1 for c in plan.values() if c['profile'] == q)} {q}" for q in profiles)
@@ -279,25 +304,29 @@ def main():
     print(table(per_profile, ["network", "link", "measured", "simulated", "download: measured / link model",
                               "upload: measured / link model", "train", "encode", "train per sample", "simulated per sample"]))
 
+    print()
     if restarts:
-        print(f"participants restarted after an error: {len(restarts)}: " + "; ".join(restarts[:6]))
+        print(f"participants restarted after an error while the rounds ran: {len(restarts)}:\n  " + "\n  ".join(sorted(set(restarts))))
+    if late_restarts:
+        print(f"participants restarted after the last round (the server stopped under their upload): {len(late_restarts)}")
+    if lost:
+        print("of them, stuck (the same error on every restart, no round reported since): " + "; ".join(lost))
     retries = sum(o["retries"] for o in lines)
     resumed_downloads = sum(1 for o in lines if o.get("download", {}).get("retries", 0) > 0)
     refused = [o for o in lines if o["status"] != "accepted"]
-    print(f"\ncuts by the proxies: {cuts['rate']} rate-based, {cuts['append']} inside an upload append; "
+    print(f"cuts by the proxies: {cuts['rate']} rate-based, {cuts['append']} inside an upload append; "
           f"upload retries {retries}; downloads that retried {resumed_downloads}; "
           f"updates not counted {len(refused)} ({', '.join(sorted(set(str(o.get('problem', o['status'])).rsplit(':', 1)[-1] for o in refused))) or '—'})")
     if metrics:
         keys = ["uplink_frames_accepted_total", "uplink_upload_bytes_received_total", 'uplink_rounds_total{outcome="closed"}',
                 'uplink_rounds_total{outcome="abandoned"}', 'uplink_uploads_finished_total{outcome="accepted"}']
         print("server /metrics (last poll before it exited): " + ", ".join(f"{k} {metrics[k]:g}" for k in keys if k in metrics))
-    if errors:
-        print(f"participant errors: {len(errors)}: " + "; ".join(f"client-{i}: {e.get('message', e)}" for i, e in errors[:5]))
     if a.seconds is not None:
+        load = f"; 1-minute load average before the run {a.load_before}" if a.load_before else ""
         print(f"script wall clock: {a.seconds:.0f} s (the {rounds_n} rounds: {sum(real[r]['duration'] or 0 for r in real):.1f} s measured, "
-              f"{sum(sim[r]['duration'] or 0 for r in sim):.1f} s simulated)")
+              f"{sum(sim[r]['duration'] or 0 for r in sim):.1f} s simulated){load}")
     json.dump({"real": real, "simulated": sim, "cuts": cuts, "retries": retries, "metrics": metrics,
-               "errors": errors, "restarts": restarts, "seconds": a.seconds}, open(f"{w}/summary.json", "w"), indent=1)
+               "errors": errors, "restarts": restarts, "lateRestarts": late_restarts, "stuck": lost, "seconds": a.seconds}, open(f"{w}/summary.json", "w"), indent=1)
 
 
 if __name__ == "__main__":
