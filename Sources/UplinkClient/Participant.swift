@@ -349,7 +349,14 @@ public actor UplinkParticipant {
         case .selected(let s): a = s
         }
         progress(.checkedIn(round: a.round))
-        let (model, download) = try await downloadModel(for: a, progress: progress)
+        let model: GlobalModel, download: DownloadStatistics
+        do {
+            (model, download) = try await downloadModel(for: a, progress: progress)
+        } catch UplinkClientError.refused(let p) where p.status == 404 {
+            // The server keeps only recent models: a download slower than the rounds finds the
+            // round's model gone, and with it the round. Check in again for the current one.
+            return .retry(after: 0, reason: "model-gone")
+        }
         progress(.training(round: a.round))
         let t0 = Date()
         let update = try await train(model)

@@ -239,8 +239,9 @@ struct ResumableUploader {
                     if stats.resumedAt == nil { stats.resumedAt = o }
                     offset = o
                     report(o)
-                case 404:
-                    // Expired, cancelled, or dropped with its round: a new creation says which.
+                case 404, 409:
+                    // Expired, cancelled, or dropped with its round (a HEAD's 409 round-closed
+                    // carries no body to say which): a new creation says which, with its problem.
                     session.upload = nil
                     try session.save(forFrame: framePath)
                 default:

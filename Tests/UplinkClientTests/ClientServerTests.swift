@@ -366,4 +366,38 @@ enum ClientTest {
             try UplinkParticipant(server: "https://127.0.0.1:\(c.port)", token: c.token("carol"), stateDirectory: s.path("c"), options: o)
         }
     }
+
+    /// A cut upload whose round closes meanwhile: the HEAD on return is `409` without a body,
+    /// the client creates again, and the creation's `409 round-closed` is the verdict (found by
+    /// scripts/e2e: the participant used to fail on that HEAD at every restart).
+    @Test func anUploadWhoseRoundClosedWhileCutIsRefusedNotStuck() async throws {
+        let s = try ScratchDirectory()
+        let layout = try ModelLayout([TensorSpec(name: "w", shape: [300_000])])
+        try s.write("model.safetensors", try Safetensors.write(TensorSet(layout: layout, values: TestData.uniform(count: 300_000, seed: 2))))
+        let c = try TestCoordinator(["--pipeline", "fp32 | stored", "--reports", "1", "--over-selection", "2"], scratch: s)
+        _ = try c.checkIn("alice")
+        _ = try c.checkIn("bob")
+        var enc = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp32 | stored"))
+        try s.write("f.upl", try enc.encode(TestData.heavyTailed(count: 300_000, seed: 4), round: 1, sampleCount: 3))
+        var o = ClientTest.fast
+        o.maxAppendBytes = 4096
+        let (path, url, token) = (s.path("f.upl"), "http://127.0.0.1:\(c.port)", c.token("alice"))
+        let started = Locked(false)
+        let task = Task {
+            try await uploadFrame(at: path, server: url, token: token, round: 1, options: o) { p in
+                if p.acknowledged > 20_000 { started.withLock { $0 = true } }
+            }
+        }
+        while !started.withLock({ $0 }) { try await Task.sleep(nanoseconds: 1_000_000) }
+        task.cancel()
+        _ = try? await task.value
+        // Bob closes the round; alice's open upload is dropped with it.
+        var bobEncoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp32 | stored"))
+        let (bob, _) = c.upload(try bobEncoder.encode(TestData.heavyTailed(count: 300_000, seed: 5), round: 1), client: "bob", round: 1)
+        guard case .accepted = bob else { Issue.record("bob: \(bob)"); return }
+        let (verdict, stats) = try await uploadFrame(at: path, server: url, token: token, round: 1, options: o)
+        guard case .refused(let p) = verdict else { Issue.record("\(verdict)"); return }
+        #expect(p.roundIsOver, "\(p)")
+        #expect(stats.requests <= 3, "HEAD, creation: \(stats)")
+    }
 }

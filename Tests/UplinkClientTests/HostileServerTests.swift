@@ -158,4 +158,25 @@ final class ScriptedServer: Sendable {
         await Self.expectViolation("a model over maxModelBytes") { _ = try await r.downloadModel(for: a) }
         await r.shutdown()
     }
+
+    /// The server keeps only recent models: a selection whose model is gone (404) is a retry
+    /// of the check-in, not an error (scripts/e2e: a 3G download outlived three rounds).
+    @Test func aModelGoneWithItsRoundMeansCheckInAgain() async throws {
+        let selection = #"{"status":"selected","round":2,"pipeline":"fp32 | lz4","model":{"url":"/v1/models/2","etag":"\"x\"","bytes":10},"upload":{"url":"/v1/rounds/2/updates","maxBytes":100},"secondsLeft":30}"#
+        let server = try ScriptedServer { r, _ in
+            r.path == "/v1/checkin" ? ScriptedServer.response(200, [("Content-Type", "application/json")], body: Array(selection.utf8))
+                : ScriptedServer.response(404, [("Content-Type", "application/problem+json")], body: Array(#"{"type":"urn:uplink:problem:not-found","status":404}"#.utf8))
+        }
+        let s = try ScratchDirectory()
+        let p = try UplinkParticipant(server: "http://127.0.0.1:\(server.port)", token: Self.token, stateDirectory: s.path("a"), options: ClientTest.fast)
+        let outcome = try await p.participate { _ in
+            Issue.record("trained without a model")
+            return LocalUpdate(values: [], samples: 1)
+        }
+        guard case .retry(_, let reason) = outcome else { Issue.record("\(outcome)"); return }
+        #expect(reason == "model-gone")
+        #expect(!(await p.hasPendingUpdate))
+        await p.shutdown()
+        server.stop()
+    }
 }
