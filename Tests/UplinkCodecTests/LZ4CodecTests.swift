@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import UplinkCodec
+import UplinkCodec
 
 /// Seeded inputs of the kinds sections hold, for the LZ4 tests.
 enum LZ4Samples {

@@ -1,5 +1,5 @@
 import Testing
-@testable import UplinkCodec
+import UplinkCodec
 
 /// Hostile LZ4 blocks: the Swift decoder throws the same typed error liblz4's path throws (500
 /// lz4Failed for an invalid block or one too large for the section, 502 lengthMismatch for a
