@@ -2,7 +2,9 @@
 // on the same inputs, as ratios (docs/benchmarks.md). Not a correctness check and not asserted
 // anywhere; run it in release:
 //
-//   swift run --package-path Benchmarks -c release LZ4Compare [seconds-per-measurement]
+//   swift run --package-path Benchmarks -c release LZ4Compare [seconds-per-measurement] [input]
+//
+// (`input` limits the run to one kind: "int8 dense", "int8 sparse", "float32", "random", "zeros".)
 //
 // The Swift side goes through the public `SectionCodec.lz4` (this tool sets UPLINK_LZ4=swift
 // before the codec is first used); the liblz4 side makes the same calls the codec's liblz4 path
@@ -15,6 +17,7 @@ import UplinkCodec
 setenv("UPLINK_LZ4", "swift", 1)
 
 let secondsPerMeasurement = CommandLine.arguments.dropFirst().first.flatMap(Double.init) ?? 0.3
+let onlyKind = CommandLine.arguments.dropFirst(2).first
 let sectionBytes = 1 << 20  // FrameFormat.defaultChunkLength
 
 /// Seeded inputs shaped like real sections.
@@ -106,13 +109,14 @@ func seconds(_ body: () -> Void) -> Double {
 }
 
 func mbps(_ bytes: Int, _ s: Double) -> String { String(format: "%.0f", Double(bytes) / s / 1e6) }
-func ratio(_ a: Double, _ b: Double) -> String { String(format: "%.2f×", b / a) }
+/// Swift's speed as a multiple of liblz4's (below 1: slower), from the two times.
+func speedRatio(liblz4 a: Double, swift b: Double) -> String { String(format: "%.2f", a / b) }
 
 print("Swift LZ4 vs liblz4 \(String(cString: LZ4_versionString())), \(sectionBytes) B sections, MB/s of raw bytes, median of 5")
 print()
-print("| input | level | liblz4 bytes | Swift bytes | encode liblz4 | encode Swift | Swift / liblz4 | decode liblz4 | decode Swift | Swift / liblz4 |")
+print("| input | level | liblz4 bytes | Swift bytes | encode liblz4 | encode Swift | Swift ÷ liblz4 speed | decode liblz4 | decode Swift | Swift ÷ liblz4 speed |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-for kind in ["int8 dense", "int8 sparse", "float32", "random", "zeros"] {
+for kind in ["int8 dense", "int8 sparse", "float32", "random", "zeros"] where onlyKind == nil || onlyKind == kind {
     let raw = makeInput(kind)
     for level in [0, 9] {
         let reference = liblz4Compress(raw, level: level)
@@ -127,10 +131,10 @@ for kind in ["int8 dense", "int8 sparse", "float32", "random", "zeros"] {
             precondition(out == raw, "\(kind): the Swift decoder differs")
             let decodeC = seconds { liblz4Decompress(reference, into: &out) }
             let decodeSwift = seconds { swiftDecompress(reference, into: &out) }
-            decodeCell = [mbps(raw.count, decodeC), mbps(raw.count, decodeSwift), ratio(decodeC, decodeSwift)]
+            decodeCell = [mbps(raw.count, decodeC), mbps(raw.count, decodeSwift), speedRatio(liblz4: decodeC, swift: decodeSwift)]
         }
         let sizes = [reference, mine].map { $0.map { String($0.count) } ?? "stored" }
-        print("| \(kind) | \(level) | \(sizes[0]) | \(sizes[1]) | \(mbps(raw.count, encodeC)) | \(mbps(raw.count, encodeSwift)) | \(ratio(encodeC, encodeSwift)) | "
+        print("| \(kind) | \(level) | \(sizes[0]) | \(sizes[1]) | \(mbps(raw.count, encodeC)) | \(mbps(raw.count, encodeSwift)) | \(speedRatio(liblz4: encodeC, swift: encodeSwift)) | "
               + decodeCell.joined(separator: " | ") + " |")
     }
 }

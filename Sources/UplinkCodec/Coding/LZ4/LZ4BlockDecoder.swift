@@ -82,70 +82,70 @@ package enum LZ4BlockDecoder {
         var resume = Resume.token
 
         // MARK: Fast loop: at least 64 bytes of output left at every token.
-        if oend - op >= fastLoopSafeDistance {
+        if oend &- op >= fastLoopSafeDistance {
             fast: while true {
                 guard ip < iend else { return .corrupt(.truncated, at: ip) }
                 token = Int(s.load(fromByteOffset: ip, as: UInt8.self))
-                ip += 1
+                ip &+= 1
                 length = token >> 4
                 if length == 15 {
-                    guard let more = readLength(s, &ip, limit: iend - 15, initialCheck: true, end: iend) else {
+                    guard let more = readLength(s, &ip, limit: iend &- 15, initialCheck: true, end: iend) else {
                         return .corrupt(.lengthRunsPastInput, at: ip)
                     }
-                    length += more
+                    length &+= more
                     cpy = op &+ length
-                    if cpy > oend - 32 || ip &+ length > iend - 32 {
+                    if cpy > oend &- 32 || ip &+ length > iend &- 32 {
                         resume = .literalCopy
                         break fast
                     }
                     // Exact: both ends are at least 32 bytes away.
                     (d + op).copyMemory(from: s + ip, byteCount: length)
-                    ip += length
+                    ip &+= length
                     op = cpy
                 } else {
-                    cpy = op + length
-                    if ip > iend - 17 {
+                    cpy = op &+ length
+                    if ip > iend &- 17 {
                         resume = .literalCopy
                         break fast
                     }
                     // 16 bytes are readable (ip ≤ iend − 17) and writable (oend − op ≥ 64).
                     copy16(d + op, s + ip)
-                    ip += length
+                    ip &+= length
                     op = cpy
                 }
                 // ip ≤ iend − 3 here: the offset's two bytes are inside the input.
                 offset = readOffset(s, ip)
-                ip += 2
-                guard offset != 0 else { return .corrupt(.zeroOffset, at: ip - 2) }
-                match = op - offset
+                ip &+= 2
+                guard offset != 0 else { return .corrupt(.zeroOffset, at: ip &- 2) }
+                match = op &- offset
                 length = token & 15
                 if length == 15 {
-                    guard let more = readLength(s, &ip, limit: iend - lastLiterals + 1, initialCheck: false, end: iend) else {
+                    guard let more = readLength(s, &ip, limit: iend &- lastLiterals &+ 1, initialCheck: false, end: iend) else {
                         return .corrupt(.lengthRunsPastInput, at: ip)
                     }
-                    length += more + minMatch
+                    length &+= more &+ minMatch
                     guard match >= 0 else { return .corrupt(.offsetBeforeStart, at: ip) }
-                    if op &+ length >= oend - fastLoopSafeDistance {
+                    if op &+ length >= oend &- fastLoopSafeDistance {
                         resume = .matchCopy
                         break fast
                     }
                 } else {
-                    length += minMatch
-                    if op + length >= oend - fastLoopSafeDistance {
+                    length &+= minMatch
+                    if op &+ length >= oend &- fastLoopSafeDistance {
                         resume = .matchCopy
                         break fast
                     }
                     if match >= 0 && offset >= 8 {
                         // 18 bytes in three steps, each reading only bytes already written.
                         copy8(d + op, d + match)
-                        copy8(d + op + 8, d + match + 8)
-                        (d + op + 16).storeBytes(of: (d + match + 16).loadUnaligned(as: UInt16.self), as: UInt16.self)
-                        op += length
+                        copy8(d + (op &+ 8), d + (match &+ 8))
+                        (d + (op &+ 16)).storeBytes(of: (d + (match &+ 16)).loadUnaligned(as: UInt16.self), as: UInt16.self)
+                        op &+= length
                         continue fast
                     }
                 }
                 guard match >= 0 else { return .corrupt(.offsetBeforeStart, at: ip) }
-                cpy = op + length
+                cpy = op &+ length
                 // cpy < oend − 64: the match copy may run up to 15 bytes past cpy.
                 copyMatchWild(d, from: match, to: op, end: cpy, wide: true)
                 op = cpy
@@ -157,73 +157,73 @@ package enum LZ4BlockDecoder {
             if resume == .token {
                 guard ip < iend else { return .corrupt(.truncated, at: ip) }
                 token = Int(s.load(fromByteOffset: ip, as: UInt8.self))
-                ip += 1
+                ip &+= 1
                 length = token >> 4
                 // liblz4's shortcut: a short literal run and a short match far from both ends.
-                if length != 15 && ip < iend - 16 && op <= oend - 32 {
+                if length != 15 && ip < iend &- 16 && op <= oend &- 32 {
                     copy16(d + op, s + ip)
-                    op += length
-                    ip += length
+                    op &+= length
+                    ip &+= length
                     length = token & 15
                     offset = readOffset(s, ip)
-                    ip += 2
-                    guard offset != 0 else { return .corrupt(.zeroOffset, at: ip - 2) }
-                    match = op - offset
+                    ip &+= 2
+                    guard offset != 0 else { return .corrupt(.zeroOffset, at: ip &- 2) }
+                    match = op &- offset
                     if length != 15 && offset >= 8 && match >= 0 {
                         copy8(d + op, d + match)
-                        copy8(d + op + 8, d + match + 8)
-                        (d + op + 16).storeBytes(of: (d + match + 16).loadUnaligned(as: UInt16.self), as: UInt16.self)
-                        op += length + minMatch
+                        copy8(d + (op &+ 8), d + (match &+ 8))
+                        (d + (op &+ 16)).storeBytes(of: (d + (match &+ 16)).loadUnaligned(as: UInt16.self), as: UInt16.self)
+                        op &+= length &+ minMatch
                         continue
                     }
                     resume = .matchLength
                 } else {
                     if length == 15 {
-                        guard let more = readLength(s, &ip, limit: iend - 15, initialCheck: true, end: iend) else {
+                        guard let more = readLength(s, &ip, limit: iend &- 15, initialCheck: true, end: iend) else {
                             return .corrupt(.lengthRunsPastInput, at: ip)
                         }
-                        length += more
+                        length &+= more
                     }
                     cpy = op &+ length
                     resume = .literalCopy
                 }
             }
             if resume == .literalCopy {
-                if cpy > oend - mfLimit || ip &+ length > iend - (2 + 1 + lastLiterals) {
+                if cpy > oend &- mfLimit || ip &+ length > iend &- (2 &+ 1 &+ lastLiterals) {
                     // Only the last sequence may come this close to either end: it must be
                     // literals that end the input exactly and fit the output.
                     guard ip &+ length == iend, cpy <= oend else { return .corrupt(.badLastLiterals, at: ip) }
                     if length > 0 { (d + op).copyMemory(from: s + ip, byteCount: length) }
-                    op += length
+                    op &+= length
                     return .decoded(op)
                 }
                 // cpy ≤ oend − 12 and ip + length ≤ iend − 8.
                 copyLiterals(d + op, s + ip, length)
-                ip += length
+                ip &+= length
                 op = cpy
                 offset = readOffset(s, ip)
-                ip += 2
-                guard offset != 0 else { return .corrupt(.zeroOffset, at: ip - 2) }
-                match = op - offset
+                ip &+= 2
+                guard offset != 0 else { return .corrupt(.zeroOffset, at: ip &- 2) }
+                match = op &- offset
                 length = token & 15
                 resume = .matchLength
             }
             if resume == .matchLength {
                 if length == 15 {
-                    guard let more = readLength(s, &ip, limit: iend - lastLiterals + 1, initialCheck: false, end: iend) else {
+                    guard let more = readLength(s, &ip, limit: iend &- lastLiterals &+ 1, initialCheck: false, end: iend) else {
                         return .corrupt(.lengthRunsPastInput, at: ip)
                     }
-                    length += more
+                    length &+= more
                 }
-                length += minMatch
+                length &+= minMatch
             }
             resume = .token
             guard match >= 0 else { return .corrupt(.offsetBeforeStart, at: ip) }
             cpy = op &+ length
             guard cpy >= op else { return .corrupt(.lengthOverflow, at: ip) }
-            if cpy > oend - matchSafeguardDistance {
+            if cpy > oend &- matchSafeguardDistance {
                 // The last 5 bytes of a block are always literals.
-                guard cpy <= oend - lastLiterals else { return .corrupt(.matchPastEnd, at: ip) }
+                guard cpy <= oend &- lastLiterals else { return .corrupt(.matchPastEnd, at: ip) }
                 copyMatchExact(d, from: match, to: op, end: cpy)
             } else {
                 // At least 12 bytes after cpy: room for the 7-byte overrun of 8-byte steps.
@@ -246,8 +246,8 @@ package enum LZ4BlockDecoder {
         while true {
             guard ip < end else { return nil }
             let b = Int(s.load(fromByteOffset: ip, as: UInt8.self))
-            ip += 1
-            length += b
+            ip &+= 1
+            length &+= b
             if ip > limit { return nil }
             if b != 255 { return length }
         }
@@ -255,7 +255,7 @@ package enum LZ4BlockDecoder {
 
     @inline(__always)
     private static func readOffset(_ s: UnsafeRawPointer, _ ip: Int) -> Int {
-        Int(s.load(fromByteOffset: ip, as: UInt8.self)) | Int(s.load(fromByteOffset: ip + 1, as: UInt8.self)) << 8
+        Int(s.load(fromByteOffset: ip, as: UInt8.self)) | Int(s.load(fromByteOffset: ip &+ 1, as: UInt8.self)) << 8
     }
 
     @inline(__always)
@@ -291,33 +291,52 @@ package enum LZ4BlockDecoder {
     @inline(__always)
     private static func copyMatchWild(_ d: UnsafeMutableRawPointer, from match: Int, to op: Int, end: Int, wide: Bool) {
         var m = match, o = op
-        let distance = o - m
-        if distance == 1 {
-            (d + o).initializeMemory(as: UInt8.self, repeating: d.load(fromByteOffset: m, as: UInt8.self), count: end - o)
+        let distance = o &- m
+        if distance == 1 || distance == 2 || distance == 4 {
+            // A pattern that divides 8: build 8 bytes of it once and store them, with no loads
+            // of bytes just written (liblz4's LZ4_memcpy_using_offset for 1, 2 and 4).
+            let pattern: UInt64
+            switch distance {
+            case 1: pattern = UInt64(d.load(fromByteOffset: m, as: UInt8.self)) &* 0x0101_0101_0101_0101
+            case 2: pattern = UInt64((d + m).loadUnaligned(as: UInt16.self)) &* 0x0001_0001_0001_0001
+            default: pattern = UInt64((d + m).loadUnaligned(as: UInt32.self)) &* 0x0000_0001_0000_0001
+            }
+            if end &- o > 256 && distance == 1 {
+                (d + o).initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: pattern), count: end &- o)
+                return
+            }
+            repeat {
+                (d + o).storeBytes(of: pattern, as: UInt64.self)
+                o &+= 8
+            } while o < end
             return
         }
         if distance < 8 {
-            // Byte by byte until the pattern repeats at a distance of at least 8, then copy from
-            // that many bytes back: the same bytes, since the output is periodic with `distance`.
-            for _ in 0..<8 {
-                d.storeBytes(of: d.load(fromByteOffset: m, as: UInt8.self), toByteOffset: o, as: UInt8.self)
-                o += 1
-                m += 1
+            // liblz4's trick: four single bytes, four more from a shifted source, and the source
+            // moved back to a multiple of `distance` at least 8 behind: the output is periodic
+            // with `distance`, so copying from there gives the same bytes (8, 8, 9, 8, 10, 12, 14
+            // behind for distances 1…7).
+            for i in 0..<4 {
+                d.storeBytes(of: d.load(fromByteOffset: m &+ i, as: UInt8.self), toByteOffset: o &+ i, as: UInt8.self)
             }
+            let shift = distance &* 4
+            m &+= (0x4440_1210 >> shift) & 0xF  // inc32table
+            (d + (o &+ 4)).storeBytes(of: (d + m).loadUnaligned(as: UInt32.self), as: UInt32.self)
+            m &-= ((0x7650_3444 >> shift) & 0xF) &- 4  // dec64table
+            o &+= 8
             if o >= end { return }
-            m = o - distance * ((8 + distance - 1) / distance)
         }
-        if wide && o - m >= 16 {
+        if wide && o &- m >= 16 {
             repeat {
                 copy16(d + o, d + m)
-                o += 16
-                m += 16
+                o &+= 16
+                m &+= 16
             } while o < end
         } else {
             repeat {
                 copy8(d + o, d + m)
-                o += 8
-                m += 8
+                o &+= 8
+                m &+= 8
             } while o < end
         }
     }
@@ -326,24 +345,24 @@ package enum LZ4BlockDecoder {
     /// 8-byte steps up to 16 bytes before `end`, then byte by byte.
     @inline(__always)
     private static func copyMatchExact(_ d: UnsafeMutableRawPointer, from match: Int, to op: Int, end: Int) {
-        let distance = op - match
+        let distance = op &- match
         var o = op
-        if end - o > 24 {
-            copyMatchWild(d, from: match, to: o, end: end - 16, wide: false)
-            o = end - 16
+        if end &- o > 24 {
+            copyMatchWild(d, from: match, to: o, end: end &- 16, wide: false)
+            o = end &- 16
         }
-        var m = o - distance
+        var m = o &- distance
         if distance >= 8 {
-            while o + 8 <= end {
+            while o &+ 8 <= end {
                 copy8(d + o, d + m)
-                o += 8
-                m += 8
+                o &+= 8
+                m &+= 8
             }
         }
         while o < end {
             d.storeBytes(of: d.load(fromByteOffset: m, as: UInt8.self), toByteOffset: o, as: UInt8.self)
-            o += 1
-            m += 1
+            o &+= 1
+            m &+= 1
         }
     }
 }

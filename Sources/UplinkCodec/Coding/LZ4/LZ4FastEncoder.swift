@@ -72,7 +72,7 @@ package enum LZ4FastEncoder {
         static var checksDistance: Bool { false }
         let slots: UnsafeMutablePointer<UInt16>
         @inline(__always) func hash(_ s: UnsafeRawPointer, _ p: Int) -> Int {
-            Int((read32(s, p) &* 2_654_435_761) >> (32 - 13))
+            Int((read32(s, p) &* 2_654_435_761) >> (32 &- 13))
         }
         @inline(__always) func get(_ h: Int) -> Int { Int(slots[h]) }
         @inline(__always) func put(_ h: Int, _ position: Int) { slots[h] = UInt16(truncatingIfNeeded: position) }
@@ -101,18 +101,27 @@ package enum LZ4FastEncoder {
     /// The number of equal bytes at `a` and `b` (`b < a`), counting no further than `limit`
     /// (LZ4_count).
     @inline(__always) static func countEqual(_ s: UnsafeRawPointer, _ a: Int, _ b: Int, limit: Int) -> Int {
+        // Wrapping arithmetic: every index is below the input size, far from overflow.
         var i = a, j = b
-        while i + 8 <= limit {
-            let diff = read64(s, i) ^ read64(s, j)
-            if diff != 0 { return i + diff.trailingZeroBitCount / 8 - a }
-            i += 8
-            j += 8
+        while i &+ 16 <= limit {
+            let x = read64(s, i) ^ read64(s, j)
+            if x != 0 { return i &+ x.trailingZeroBitCount / 8 &- a }
+            let y = read64(s, i &+ 8) ^ read64(s, j &+ 8)
+            if y != 0 { return i &+ 8 &+ y.trailingZeroBitCount / 8 &- a }
+            i &+= 16
+            j &+= 16
+        }
+        if i &+ 8 <= limit {
+            let x = read64(s, i) ^ read64(s, j)
+            if x != 0 { return i &+ x.trailingZeroBitCount / 8 &- a }
+            i &+= 8
+            j &+= 8
         }
         while i < limit && s.load(fromByteOffset: i, as: UInt8.self) == s.load(fromByteOffset: j, as: UInt8.self) {
-            i += 1
-            j += 1
+            i &+= 1
+            j &+= 1
         }
-        return i - a
+        return i &- a
     }
 
     /// Writes the 255-continued part of a length that reached its token's 15.
@@ -131,11 +140,11 @@ package enum LZ4FastEncoder {
         _ s: UnsafeRawPointer, _ count: Int, _ d: UnsafeMutableRawPointer, _ capacity: Int, _ limited: Bool, _ table: T
     ) -> Int {
         let iend = count
-        let mflimitPlusOne = iend - mfLimit + 1
-        let matchLimit = iend - lastLiterals
+        let mflimitPlusOne = iend &- mfLimit &+ 1
+        let matchLimit = iend &- lastLiterals
         var ip = 0, anchor = 0, op = 0
 
-        lastLiterals: if count >= mfLimit + 1 {
+        lastLiterals: if count >= mfLimit &+ 1 {
             table.put(table.hash(s, 0), 0)
             ip = 1
             var forwardH = table.hash(s, ip)
@@ -153,51 +162,51 @@ package enum LZ4FastEncoder {
                         let current = forwardIp
                         let matchIndex = table.get(h)
                         ip = forwardIp
-                        forwardIp += step
+                        forwardIp &+= step
                         step = searchMatchNb >> skipTrigger
-                        searchMatchNb += 1
+                        searchMatchNb &+= 1
                         if forwardIp > mflimitPlusOne { break lastLiterals }
                         match = matchIndex
                         forwardH = table.hash(s, forwardIp)
                         table.put(h, current)
-                        if T.checksDistance && matchIndex + maxDistance < current { continue }
+                        if T.checksDistance && matchIndex &+ maxDistance < current { continue }
                         if read32(s, match) == read32(s, ip) { break }
                     }
                     // Extend backwards.
                     while ip > anchor && match > 0
-                        && s.load(fromByteOffset: ip - 1, as: UInt8.self) == s.load(fromByteOffset: match - 1, as: UInt8.self)
+                        && s.load(fromByteOffset: ip &- 1, as: UInt8.self) == s.load(fromByteOffset: match &- 1, as: UInt8.self)
                     {
-                        ip -= 1
-                        match -= 1
+                        ip &-= 1
+                        match &-= 1
                     }
                     // Literals.
-                    let litLength = ip - anchor
+                    let litLength = ip &- anchor
                     token = op
-                    op += 1
-                    if limited && op + litLength + (2 + 1 + lastLiterals) + litLength / 255 > capacity { return 0 }
+                    op &+= 1
+                    if limited && op &+ litLength &+ (2 &+ 1 &+ lastLiterals) &+ litLength / 255 > capacity { return 0 }
                     if litLength >= 15 {
                         d.storeBytes(of: 0xF0 as UInt8, toByteOffset: token, as: UInt8.self)
-                        writeLengthRun(d, &op, litLength - 15)
+                        writeLengthRun(d, &op, litLength &- 15)
                     } else {
                         d.storeBytes(of: UInt8(truncatingIfNeeded: litLength << 4), toByteOffset: token, as: UInt8.self)
                     }
                     if litLength > 0 { (d + op).copyMemory(from: s + anchor, byteCount: litLength) }
-                    op += litLength
+                    op &+= litLength
                 }
                 continuing = false
 
                 // Offset and match length.
-                let offset = ip - match
+                let offset = ip &- match
                 d.storeBytes(of: UInt8(truncatingIfNeeded: offset), toByteOffset: op, as: UInt8.self)
-                d.storeBytes(of: UInt8(truncatingIfNeeded: offset >> 8), toByteOffset: op + 1, as: UInt8.self)
-                op += 2
-                var matchCode = countEqual(s, ip + minMatch, match + minMatch, limit: matchLimit)
-                ip += matchCode + minMatch
-                if limited && op + (1 + lastLiterals) + (matchCode + 240) / 255 > capacity { return 0 }
+                d.storeBytes(of: UInt8(truncatingIfNeeded: offset >> 8), toByteOffset: op &+ 1, as: UInt8.self)
+                op &+= 2
+                var matchCode = countEqual(s, ip &+ minMatch, match &+ minMatch, limit: matchLimit)
+                ip &+= matchCode &+ minMatch
+                if limited && op &+ (1 &+ lastLiterals) &+ (matchCode &+ 240) / 255 > capacity { return 0 }
                 let tokenByte = d.load(fromByteOffset: token, as: UInt8.self)
                 if matchCode >= 15 {
                     d.storeBytes(of: tokenByte + 15, toByteOffset: token, as: UInt8.self)
-                    matchCode -= 15
+                    matchCode &-= 15
                     writeLengthRun(d, &op, matchCode)
                 } else {
                     d.storeBytes(of: tokenByte + UInt8(matchCode), toByteOffset: token, as: UInt8.self)
@@ -205,44 +214,44 @@ package enum LZ4FastEncoder {
                 anchor = ip
 
                 if ip >= mflimitPlusOne { break lastLiterals }
-                table.put(table.hash(s, ip - 2), ip - 2)
+                table.put(table.hash(s, ip &- 2), ip &- 2)
 
                 // Is there a match right here?
                 let h = table.hash(s, ip)
                 let current = ip
                 let matchIndex = table.get(h)
                 table.put(h, current)
-                if (!T.checksDistance || matchIndex + maxDistance >= current) && read32(s, matchIndex) == read32(s, ip) {
+                if (!T.checksDistance || matchIndex &+ maxDistance >= current) && read32(s, matchIndex) == read32(s, ip) {
                     token = op
-                    op += 1
+                    op &+= 1
                     d.storeBytes(of: 0 as UInt8, toByteOffset: token, as: UInt8.self)
                     match = matchIndex
                     continuing = true
                     continue
                 }
-                ip += 1
+                ip &+= 1
                 forwardH = table.hash(s, ip)
             }
         }
 
         // Last literals.
-        let lastRun = iend - anchor
-        if limited && op + lastRun + 1 + (lastRun + 255 - 15) / 255 > capacity { return 0 }
+        let lastRun = iend &- anchor
+        if limited && op &+ lastRun &+ 1 &+ (lastRun &+ 255 &- 15) / 255 > capacity { return 0 }
         if lastRun >= 15 {
             d.storeBytes(of: 0xF0 as UInt8, toByteOffset: op, as: UInt8.self)
-            op += 1
-            var rest = lastRun - 15
+            op &+= 1
+            var rest = lastRun &- 15
             let full = rest / 255
             if full > 0 { (d + op).initializeMemory(as: UInt8.self, repeating: 255, count: full) }
-            op += full
-            rest -= full * 255
+            op &+= full
+            rest &-= full * 255
             d.storeBytes(of: UInt8(truncatingIfNeeded: rest), toByteOffset: op, as: UInt8.self)
-            op += 1
+            op &+= 1
         } else {
             d.storeBytes(of: UInt8(truncatingIfNeeded: lastRun << 4), toByteOffset: op, as: UInt8.self)
-            op += 1
+            op &+= 1
         }
         if lastRun > 0 { (d + op).copyMemory(from: s + anchor, byteCount: lastRun) }
-        return op + lastRun
+        return op &+ lastRun
     }
 }
