@@ -4,7 +4,8 @@
 //
 //   swift run --package-path Benchmarks -c release LZ4Compare [seconds-per-measurement] [input]
 //
-// (`input` limits the run to one kind: "int8 dense", "int8 sparse", "float32", "random", "zeros".)
+// (`input` limits the run to one kind: "float32 real", "int8 real", "int8 dense", "int8 sparse",
+// "float32", "random", "zeros".) The real inputs come from fixtures/updates/.
 //
 // The Swift side goes through the public `SectionCodec.lz4` (this tool sets UPLINK_LZ4=swift
 // before the codec is first used); the liblz4 side makes the same calls the codec's liblz4 path
@@ -28,6 +29,21 @@ func makeInput(_ kind: String) -> [UInt8] {
         return (rng.next() & 1 == 0 ? 1 : -1) * -Float(LibM.log(Double(u)))
     }
     switch kind {
+    case "float32 real":
+        return realUpdate
+    case "int8 real":
+        // `int8 block=256 sym` codes of the real update: c = round(x / scale) + 127.
+        var out: [UInt8] = []
+        out.reserveCapacity(sectionBytes)
+        let floats = stride(from: 0, to: realUpdate.count, by: 4).map { i in
+            Float(bitPattern: UInt32(realUpdate[i]) | UInt32(realUpdate[i + 1]) << 8 | UInt32(realUpdate[i + 2]) << 16 | UInt32(realUpdate[i + 3]) << 24)
+        }
+        for start in stride(from: 0, to: floats.count, by: 256) {
+            let block = floats[start..<min(start + 256, floats.count)]
+            let scale = max(block.map(abs).max()!, 1e-30) / 127
+            out += block.map { UInt8(max(0, min(254, ($0 / scale).rounded() + 127))) }
+        }
+        return out + out.prefix(sectionBytes - out.count)
     case "int8 dense":
         // `int8 block=256` codes of a heavy-tailed update with 32% exact zeros.
         var out: [UInt8] = []
@@ -52,6 +68,17 @@ func makeInput(_ kind: String) -> [UInt8] {
         return [UInt8](repeating: 0, count: sectionBytes)
     }
 }
+
+/// 1 MiB of float32 values from a real client update (fixtures/updates/mlp-digits-r6-c61.safetensors,
+/// the first tensor bytes after the header).
+let realUpdate: [UInt8] = {
+    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("fixtures/updates/mlp-digits-r6-c61.safetensors").path
+    guard let data = FileManager.default.contents(atPath: path), data.count > 8 else { fatalError("LZ4Compare: cannot read \(path)") }
+    let bytes = [UInt8](data)
+    let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+    return Array(bytes[(8 + headerLength)...].prefix(sectionBytes))
+}()
 
 func liblz4Compress(_ raw: [UInt8], level: Int) -> [UInt8]? {
     let capacity = raw.count - 1
@@ -116,7 +143,7 @@ print("Swift LZ4 vs liblz4 \(String(cString: LZ4_versionString())), \(sectionByt
 print()
 print("| input | level | liblz4 bytes | Swift bytes | encode liblz4 | encode Swift | Swift ÷ liblz4 speed | decode liblz4 | decode Swift | Swift ÷ liblz4 speed |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-for kind in ["int8 dense", "int8 sparse", "float32", "random", "zeros"] where onlyKind == nil || onlyKind == kind {
+for kind in ["float32 real", "int8 real", "int8 dense", "int8 sparse", "float32", "random", "zeros"] where onlyKind == nil || onlyKind == kind {
     let raw = makeInput(kind)
     for level in [0, 9] {
         let reference = liblz4Compress(raw, level: level)

@@ -98,8 +98,17 @@ package enum LZ4BlockDecoder {
                         resume = .literalCopy
                         break fast
                     }
-                    // Exact: both ends are at least 32 bytes away.
-                    (d + op).copyMemory(from: s + ip, byteCount: length)
+                    // Both ends are at least 32 bytes away: 16-byte steps may run past cpy.
+                    if length > 256 {
+                        (d + op).copyMemory(from: s + ip, byteCount: length)
+                    } else {
+                        var o = op, i = ip
+                        repeat {
+                            copy16(d + o, s + i)
+                            o &+= 16
+                            i &+= 16
+                        } while o < cpy
+                    }
                     ip &+= length
                     op = cpy
                 } else {
@@ -255,7 +264,7 @@ package enum LZ4BlockDecoder {
 
     @inline(__always)
     private static func readOffset(_ s: UnsafeRawPointer, _ ip: Int) -> Int {
-        Int(s.load(fromByteOffset: ip, as: UInt8.self)) | Int(s.load(fromByteOffset: ip &+ 1, as: UInt8.self)) << 8
+        Int(UInt16(littleEndian: s.loadUnaligned(fromByteOffset: ip, as: UInt16.self)))
     }
 
     @inline(__always)

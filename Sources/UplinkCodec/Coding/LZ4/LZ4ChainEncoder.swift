@@ -1,6 +1,6 @@
 /// A pure-Swift LZ4 "high compression" block encoder for `lz4 level=1…12` where liblz4 is absent:
 /// a hash-chain match finder (liblz4 HC's table sizes: 32,768 heads hashed from 4 bytes, a
-/// 65,536-entry chain of 16-bit back steps) with one step of lazy matching.
+/// 65,536-entry chain of 16-bit back steps) with lazy matching (one step ahead, two from level 6).
 ///
 /// Its blocks are valid LZ4 that any decoder reads, but they are not byte-identical to
 /// `LZ4_compress_HC`'s: liblz4's HC parser looks ahead over up to three overlapping matches and
@@ -50,6 +50,7 @@ package enum LZ4ChainEncoder {
         var finder = MatchFinder(s: s, heads: heads, chain: chain, matchLimit: count - lastLiterals, attempts: attempts(level: level))
         var writer = SequenceWriter(d: d, capacity: destination.count)
 
+        let lookTwo = level >= 6
         var ip = 0, anchor = 0
         let mflimit = count - mfLimit  // the last position a match may start at
         if count >= mfLimit + 1 {
@@ -59,13 +60,22 @@ package enum LZ4ChainEncoder {
                     ip += 1
                     continue
                 }
-                // Lazy step: a longer match one byte later is worth a literal.
+                // Lazy steps: a longer match one byte later is worth a literal; from level 6, two
+                // bytes later (when one byte later is not) worth two if longer by more than one.
                 while ip + 1 <= mflimit {
                     let (next, nextRef) = finder.best(at: ip + 1)
-                    guard next > length else { break }
-                    ip += 1
-                    length = next
-                    ref = nextRef
+                    if next > length {
+                        ip += 1
+                        length = next
+                        ref = nextRef
+                        continue
+                    }
+                    guard lookTwo && ip + 2 <= mflimit else { break }
+                    let (after, afterRef) = finder.best(at: ip + 2)
+                    guard after > length + 1 else { break }
+                    ip += 2
+                    length = after
+                    ref = afterRef
                 }
                 // Extend backwards over equal bytes the literals would otherwise carry.
                 while ip > anchor && ref > 0

@@ -190,7 +190,19 @@ package enum LZ4FastEncoder {
                     } else {
                         d.storeBytes(of: UInt8(truncatingIfNeeded: litLength << 4), toByteOffset: token, as: UInt8.self)
                     }
-                    if litLength > 0 { (d + op).copyMemory(from: s + anchor, byteCount: litLength) }
+                    if litLength <= 64 && op &+ litLength &+ 8 <= capacity {
+                        // 8-byte steps, the last up to 7 bytes past the literals (inside the
+                        // output, and overwritten by the offset and what follows); the input
+                        // has at least 11 bytes after ip.
+                        var o = op, i = anchor
+                        while o < op &+ litLength {
+                            (d + o).storeBytes(of: (s + i).loadUnaligned(as: UInt64.self), as: UInt64.self)
+                            o &+= 8
+                            i &+= 8
+                        }
+                    } else if litLength > 0 {
+                        (d + op).copyMemory(from: s + anchor, byteCount: litLength)
+                    }
                     op &+= litLength
                 }
                 continuing = false
