@@ -9,7 +9,8 @@
 //   (the one difference allowed: the Swift decoder rejects offset 0, which liblz4 accepts);
 //   the same for liblz4's block of the input with a byte changed and a nearby output size;
 // - encoding: the input through `LZ4FastEncoder` is byte-identical to `LZ4_compress_default`,
-//   with room for the worst case and with the codec's count − 1 (including "does not fit");
+//   with room for the worst case and with the codec's count − 1 (including "does not fit"),
+//   and so is a tiling of the input past 64 KiB (liblz4's other hash table);
 // - round trips: the Swift fast and chain encoders' blocks decode with liblz4 to the input, and
 //   liblz4's HC block at the same level decodes with the Swift decoder to the input;
 // - nothing reads or writes out of bounds (AddressSanitizer) or hangs on any input.
@@ -95,6 +96,29 @@ func checkEncoders(_ input: [UInt8]) {
     let hc = compressBlock(input, capacity: bound, level: level, using: .system)!
     let (outcome, bytes) = swiftDecode(hc, outputCount: input.count)
     precondition(outcome == .decoded(input.count) && bytes == input, "Swift does not decode liblz4's HC block (level \(level)): \(outcome)")
+
+    // Inputs over 64 KiB + 11 bytes take liblz4's other table (32-bit positions, LZ4_hash5),
+    // which libFuzzer's 64 KiB inputs never reach: tile the input, each copy XORed with its
+    // index, up to 70,000 bytes (200,000 for one input in eight, for matches over 65,535 back).
+    if input.count >= 16 {
+        let target = (input[0] & 7) == 0 ? 200_000 : 70_000
+        var big: [UInt8] = []
+        big.reserveCapacity(target + input.count)
+        var tile: UInt8 = 0
+        while big.count < target {
+            big += input.map { $0 ^ tile }
+            tile &+= 1
+        }
+        let bigBound = LZ4FastEncoder.bound(big.count)
+        let mine = compressBlock(big, capacity: bigBound, level: 0, using: .swift)
+        precondition(mine != nil && mine == compressBlock(big, capacity: bigBound, level: 0, using: .system),
+                     "fast encoder differs from LZ4_compress_default on \(big.count) bytes")
+        precondition(compressBlock(big, capacity: big.count - 1, level: 0, using: .swift)
+                     == compressBlock(big, capacity: big.count - 1, level: 0, using: .system),
+                     "fast encoder differs from LZ4_compress_default at count − 1 on \(big.count) bytes")
+        let (bigOutcome, bigBytes) = swiftDecode(mine!, outputCount: big.count)
+        precondition(bigOutcome == .decoded(big.count) && bigBytes == big, "Swift does not decode its own large block")
+    }
 
     // A valid block with one byte changed and an output size near the right one.
     guard input.count >= 4, let block = reference else { return }
