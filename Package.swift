@@ -3,7 +3,10 @@ import PackageDescription
 
 let package = Package(
     name: "Uplink",
-    platforms: [.macOS(.v15), .iOS(.v18)],
+    // The floor every dependency allows (swift-prometheus: macOS 13, iOS 16). Nothing in the
+    // package uses a newer API without `@available`; shared state uses `Locked` (UplinkCodec),
+    // not `Synchronization.Mutex` (macOS 15).
+    platforms: [.macOS(.v13), .iOS(.v16)],
     products: [
         .library(name: "UplinkCodec", targets: ["UplinkCodec"]),
         .library(name: "UplinkTensorIO", targets: ["UplinkTensorIO"]),
@@ -49,7 +52,13 @@ let package = Package(
         ),
         .target(
             name: "UplinkCodec",
-            dependencies: ["CUplinkLZ4", "CUplinkZlib"]
+            dependencies: [
+                // Apple platforms (and WASI) have no system liblz4: there UplinkCodec uses its own
+                // Swift LZ4 codec, which every platform compiles (`UPLINK_LZ4=swift` selects it
+                // where liblz4 is linked; docs/pipeline.md).
+                .target(name: "CUplinkLZ4", condition: .when(platforms: [.linux, .android, .windows, .openbsd])),
+                "CUplinkZlib",
+            ]
         ),
         .target(
             name: "UplinkTensorIO",

@@ -33,5 +33,11 @@ let package = Package(
             dependencies: [.product(name: "UplinkCodec", package: uplinkPackage)],
             path: "Checks/StageMatrixCheck"
         ),
+        // Swift LZ4 codec against liblz4, speed as ratios (docs/benchmarks.md); not a benchmark suite.
+        .executableTarget(
+            name: "LZ4Compare",
+            dependencies: [.product(name: "UplinkCodec", package: uplinkPackage)],
+            path: "Tools/LZ4Compare"
+        ),
     ]
 )

@@ -107,7 +107,7 @@ func exerciseFrame(_ frame: [UInt8]) {
 }
 
 func exercisePipelineText(_ bytes: [UInt8]) {
-    guard let text = String(validating: bytes, as: UTF8.self) else { return }
+    guard let text = String(validatingUTF8Bytes: bytes) else { return }
     guard let pipeline = try? Pipeline(parsing: text) else { return }
     precondition((try? Pipeline(parsing: pipeline.description)) == pipeline, "pipeline text does not round-trip")
     let reparsed = pipeline.descriptor.withUnsafeBytes { try? Pipeline(descriptor: $0) }

@@ -1,4 +1,3 @@
-import Synchronization
 import UplinkCodec
 
 /// What the server does with an update whose L2 norm exceeds the bound.
@@ -139,7 +138,7 @@ public final class RoundAggregator: Sendable {
     public let policy: RoundPolicy
     private let decoder: FrameDecoder
     private let shards: [ShardBox]
-    private let registry = Mutex(Registry())
+    private let registry = Locked(Registry())
 
     struct Shard {
         var sum: [Double]
@@ -150,8 +149,8 @@ public final class RoundAggregator: Sendable {
     }
 
     final class ShardBox: Sendable {
-        let state: Mutex<Shard>
-        init(_ shard: Shard) { state = Mutex(shard) }
+        let state: Locked<Shard>
+        init(_ shard: Shard) { state = Locked(shard) }
     }
 
     struct Registry {

@@ -168,7 +168,7 @@ public struct ServerOptimizer: Sendable, Equatable {
                 if last == nil, l != 0 { return .failure(malformed("has a last round without its flag")) }
             }
             guard let l = try? r.read(UInt16.self, "length"), let t = try? r.bytes(Int(l), "strategy"),
-                  let text = String(validating: t, as: UTF8.self)
+                  let text = String(validatingUTF8Bytes: t)
             else { return .failure(malformed("is truncated or malformed")) }
             var arrays: [[Float]] = []
             for _ in 0..<2 {

@@ -1,4 +1,3 @@
-import Synchronization
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -143,7 +142,7 @@ extension UplinkCommand {
         /// Prepares frames on `threads` workers and commits them in argument order, so the
         /// accepted set and the sum do not depend on thread timing.
         func submitInOrder(_ files: [String], _ aggregator: RoundAggregator, maxBytes: Int, rejections: inout [Int: UplinkError]) {
-            let failures = Mutex<[Int: UplinkError]>([:])
+            let failures = Locked<[Int: UplinkError]>([:])
             let turn = Turnstile()
             // Real threads, not concurrentPerform: a worker blocks in the turnstile until the
             // frame before its own is committed, which needs every worker running at once.
@@ -177,8 +176,8 @@ extension UplinkCommand {
         /// per client id and per frame content); ties go to the later round. `nil` when no frame
         /// passes, with each frame's error in `rejections`.
         func chooseRound(_ files: [String], _ probe: RoundAggregator, maxBytes: Int, rejections: inout [Int: UplinkError]) -> UInt64? {
-            let votes = Mutex<[Int: (round: UInt64, digest: [UInt8])]>([:])
-            let failures = Mutex<[Int: UplinkError]>([:])
+            let votes = Locked<[Int: (round: UInt64, digest: [UInt8])]>([:])
+            let failures = Locked<[Int: UplinkError]>([:])
             DispatchQueue.concurrentPerform(iterations: threads) { worker in
                 for i in stride(from: worker, to: files.count, by: threads) {
                     do throws(UplinkError) {

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 import UplinkAggregation
 import UplinkCodec
 import UplinkTensorIO
@@ -14,7 +13,7 @@ enum CrashPoint {
         let parts = spec.split(separator: ":")
         return (String(parts[0]), parts.count > 1 ? Int(parts[1]) ?? 1 : 1)
     }()
-    private static let hits = Mutex<[String: Int]>([:])
+    private static let hits = Locked<[String: Int]>([:])
 
     static func reach(_ point: String) {
         guard let plan, plan.point == point else { return }
@@ -64,12 +63,12 @@ final class Coordinator: Sendable {
         var finished: Bool
     }
 
-    private let current: Mutex<RoundState>
-    private let slots = Mutex<[String: UploadSlot]>([:])
-    private let models = Mutex<[UInt64: ModelInfo]>([:])
+    private let current: Locked<RoundState>
+    private let slots = Locked<[String: UploadSlot]>([:])
+    private let models = Locked<[UInt64: ModelInfo]>([:])
     private let clock: @Sendable () -> Double
     /// Upload appends in flight (bodies being received).
-    let inFlight = Atomic<Int>(0)
+    let inFlight = Locked(0)
     /// The largest upload accepted (`max-size`): ``uploadBound(_:)``.
     let maxUploadBytes: Int
 
@@ -115,7 +114,7 @@ final class Coordinator: Sendable {
         self.ledger = ledger
         let started = clock()
         let state = try Self.recover(config: config, data: data, ledger: ledger, logger: logger, now: started)
-        current = Mutex(state)
+        current = Locked(state)
         models.withLock { $0[state.model.round] = state.model }
         let recovered = Int(state.machine.reported.count)
         logger.info("coordinator ready", metadata: [

@@ -5,7 +5,6 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import UplinkCodec
 
 /// The request context: Hummingbird's core storage plus the connection, so a newer request
@@ -356,7 +355,7 @@ struct HTTPAPI: Sendable {
         if let c = contentLength, c > length { throw Problem.inconsistentLength("Content-Length \(c) is more than Upload-Length \(length)") }
         if let c = contentLength, c > config.limits.maxAppendBytes { throw Problem.appendTooLarge(limit: config.limits.maxAppendBytes) }
         // Refuse a busy server before the resource exists, so no upload is left the client never heard of.
-        if coordinator.inFlight.load(ordering: .relaxed) >= config.limits.maxConcurrentUploads, (contentLength ?? 1) > 0 {
+        if coordinator.inFlight.withLock({ $0 }) >= config.limits.maxConcurrentUploads, (contentLength ?? 1) > 0 {
             throw Problem.busy(retryAfter: 5)
         }
         let total = length
@@ -401,10 +400,10 @@ struct HTTPAPI: Sendable {
     /// Stores the request body at `from` (after checking it is the upload's offset), durably,
     /// then answers: `204` with the new offset, or the frame's verdict when the upload is complete.
     func receive(_ request: Request, context: UplinkContext, slot: UploadSlot, client: String, from offset: Int64, complete: Bool, contentLength: Int64?) async throws -> Response {
-        let work = Mutex<Task<(Int64, BodyEnd), Never>?>(nil)
-        let interrupted = Atomic<Bool>(false)
+        let work = Locked<Task<(Int64, BodyEnd), Never>?>(nil)
+        let interrupted = Locked(false)
         let ticket = try await take(slot, context: context) {
-            interrupted.store(true, ordering: .sequentiallyConsistent)
+            interrupted.withLock { $0 = true }
             work.withLock { $0?.cancel() }
         }
         defer { slot.release(ticket) }
@@ -427,8 +426,12 @@ struct HTTPAPI: Sendable {
             guard c <= config.limits.maxAppendBytes else { throw Problem.appendTooLarge(limit: config.limits.maxAppendBytes) }
             if complete, offset + c != slot.length { throw Problem.inconsistentLength("a completing append must end at \(slot.length), this one ends at \(offset + c)") }
         }
-        let busy = coordinator.inFlight.wrappingAdd(1, ordering: .relaxed).newValue > config.limits.maxConcurrentUploads
-        defer { coordinator.inFlight.wrappingSubtract(1, ordering: .relaxed) }
+        let maxUploads = config.limits.maxConcurrentUploads
+        let busy = coordinator.inFlight.withLock { count -> Bool in
+            count += 1
+            return count > maxUploads
+        }
+        defer { coordinator.inFlight.withLock { $0 -= 1 } }
         if busy { throw Problem.busy(retryAfter: 5) }
         coordinator.metrics.appendStarted()
         defer { coordinator.metrics.appendEnded() }
@@ -439,7 +442,7 @@ struct HTTPAPI: Sendable {
             await Self.store(body, slot: slot, from: offset, pool: pool, coordinator: coordinator, limits: limits, interrupted: interrupted)
         }
         work.withLock { $0 = task }
-        if interrupted.load(ordering: .sequentiallyConsistent) { task.cancel() }
+        if interrupted.withLock({ $0 }) { task.cancel() }
         let (reached, end) = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
         switch end {
         case .interrupted:
@@ -470,7 +473,7 @@ struct HTTPAPI: Sendable {
 
     /// Streams `body` into the upload file, fsyncing and recording the offset every
     /// `syncEveryBytes` and at the end, however the body ends.
-    static func store(_ body: RequestBody, slot: UploadSlot, from start: Int64, pool: NIOThreadPool, coordinator: Coordinator, limits: UploadLimits, interrupted: borrowing Atomic<Bool>) async -> (Int64, BodyEnd) {
+    static func store(_ body: RequestBody, slot: UploadSlot, from start: Int64, pool: NIOThreadPool, coordinator: Coordinator, limits: UploadLimits, interrupted: Locked<Bool>) async -> (Int64, BodyEnd) {
         var offset = start
         var unsynced = 0
         var received = 0
@@ -512,7 +515,7 @@ struct HTTPAPI: Sendable {
                 received += n
                 unsynced += n
                 windowBytes += n
-                if interrupted.load(ordering: .sequentiallyConsistent) || Task.isCancelled { end = .interrupted; break }
+                if interrupted.withLock({ $0 }) || Task.isCancelled { end = .interrupted; break }
                 if unsynced >= limits.syncEveryBytes { guard await persist() else { end = .interrupted; break } }
                 let elapsed = ContinuousClock.now - windowStart
                 if elapsed >= window {

@@ -1,4 +1,3 @@
-import Synchronization
 import UplinkCodec
 
 /// The round ledger in SQLite: rounds, check-ins, uploads with their durable offsets, and the
@@ -8,7 +7,7 @@ import UplinkCodec
 final class Ledger: Sendable {
     /// The schema this build writes; older ones are migrated at start, newer ones refused.
     static let schemaVersion: Int64 = 1
-    private let lock = Mutex(())
+    private let lock = Locked(())
     // Only touched under `lock`.
     private nonisolated(unsafe) let db: SQLiteConnection
 

@@ -1,5 +1,4 @@
 import Prometheus
-import Synchronization
 
 /// The coordinator's Prometheus metrics (`GET /metrics`, text exposition format).
 final class ServerMetrics: Sendable {

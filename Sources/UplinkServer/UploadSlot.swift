@@ -1,4 +1,3 @@
-import Synchronization
 import UplinkCodec
 
 /// One upload resource in memory: its durable offset and the append that currently owns it.
@@ -27,7 +26,7 @@ final class UploadSlot: Sendable {
         var nextTicket = 1
     }
 
-    let state: Mutex<State>
+    let state: Locked<State>
 
     init(row: Ledger.UploadRow, file: PartialFile) {
         id = row.id
@@ -37,7 +36,7 @@ final class UploadSlot: Sendable {
         expiresAt = row.expiresAt
         self.file = file
         let response = row.response.map { StoredResponse(json: $0) }
-        state = Mutex(State(durableOffset: row.offset, phase: row.state, response: response))
+        state = Locked(State(durableOffset: row.offset, phase: row.state, response: response))
     }
 
     var durableOffset: Int64 { state.withLock { $0.durableOffset } }

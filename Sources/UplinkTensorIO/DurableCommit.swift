@@ -28,7 +28,7 @@ public enum DurableCommit {
     public static func recover(journal: String) throws(UplinkError) -> Bool {
         guard FileManager.default.fileExists(atPath: journal) else { return false }
         let bytes = try TensorFiles.readFile(journal, maxBytes: 1 << 20, overLimit: .malformedState)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard let text = String(validatingUTF8Bytes: bytes) else {
             throw UplinkError(.malformedState, "\(journal) is not an Uplink commit journal")
         }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)

@@ -50,7 +50,7 @@ public enum Npy {
             throw UplinkError(.headerTooLarge, ".npy header of \(headerLength) bytes exceeds the limit of \(maxHeaderLength)")
         }
         let headerBytes = try r.bytes(headerLength, "header")
-        guard let text = String(validating: headerBytes, as: UTF8.self) else {
+        guard let text = String(validatingUTF8Bytes: headerBytes) else {
             throw UplinkError(.malformedNpy, ".npy header \(UplinkError.quoted(bytes: headerBytes)) is not valid UTF-8")
         }
         return (try NpyHeader(parsing: text), r.offset)

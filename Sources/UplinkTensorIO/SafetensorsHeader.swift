@@ -266,7 +266,7 @@ struct SafetensorsHeaderParser {
             guard bytes.count <= maxBytes else {
                 throw UplinkError(.fieldTooLong, "\(what()) \(UplinkError.quoted(bytes: bytes)) is longer than \(maxBytes) bytes")
             }
-            guard let s = String(validating: bytes, as: UTF8.self) else {
+            guard let s = String(validatingUTF8Bytes: bytes) else {
                 throw malformed("\(what()) \(UplinkError.quoted(bytes: bytes)) is not valid UTF-8")
             }
             i = j + 1
@@ -285,7 +285,7 @@ struct SafetensorsHeaderParser {
             i += 1
             switch c {
             case UInt8(ascii: "\""):
-                guard let s = String(validating: out, as: UTF8.self) else {
+                guard let s = String(validatingUTF8Bytes: out) else {
                     throw malformed("\(what()) \(UplinkError.quoted(bytes: out)) is not valid UTF-8")
                 }
                 return s

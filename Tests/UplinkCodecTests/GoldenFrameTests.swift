@@ -42,7 +42,17 @@ import UplinkTestSupport
         let golden = try Fixtures.bytes("frames/\(name)")
         #expect(golden.count == entry.bytes)
         let frame = try Self.encoder(for: entry).encodeOnce(Self.input.values, round: Self.manifest.round, sampleCount: Self.manifest.samples)
-        #expect(frame == golden, "the encoder's output for \(name) changed: a wire-format change needs a new version")
+        let codec = try Pipeline(parsing: entry.pipeline).codec
+        if LZ4Implementation.active == .swift && codec.codec == .lz4 && codec.level > 0 {
+            // The Swift HC encoder is not LZ4_compress_HC (docs/pipeline.md): its frame differs
+            // only in the LZ4 bytes, so it must decode to exactly what the golden frame decodes to.
+            let mine = try FrameDecoder().decode(frame, layout: Self.input.layout)
+            let theirs = try FrameDecoder().decode(golden, layout: Self.input.layout)
+            #expect(mine.values.map(\.bitPattern) == theirs.values.map(\.bitPattern))
+            #expect(mine.header.pipeline == theirs.header.pipeline)
+        } else {
+            #expect(frame == golden, "the encoder's output for \(name) changed: a wire-format change needs a new version")
+        }
     }
 
     /// Lossless frames give back the input; every frame decodes to its pinned output.

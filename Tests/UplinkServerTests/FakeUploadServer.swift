@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import UplinkCodec
 import UplinkTestSupport
 
 /// A stand-in for the server side of the resumable upload contract (`docs/server.md`), only to
@@ -14,7 +14,7 @@ final class FakeUploadServer: Sendable {
     }
 
     final class Store: Sendable {
-        let uploads = Mutex<[String: Upload]>([:])
+        let uploads = Locked<[String: Upload]>([:])
         let maxAppendSize: Int
         init(maxAppendSize: Int) { self.maxAppendSize = maxAppendSize }
     }
@@ -22,8 +22,8 @@ final class FakeUploadServer: Sendable {
     static let token = "test-token"
     let store: Store
     let listener: LoopbackListener
-    private let stopping = Atomic<Bool>(false)
-    private let stopped = Atomic<Bool>(false)
+    private let stopping = Locked(false)
+    private let stopped = Locked(false)
 
     var port: Int { listener.port }
 
@@ -31,21 +31,21 @@ final class FakeUploadServer: Sendable {
         self.store = store
         listener = try LoopbackListener()
         let thread = Thread { [self] in
-            while !stopping.load(ordering: .relaxed) {
+            while !stopping.withLock({ $0 }) {
                 guard let connection = try? listener.accept(timeout: 0.05) else { continue }
                 let worker = Thread { [self] in serve(connection) }
                 worker.start()
             }
             listener.close()
-            stopped.store(true, ordering: .relaxed)
+            stopped.withLock { $0 = true }
         }
         thread.start()
     }
 
     /// Stops accepting (at most 1 s); connections in progress finish on their own.
     func stop() {
-        stopping.store(true, ordering: .relaxed)
-        for _ in 0..<500 where !stopped.load(ordering: .relaxed) { usleep(2_000) }
+        stopping.withLock { $0 = true }
+        for _ in 0..<500 where !stopped.withLock({ $0 }) { usleep(2_000) }
     }
 
     func upload(_ id: String) -> Upload? { store.uploads.withLock { $0[id] } }

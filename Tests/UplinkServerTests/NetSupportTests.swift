@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 import UplinkCodec
 import UplinkTestSupport
@@ -68,7 +67,7 @@ func pattern(_ count: Int, seed: UInt64 = 7) -> [UInt8] {
     }
 
     @Test func requestCarriesHostLengthAndCloseUnlessGiven() throws {
-        let got = Mutex<HTTPTestRequest?>(nil)
+        let got = Locked<HTTPTestRequest?>(nil)
         let server = try scripted { c in
             let r = try c.readRequest()
             got.withLock { $0 = r }
@@ -158,7 +157,7 @@ func pattern(_ count: Int, seed: UInt64 = 7) -> [UInt8] {
     }
 
     @Test func slowSendArrivesWhole() throws {
-        let got = Mutex<HTTPTestRequest?>(nil)
+        let got = Locked<HTTPTestRequest?>(nil)
         let server = try scripted { c in
             let r = try c.readRequest()
             got.withLock { $0 = r }
@@ -181,7 +180,7 @@ final class RecordingServer: Sendable {
     }
 
     let listener: LoopbackListener
-    let seen = Mutex<[Seen]>([])
+    let seen = Locked<[Seen]>([])
 
     init(reply: [UInt8] = [], echo: Bool = false) throws {
         listener = try LoopbackListener()
@@ -512,7 +511,7 @@ func drain(_ c: RawConnection) -> (bytes: [UInt8], reset: Bool) {
     @Test func resumesAcrossARestartOnANewPort() throws {
         let store = FakeUploadServer.Store(maxAppendSize: 4096)
         var server = try FakeUploadServer(store: store)
-        let port = Mutex(server.port)
+        let port = Locked(server.port)
         let body = pattern(10_000)
         var upload = ResumableUpload(body: body, creationPath: Self.creation, token: FakeUploadServer.token, port: { port.withLock { $0 } })
         #expect(upload.step() == nil)  // POST
@@ -565,11 +564,11 @@ func drain(_ c: RawConnection) -> (bytes: [UInt8], reset: Bool) {
     /// concurrently.
     @Test func runsAllClosuresAtOnce() {
         let n = 200
-        let inside = Atomic<Int>(0)
+        let inside = Locked(0)
         let report = ConcurrentRunner.run(n, timeout: 30) { i -> Int in
-            inside.add(1, ordering: .relaxed)
-            for _ in 0..<10_000 where inside.load(ordering: .relaxed) < n { usleep(1_000) }
-            guard inside.load(ordering: .relaxed) == n else { throw HTTPTestError.timedOut("barrier") }
+            inside.withLock { $0 += 1 }
+            for _ in 0..<10_000 where inside.withLock({ $0 }) < n { usleep(1_000) }
+            guard inside.withLock({ $0 }) == n else { throw HTTPTestError.timedOut("barrier") }
             return i
         }
         #expect(report.allSucceeded)

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 import UplinkCodec
 import UplinkTensorIO
@@ -28,7 +27,7 @@ import UplinkTestSupport
         let c = try TestCoordinator(
             ["--reports", "\(Self.reports)", "--over-selection", "1", "--max-append-bytes", "1024"],
             environment: ["UPLINK_CRASH_AT": crash])
-        let port = Mutex(c.port)
+        let port = Locked(c.port)
         let clients = (0..<Self.reports).map { "crash-\($0)" }
         for client in clients { _ = try c.checkIn(client) }
         let frames = try clients.indices.map { try TestCoordinator.frame(seed: UInt64(700 + $0), round: 1, samples: UInt64(3 + $0)) }
@@ -79,7 +78,7 @@ import UplinkTestSupport
     @Test(arguments: [1, 2, 3] as [UInt64]) func killNineDuringAConcurrentBurst(_ seed: UInt64) throws {
         let k = 8
         let c = try TestCoordinator(["--reports", "\(k)", "--over-selection", "1", "--max-append-bytes", "1024"])
-        let port = Mutex(c.port)
+        let port = Locked(c.port)
         let clients = (0..<k).map { "burst-\(seed)-\($0)" }
         for client in clients { _ = try c.checkIn(client) }
         let frames = try clients.indices.map { try TestCoordinator.frame(seed: seed * 100 + UInt64($0), round: 1, samples: UInt64(1 + $0)) }
@@ -90,16 +89,16 @@ import UplinkTestSupport
         let requests = frames.reduce(0) { $0 + 1 + ($1.count + appendSize - 1) / appendSize }
         var rng = SplitMix64(seed: seed)
         let threshold = k + Int(rng.below(UInt64(requests - 12 - k)))
-        let answered = Atomic<Int>(0)
+        let answered = Locked(0)
 
-        let finished = Mutex<ConcurrentRunner.Report<ResumableUpload>?>(nil)
+        let finished = Locked<ConcurrentRunner.Report<ResumableUpload>?>(nil)
         let burst = Thread {
             let report = ConcurrentRunner.run(k, timeout: 50) { i -> ResumableUpload in
                 var u = ResumableUpload(body: frames[i], creationPath: "/v1/rounds/1/updates", token: tokens[i], port: { port.withLock { $0 } },
                                         options: .init(appendSize: appendSize, requestTimeout: 10))
                 let deadline = Date().addingTimeInterval(40)
                 while u.step() == nil, u.exchanges.count < 400, Date() < deadline {
-                    answered.add(1, ordering: .relaxed)
+                    answered.withLock { $0 += 1 }
                     if let last = u.exchanges.last, last.error != nil || (last.status ?? 0) >= 500 { usleep(50_000) }
                 }
                 return u
@@ -107,9 +106,9 @@ import UplinkTestSupport
             finished.withLock { $0 = report }
         }
         burst.start()
-        #expect(TestCoordinator.wait(seconds: 30) { answered.load(ordering: .relaxed) >= threshold })
+        #expect(TestCoordinator.wait(seconds: 30) { answered.withLock { $0 } >= threshold })
         c.server.kill9()
-        let killedAfter = answered.load(ordering: .relaxed)
+        let killedAfter = answered.withLock { $0 }
         let killedLog = c.server.stderrText
         try c.restart()
         port.withLock { $0 = c.port }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import UplinkCodec
 
 /// Runs N closures on N real threads at once, for load tests (a thousand concurrent uploads):
 /// every thread waits at a start barrier until all have started, then all run together. Each
@@ -74,10 +74,10 @@ public enum ConcurrentRunner {
         var ready = 0
         var released = false
         var finished = 0
-        let results: Mutex<[Result<T, any Error>?]>
+        let results: Locked<[Result<T, any Error>?]>
 
         init(count: Int) {
-            results = Mutex(Array(repeating: nil, count: count))
+            results = Locked(Array(repeating: nil, count: count))
         }
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import UplinkCodec
 #if canImport(Glibc)
 import Glibc
@@ -162,11 +161,11 @@ final class ProxyCore: Sendable {
     }
 
     let listener: Int32
-    let state: Mutex<State>
+    let state: Locked<State>
 
     init(listener: Int32, target: Int) {
         self.listener = listener
-        state = Mutex(State(target: target))
+        state = Locked(State(target: target))
     }
 
     var isClosing: Bool { state.withLock { $0.closing } }

@@ -1,4 +1,5 @@
 import Foundation
+import UplinkCodec
 
 /// One header field, as sent or received (names compare case-insensitively in lookups).
 public struct HTTPHeader: Sendable, Equatable, CustomStringConvertible {
@@ -143,7 +144,7 @@ enum HTTPHead {
 
     /// Splits a head (without its final empty line) into the start line and the fields.
     static func parse(_ head: ArraySlice<UInt8>) throws(HTTPTestError) -> (startLine: String, fields: [HTTPHeader]) {
-        guard let text = String(validating: head, as: UTF8.self) else { throw .malformed("head is not UTF-8") }
+        guard let text = String(validatingUTF8Bytes: head) else { throw .malformed("head is not UTF-8") }
         let lines = text.components(separatedBy: "\r\n")
         var fields: [HTTPHeader] = []
         for line in lines.dropFirst() {

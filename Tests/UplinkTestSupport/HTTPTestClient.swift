@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import UplinkCodec
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -46,7 +46,7 @@ extension HTTPTestRequest {
 /// a `close()` from another thread waits for a pending read to end (each read is bounded by
 /// its timeout).
 public final class RawConnection: Sendable {
-    private let state: Mutex<ConnectionState>
+    private let state: Locked<ConnectionState>
 
     /// Connects to 127.0.0.1:`port` within `timeout` seconds.
     public convenience init(port: Int, timeout: Double = 5) throws(HTTPTestError) {
@@ -58,7 +58,7 @@ public final class RawConnection: Sendable {
     }
 
     init(fd: Int32) {
-        state = Mutex(ConnectionState(fd: fd))
+        state = Locked(ConnectionState(fd: fd))
     }
 
     deinit {
@@ -320,13 +320,13 @@ struct ConnectionState: Sendable {
 
 /// A listening socket on 127.0.0.1 for a scripted server in a test (or to find a free port).
 public final class LoopbackListener: Sendable {
-    private let fd: Mutex<Int32?>
+    private let fd: Locked<Int32?>
     public let port: Int
 
     /// Listens on `port` (0: a free one, then read ``port``).
     public init(port: Int = 0) throws(HTTPTestError) {
         let (fd, bound) = try LoopbackSocket.openListener(port: port)
-        self.fd = Mutex(fd)
+        self.fd = Locked(fd)
         self.port = bound
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import UplinkCodec
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -166,7 +166,7 @@ public final class ServerProcess: Sendable {
 final class SpawnedProcess: Sendable {
     let pid: pid_t
     /// The shell-style status once reaped.
-    private let status = Mutex<Int32?>(nil)
+    private let status = Locked<Int32?>(nil)
 
     init(executable: String, arguments: [String], environment: [String: String], stdout: String, stderr: String) throws {
         #if os(Linux)

@@ -1,4 +1,3 @@
-import CUplinkLZ4
 import CUplinkZlib
 
 /// How one section's bytes are stored on the wire: the codec id of the section table.
@@ -50,53 +49,6 @@ public enum SectionCodec: UInt8, Hashable, Sendable, CustomStringConvertible {
             try LZ4Block.decompress(stored, into: destination)
         case .zlib:
             try ZlibStream.decompress(stored, into: destination)
-        }
-    }
-}
-
-/// LZ4 block compression through the system liblz4.
-enum LZ4Block {
-    /// The largest input one LZ4 block can hold (LZ4_MAX_INPUT_SIZE).
-    static let maxInput = 0x7E00_0000
-
-    static func compress(_ raw: UnsafeRawBufferPointer, level: Int) throws(UplinkError) -> [UInt8]? {
-        guard raw.count <= maxInput else {
-            throw UplinkError(.compressionFailed, "LZ4 block input of \(raw.count) bytes exceeds \(maxInput)")
-        }
-        // Only a result strictly smaller than the input is kept, so the destination never needs
-        // more than count − 1 bytes; LZ4 returns 0 when the output does not fit.
-        let capacity = raw.count - 1
-        guard capacity > 0 else { return nil }
-        var out = [UInt8](repeating: 0, count: capacity)
-        let src = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
-        let written = out.withUnsafeMutableBytes { dst -> Int32 in
-            let d = dst.baseAddress!.assumingMemoryBound(to: CChar.self)
-            if level == 0 {
-                return LZ4_compress_default(src, d, Int32(raw.count), Int32(capacity))
-            }
-            return LZ4_compress_HC(src, d, Int32(raw.count), Int32(capacity), Int32(level))
-        }
-        guard written > 0 else { return nil }
-        out.removeSubrange(Int(written)...)
-        return out
-    }
-
-    static func decompress(
-        _ stored: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer
-    ) throws(UplinkError) {
-        guard stored.count > 0, stored.count <= maxInput, destination.count <= maxInput else {
-            throw UplinkError(.lz4Failed, "LZ4 section of \(stored.count) bytes cannot decode to \(destination.count) bytes")
-        }
-        // LZ4_decompress_safe never reads or writes outside the given buffers, for any input.
-        let n = LZ4_decompress_safe(
-            stored.baseAddress!.assumingMemoryBound(to: CChar.self),
-            destination.baseAddress!.assumingMemoryBound(to: CChar.self),
-            Int32(stored.count), Int32(destination.count))
-        guard n >= 0 else {
-            throw UplinkError(.lz4Failed, "LZ4 data is corrupt (liblz4 error \(n))")
-        }
-        guard Int(n) == destination.count else {
-            throw UplinkError(.lengthMismatch, "LZ4 section decoded to \(n) bytes, declared \(destination.count)")
         }
     }
 }

@@ -202,7 +202,7 @@ extension ModelLayout {
                 throw UplinkError(.malformedHeader, "tensor \(i) name length \(nameLength) is outside 1…\(maxNameBytes)")
             }
             let nameBytes = try r.bytes(nameLength, "tensor \(i) name")
-            guard let name = String(validating: nameBytes, as: UTF8.self) else {
+            guard let name = String(validatingUTF8Bytes: nameBytes) else {
                 throw UplinkError(.malformedHeader, "tensor \(i) name \(UplinkError.quoted(bytes: nameBytes)) is not valid UTF-8")
             }
             // Byte for byte: canonically equivalent names (NFC and NFD) are different names.

@@ -1,6 +1,5 @@
 import UplinkPrivacy
 import Dispatch
-import Synchronization
 import UplinkAggregation
 import UplinkCodec
 
@@ -129,8 +128,8 @@ public struct FederatedTraining: Sendable {
             for client in chosen { _ = machine.checkIn(Simulator.clientID(client), at: 0) }
             let starting = global
             let states = chosen.map { encoders[$0] ?? FrameEncoder(layout: model.layout, pipeline: config.pipeline) }
-            let results = Mutex([(frame: [UInt8], encoder: FrameEncoder, error: Double)?](repeating: nil, count: chosen.count))
-            let failure = Mutex<UplinkError?>(nil)
+            let results = Locked([(frame: [UInt8], encoder: FrameEncoder, error: Double)?](repeating: nil, count: chosen.count))
+            let failure = Locked<UplinkError?>(nil)
             DispatchQueue.concurrentPerform(iterations: max(1, config.threads)) { worker in
                 for slot in stride(from: worker, to: chosen.count, by: max(1, config.threads)) {
                     let client = chosen[slot]

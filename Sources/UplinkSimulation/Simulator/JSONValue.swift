@@ -167,7 +167,7 @@ enum JSONValue: Sendable {
                 switch b {
                 case UInt8(ascii: "\""):
                     i += 1
-                    guard let s = String(validating: out, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
+                    guard let s = String(validatingUTF8Bytes: out) else { throw error("a string is not valid UTF-8") }
                     return s
                 case UInt8(ascii: "\\"):
                     i += 1

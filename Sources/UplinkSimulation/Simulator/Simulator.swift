@@ -1,6 +1,5 @@
 import UplinkPrivacy
 import Dispatch
-import Synchronization
 import UplinkAggregation
 import UplinkCodec
 
@@ -175,8 +174,8 @@ public struct Simulator: Sendable {
                 guard let done = plans[i].computeDone, done < deadline else { return false }
                 return plans[i].dropAt.map { $0 > done } ?? true
             }
-            let frames = Mutex([Int: (frame: [UInt8], encoder: FrameEncoder, fitted: Bool)]())
-            let failure = Mutex<UplinkError?>(nil)
+            let frames = Locked([Int: (frame: [UInt8], encoder: FrameEncoder, fitted: Bool)]())
+            let failure = Locked<UplinkError?>(nil)
             let current = encoders
             if let replay {
                 // One encoding per round (frames carry the round id), shared by every client.

@@ -14,7 +14,7 @@ public enum TraceFile {
     /// rate holding until the next row's time.
     public static func load(path: String) throws(UplinkError) -> [Double] {
         let bytes = try InputFile.read(path, what: "the trace", limit: maximumFileBytes)
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw UplinkError(.invalidArgument, "\(path): the trace is not UTF-8 text") }
+        guard let text = String(validatingUTF8Bytes: bytes) else { throw UplinkError(.invalidArgument, "\(path): the trace is not UTF-8 text") }
         var points: [(Double, Double)] = []
         for (i, line) in text.split(whereSeparator: \.isNewline).enumerated() {
             let f = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
