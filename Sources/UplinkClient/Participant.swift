@@ -177,14 +177,7 @@ public actor UplinkParticipant {
     }
 
     private var uploader: ResumableUploader {
-        var o = ResumableUploader.Options()
-        o.interopVersion = options.interopVersion
-        o.maxAppendBytes = options.maxAppendBytes
-        o.optimistic = options.optimisticUpload
-        o.retry = options.retry
-        o.requestTimeoutBase = options.requestTimeoutBase
-        o.minimumRate = options.minimumRate
-        return ResumableUploader(transport: transport, endpoint: endpoint, token: token, options: o)
+        ResumableUploader(transport: transport, endpoint: endpoint, token: token, options: .init(options))
     }
 
     /// `POST /v1/checkin`, retried on transport errors and 5xx.
@@ -390,14 +383,7 @@ public func uploadFrame(
         throw UplinkClientError.local(UplinkError(.io, "cannot read \(framePath)"))
     }
     let t = try transport ?? makeDefaultTransport(trustedCertificatesPEM: options.trustedCertificatesPEM)
-    var o = ResumableUploader.Options()
-    o.interopVersion = options.interopVersion
-    o.maxAppendBytes = options.maxAppendBytes
-    o.optimistic = options.optimisticUpload
-    o.retry = options.retry
-    o.requestTimeoutBase = options.requestTimeoutBase
-    o.minimumRate = options.minimumRate
-    let uploader = ResumableUploader(transport: t, endpoint: endpoint, token: token, options: o)
+    let uploader = ResumableUploader(transport: t, endpoint: endpoint, token: token, options: .init(options))
     do {
         let result = try await uploader.upload(frame: [UInt8](data), framePath: framePath, creation: "/v1/rounds/\(round)/updates",
                                                round: round, deadline: nil, progress: progress)

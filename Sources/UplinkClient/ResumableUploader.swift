@@ -144,6 +144,18 @@ struct ResumableUploader {
         /// Timeouts scale with the body: `base + bytes / minimumRate` seconds per request.
         var requestTimeoutBase = 30.0
         var minimumRate = 4096.0
+
+        init() {}
+
+        /// The upload part of a participant's options.
+        init(_ o: ClientOptions) {
+            interopVersion = o.interopVersion
+            maxAppendBytes = o.maxAppendBytes
+            optimistic = o.optimisticUpload
+            retry = o.retry
+            requestTimeoutBase = o.requestTimeoutBase
+            minimumRate = o.minimumRate
+        }
     }
 
     let transport: any UplinkTransport
