@@ -274,25 +274,27 @@ extension UplinkCommand {
 
         /// Where updates come from.
         struct Trainer: @unchecked Sendable {
-            var fixed: TensorSet?
-            var local: LocalTraining?
-            var shard: Dataset?
+            /// A fixed update (`--in`, with its sample count), or local training on a digits shard.
+            enum Source {
+                case fixed(TensorSet, samples: UInt64)
+                case digits(LocalTraining, shard: Dataset, seed: UInt64)
+            }
+            var source: Source
             var test: Dataset?
-            var seed: UInt64 = 1
-            var samples: UInt64 = 1
 
             func update(_ model: GlobalModel) throws -> LocalUpdate {
-                if let fixed {
+                switch source {
+                case .fixed(let fixed, let samples):
                     guard fixed.layout == model.layout else {
                         throw UplinkError(.shapeMismatch, "the --in update's layout (\(fixed.layout.parameterCount) values) is not the server's model (\(model.layout.parameterCount) values in \(model.layout.tensors.count) tensors)")
                     }
                     return LocalUpdate(values: fixed.values, samples: samples)
+                case .digits(let local, let shard, let seed):
+                    let mlp = try Self.mlp(for: model.layout)
+                    var delta = local.train(mlp, from: model.values, data: shard, seed: seed ^ model.round &* 0x9E37_79B9_7F4A_7C15)
+                    for i in 0..<delta.count { delta[i] -= model.values[i] }
+                    return LocalUpdate(values: delta, samples: UInt64(shard.count))
                 }
-                let mlp = try Self.mlp(for: model.layout)
-                let trained = local!.train(mlp, from: model.values, data: shard!, seed: seed ^ model.round &* 0x9E37_79B9_7F4A_7C15)
-                var delta = trained
-                for i in 0..<delta.count { delta[i] -= model.values[i] }
-                return LocalUpdate(values: delta, samples: UInt64(shard!.count))
             }
 
             func evaluate(_ model: GlobalModel) -> Double? {
@@ -319,20 +321,15 @@ extension UplinkCommand {
         }
 
         func makeTrainer() throws -> Trainer {
-            var t = Trainer()
-            t.samples = samples
-            t.seed = seed ^ UInt64(clientIndex) &* 0x9E37_79B9
             if let path = self.in {
-                t.fixed = try TensorFiles.load(path: path)
-                return t
+                return Trainer(source: .fixed(try TensorFiles.load(path: path), samples: samples))
             }
             let (trainSet, testSet) = try Digits.load(path: data ?? Digits.defaultPath())
             let shares = try Partition(parsing: partition).split(labels: trainSet.labels, classes: trainSet.classCount, clients: clients, seed: seed)
-            t.shard = trainSet.subset(shares[clientIndex])
-            guard t.shard!.count > 0 else { throw UplinkError(.invalidArgument, "client \(clientIndex)'s shard of \(partition) over \(clients) clients is empty") }
-            t.test = evaluate ? testSet : nil
-            t.local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum)
-            return t
+            let shard = trainSet.subset(shares[clientIndex])
+            guard shard.count > 0 else { throw UplinkError(.invalidArgument, "client \(clientIndex)'s shard of \(partition) over \(clients) clients is empty") }
+            let local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum)
+            return Trainer(source: .digits(local, shard: shard, seed: seed ^ UInt64(clientIndex) &* 0x9E37_79B9), test: evaluate ? testSet : nil)
         }
     }
 

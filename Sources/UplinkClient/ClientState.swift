@@ -105,12 +105,10 @@ struct ClientState {
             throw .local(error)
         }
         try writeJSON(meta, to: temp + "/round.json")
-        guard rename(temp, pendingPath) == 0 else {
-            let why = String(cString: strerror(errno))
+        do { try DurableFile.rename(temp, pendingPath) } catch {
             try? FileManager.default.removeItem(atPath: temp)
-            throw .local(UplinkError(.io, "cannot move \(temp) to \(pendingPath): \(why)"))
+            throw .local(error)
         }
-        try syncDirectory(root)
     }
 
     /// Ends the pending update: `committed` (the file in `pending/` to make the committed
@@ -124,18 +122,8 @@ struct ClientState {
         }
         // Renamed away first, so a kill mid-removal never leaves a partial `pending/`.
         let doomed = root + "/.pending.done.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        guard rename(pendingPath, doomed) == 0 else {
-            throw .local(UplinkError(.io, "cannot remove \(pendingPath): \(String(cString: strerror(errno)))"))
-        }
-        try syncDirectory(root)
+        do { try DurableFile.rename(pendingPath, doomed) } catch { throw .local(error) }
         try? FileManager.default.removeItem(atPath: doomed)
-    }
-
-    func syncDirectory(_ path: String) throws(UplinkClientError) {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw .local(UplinkError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw .local(UplinkError(.io, "cannot fsync \(path): \(String(cString: strerror(errno)))")) }
     }
 
     /// Removes the models of other rounds than `keep`.

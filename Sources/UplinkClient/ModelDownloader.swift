@@ -73,7 +73,6 @@ struct ModelDownloader {
                                            timeout: requestTimeoutBase + min(expectedRest, 1e9) / minimumRate)
             let writer = PartWriter(path: part)
             var status = 0
-            var failure: UplinkClientError?
             do {
                 stats.requests += 1
                 try await transport.send(request, onHead: { head in
@@ -81,8 +80,7 @@ struct ModelDownloader {
                     guard head.status == 200 || head.status == 206 else { return }
                     let tag = head.header("ETag")
                     if let known, head.status == 206, tag != known {
-                        failure = .protocolViolation("a resumed range came with ETag \(tag ?? "none"), not \(known)")
-                        throw failure!
+                        throw UplinkClientError.protocolViolation("a resumed range came with ETag \(tag ?? "none"), not \(known)")
                     }
                     if head.status == 200 {
                         // The whole entity: start over (the server ignored the range or the model changed).
@@ -93,32 +91,27 @@ struct ModelDownloader {
                         let length = head.header("Content-Length").flatMap(Int.init)
                         if let length {
                             if let announced = bytes, length != announced {
-                                failure = .protocolViolation("the model is \(length) bytes, check-in said \(announced)")
-                                throw failure!
+                                throw UplinkClientError.protocolViolation("the model is \(length) bytes, check-in said \(announced)")
                             }
                             total = length
                         }
                     } else {
                         guard let range = head.header("Content-Range"), let (start, size) = Self.contentRange(range), start == have else {
-                            failure = .protocolViolation("206 with Content-Range \(head.header("Content-Range") ?? "none") for a range from \(have)")
-                            throw failure!
+                            throw UplinkClientError.protocolViolation("206 with Content-Range \(head.header("Content-Range") ?? "none") for a range from \(have)")
                         }
                         if let t = total, size != t {
-                            failure = .protocolViolation("the model is \(size) bytes, expected \(t)")
-                            throw failure!
+                            throw UplinkClientError.protocolViolation("the model is \(size) bytes, expected \(t)")
                         }
                         total = size
                         try writer.open(truncate: false)
                     }
                     if let t = total, t > maxBytes {
-                        failure = .protocolViolation("the model has \(t) bytes, more than the \(maxBytes) this client accepts")
-                        throw failure!
+                        throw UplinkClientError.protocolViolation("the model has \(t) bytes, more than the \(maxBytes) this client accepts")
                     }
                 }, onBody: { piece in
                     guard status == 200 || status == 206 else { return }
                     guard have + piece.count <= (total ?? maxBytes) else {
-                        failure = .protocolViolation("the model body runs past its \(total ?? maxBytes) bytes")
-                        throw failure!
+                        throw UplinkClientError.protocolViolation("the model body runs past its \(total ?? maxBytes) bytes")
                     }
                     try writer.write(piece)
                     have += piece.count
@@ -127,15 +120,15 @@ struct ModelDownloader {
                 writer.close()
             } catch let e as TransportError where e.isTransient {
                 writer.close()
-                if let failure { throw failure }
                 try await budget.failed("downloading \(path): \(e)")
                 continue
             } catch let e as TransportError {
                 writer.close()
                 throw ResumableUploader.fatal(e)
             } catch {
+                // A check of the response above (a protocol violation), a local write, a cancellation.
                 writer.close()
-                throw failure ?? error
+                throw error
             }
             switch status {
             case 200, 206:

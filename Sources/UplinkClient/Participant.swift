@@ -185,16 +185,9 @@ public actor UplinkParticipant {
         try checkToken()
         var budget = RetryBudget(policy: options.retry)
         while true {
-            let r: TransportResponse
-            do {
-                r = try await transport.send(TransportRequest(method: "POST", url: try endpoint.url("/v1/checkin"),
-                                                              headers: [("Authorization", "Bearer \(token)")], timeout: options.requestTimeoutBase))
-            } catch let e as TransportError where e.isTransient {
-                try await budget.failed("checking in: \(e)")
-                continue
-            } catch let e as TransportError {
-                throw ResumableUploader.fatal(e)
-            }
+            let request = TransportRequest(method: "POST", url: try endpoint.url("/v1/checkin"),
+                                           headers: [("Authorization", "Bearer \(token)")], timeout: options.requestTimeoutBase)
+            guard let r = try await budget.exchange(request, over: transport, "checking in") else { continue }
             if r.status >= 500 {
                 try await budget.failed("checking in: the server answered \(r.status)", retryAfter: r.header("Retry-After").flatMap(Double.init))
                 continue

@@ -200,17 +200,9 @@ struct ResumableUploader {
                 headers.append(("Upload-Length", "\(frame.count)"))
                 if whole { headers.append(("Content-Type", "application/vnd.uplink.frame")) }
                 let body = whole ? frame : []
-                let r: TransportResponse
-                do {
-                    stats.requests += 1
-                    stats.bodyBytesSent += body.count
-                    r = try await transport.send(request("POST", creation, headers, body))
-                } catch let e as TransportError where e.isTransient {
-                    try await budget.failed("creating the upload: \(e)")
-                    continue
-                } catch let e as TransportError {
-                    throw Self.fatal(e)
-                }
+                stats.requests += 1
+                stats.bodyBytesSent += body.count
+                guard let r = try await budget.exchange(try request("POST", creation, headers, body), over: transport, "creating the upload") else { continue }
                 if let limit = Self.maxAppend(r.head) { appendLimit = min(options.maxAppendBytes, limit) }
                 switch r.status {
                 case 201:
@@ -232,16 +224,8 @@ struct ResumableUploader {
             }
             // 2. Where the server is, when not known (after a restart, a failure, a superseded request).
             guard let at = offset else {
-                let r: TransportResponse
-                do {
-                    stats.requests += 1
-                    r = try await transport.send(request("HEAD", uploadPath, base(), []))
-                } catch let e as TransportError where e.isTransient {
-                    try await budget.failed("asking for the offset: \(e)")
-                    continue
-                } catch let e as TransportError {
-                    throw Self.fatal(e)
-                }
+                stats.requests += 1
+                guard let r = try await budget.exchange(try request("HEAD", uploadPath, base(), []), over: transport, "asking for the offset") else { continue }
                 if let limit = Self.maxAppend(r.head) { appendLimit = min(options.maxAppendBytes, limit) }
                 switch r.status {
                 case 200, 204:
@@ -270,17 +254,11 @@ struct ResumableUploader {
             headers.append(("Upload-Offset", "\(at)"))
             headers.append(("Upload-Complete", complete ? "?1" : "?0"))
             let body = Array(frame[at..<end])
-            let r: TransportResponse
-            do {
-                stats.requests += 1
-                stats.bodyBytesSent += body.count
-                r = try await transport.send(request("PATCH", uploadPath, headers, body))
-            } catch let e as TransportError where e.isTransient {
+            stats.requests += 1
+            stats.bodyBytesSent += body.count
+            guard let r = try await budget.exchange(try request("PATCH", uploadPath, headers, body), over: transport, "appending at \(at)") else {
                 offset = nil
-                try await budget.failed("appending at \(at): \(e)")
                 continue
-            } catch let e as TransportError {
-                throw Self.fatal(e)
             }
             switch r.status {
             case 204:

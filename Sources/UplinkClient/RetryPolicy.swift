@@ -62,3 +62,19 @@ struct RetryBudget {
         try await Task.sleep(nanoseconds: UInt64(pause * 1e9))
     }
 }
+
+extension RetryBudget {
+    /// Sends `request` once: its response, or nil after a transient transport failure was
+    /// counted and paused for (the caller retries). A failure a retry cannot cure (TLS, a
+    /// malformed response) throws.
+    mutating func exchange(_ request: TransportRequest, over transport: any UplinkTransport, _ what: @autoclosure () -> String) async throws -> TransportResponse? {
+        do {
+            return try await transport.send(request)
+        } catch let e as TransportError where e.isTransient {
+            try await failed("\(what()): \(e)")
+            return nil
+        } catch let e as TransportError {
+            throw ResumableUploader.fatal(e)
+        }
+    }
+}
