@@ -1,0 +1,1 @@
+"""Uplink + Flower example: federated training of a small numpy MLP on the UCI digits."""
