@@ -138,13 +138,15 @@ def _table(data, pos: int, end: int, T: int):
         pos += 1
         if rank > 64:
             raise UplinkError(105, f"tensor {quoted(name)}: rank {rank} > 64")
-        if pos + 8 * rank > end:
-            raise UplinkError(105, "tensor table runs past the header")
-        shape = struct.unpack_from(f"<{rank}Q", data, pos)
-        pos += 8 * rank
-        for d in shape:
+        shape = []
+        for _ in range(rank):  # one at a time: a dimension over 2^48 is 406 wherever the table ends
+            if pos + 8 > end:
+                raise UplinkError(105, "tensor table runs past the header")
+            (d,) = struct.unpack_from("<Q", data, pos)
+            pos += 8
             if d > MAX_DIM:
                 raise UplinkError(406, f"tensor {quoted(name)}: dimension {d} > 2^48")
+            shape.append(d)
         count = element_count(shape)
         if count > MAX_DIM:
             raise UplinkError(406, f"tensor {quoted(name)}: element count {count} > 2^48")
@@ -234,9 +236,12 @@ def parse_frame(data, layout=None, limits: Optional[dict] = None) -> ParsedFrame
     UplinkError with the spec's code on the first rule it breaks."""
     if layout is not None:
         layout = normalize_layout(layout)
-    lim = dict(DEFAULT_LIMITS if layout is None else limits_for_layout(layout))
+    # The default limits; with a layout, n may also reach the layout's (so a frame for another
+    # model is reported as 300, not as over a limit). Servers that want a frame bounded by
+    # their model pass limits=limits_for_layout(layout).
+    lim = dict(DEFAULT_LIMITS)
     if layout is not None:
-        lim["parameters"] = max(lim["parameters"], 1)
+        lim["parameters"] = max(lim["parameters"], sum(element_count(s) for _, s in layout))
     if limits:
         lim.update(limits)
     mv = memoryview(data).cast("B") if not isinstance(data, bytes) else data
