@@ -7,9 +7,8 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
-from uplink_fl.flwr import FRAME_KEY, UplinkMod
-
 from uplink_digits import task
+from uplink_fl.flwr import FRAME_KEY, UplinkMod
 
 app = ClientApp()
 

@@ -9,9 +9,8 @@ from flwr.app import Array, ArrayRecord, Context, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from uplink_fl.flwr import UplinkFedAvg, write_safetensors
-
 from uplink_digits import task
+from uplink_fl.flwr import UplinkFedAvg, write_safetensors
 
 app = ServerApp()
 

@@ -43,6 +43,10 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import FitIns, FitRes, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.strategy import Strategy as LegacyStrategy
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Strategy
 
@@ -53,10 +57,12 @@ __all__ = [
     "FRAME_STYPE",
     "METRIC_PREFIX",
     "UplinkFedAvg",
+    "UplinkLegacyStrategy",
     "UplinkMod",
     "UplinkStrategy",
     "frame_array",
     "frame_of",
+    "uplink_legacy_strategy",
     "uplink_strategy",
     "write_safetensors",
 ]
@@ -283,6 +289,8 @@ class UplinkMod:
         # A copy of the global arrays, taken before the ClientApp can change the record.
         received = {k: a.numpy() for k, a in next(iter(incoming.values())).items()}
         server_round = _server_round(msg.content)
+        if server_round == 0 and msg.metadata.group_id.isdigit():
+            server_round = int(msg.metadata.group_id)  # the legacy ServerApp's round
 
         out = call_next(msg, context)
         if out.has_error():
@@ -302,7 +310,7 @@ class UplinkMod:
                 return _error(msg, f"UplinkMod: array {name!r} is not a float array of the global model's shape")
             update[name] = (after.astype(np.float64) - before.astype(np.float64)).astype(np.float32)
         weight = _weight(out.content, self.weight_key)
-        samples = max(0, int(round(weight))) if weight is not None and math.isfinite(weight) else 1
+        samples = max(0, round(weight)) if weight is not None and math.isfinite(weight) else 1
         try:
             frame, state = self._encode(context, update, server_round, samples)
             self._save_state(context, state)
@@ -321,48 +329,124 @@ def _error(msg: Message, reason: str) -> Message:
 # Server side
 
 
-class _Round:
-    """What one round received: byte counts and refusals."""
+def _code(e: Exception) -> int | None:
+    code = getattr(e, "code", None)
+    return int(code) if isinstance(code, int) else None
 
-    def __init__(self, server_round: int, save_dir: Path | None) -> None:
+
+def _message(e: Exception) -> str:
+    return str(getattr(e, "message", None) or e)
+
+
+def _plus_update(base: np.ndarray, update: np.ndarray) -> np.ndarray:
+    """``base + update`` in float64, returned in the dtype of ``base``."""
+    return (base.astype(np.float64) + np.asarray(update, np.float64).reshape(base.shape)).astype(base.dtype)
+
+
+class _Round:
+    """One server round: the global model it started from (and its frame layout), what it
+    received (byte counts, refusals), and, with ``save_frames``, its files."""
+
+    def __init__(self, server_round: int, global_arrays: dict[str, np.ndarray],
+                 save_frames: Path | None, check_round: bool) -> None:
         self.round = server_round
-        self.save_dir = save_dir
-        self.frames = 0  # frames received (accepted or not)
+        self.global_arrays = global_arrays
+        self.layout = uplink_fl.layout_of(global_arrays)
+        self.offsets: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.n = 0
+        for name, shape in self.layout:
+            self.offsets[name] = (self.n, tuple(shape))
+            self.n += math.prod(shape)
+        self.check_round = check_round
+        self.save_dir = save_frames / f"round-{server_round}" if save_frames else None
+        if self.save_dir is not None:
+            write_safetensors(self.save_dir / "global.safetensors", global_arrays)
+        self.frames = 0  # frames received, accepted or not
         self.accepted = 0
         self.bytes = 0
-        self.float32_bytes = 0
         self.refused: list[dict[str, Any]] = []
 
-    def receive(self, node: int, frame: bytes, n: int) -> None:
+    def receive(self, node: int, frame: bytes) -> None:
+        """Counts (and saves) a frame, then raises UplinkError 901 for a valid frame of another
+        round. Only the header's round field is read here (the frame is checked in full when it
+        is decoded); a frame whose round differs is checked in full first, so that a damaged
+        one gets its own code, as ``uplink aggregate`` reports it."""
         self.frames += 1
         self.bytes += len(frame)
-        self.float32_bytes += 4 * n
         if self.save_dir is not None:
             _atomic_write(self.save_dir / f"node-{node}.upl", frame)
+        if self.check_round and len(frame) >= _ROUND_AT + 8:
+            (frame_round,) = struct.unpack_from("<Q", frame, _ROUND_AT)
+            if frame_round != self.round:
+                uplink_fl.inspect(frame)  # raises for a damaged frame
+                raise uplink_fl.UplinkError(
+                    ROUND_MISMATCH, f"frame of round {frame_round}, the server's round is {self.round}")
 
     def refuse(self, node: int, code: int | None, message: str) -> None:
         self.refused.append({"node": node, "code": code, "message": message})
         _log.warning("round %d: refused the reply of node %d: [%s] %s", self.round, node,
                      code if code is not None else "-", message)
 
-    def summary(self) -> dict[str, Any]:
-        ratio = self.float32_bytes / self.bytes if self.bytes else 0.0
-        return {"round": self.round, "frames": self.frames, "accepted": self.accepted,
-                "bytes": self.bytes, "float32_bytes": self.float32_bytes, "ratio": ratio,
-                "refused": self.refused}
+    def dense(self, frame: bytes) -> dict[str, np.ndarray]:
+        """A client's weights, global + the frame's update, in the global model's key order."""
+        update = uplink_fl.decode(frame, layout=self.layout)
+        return {name: _plus_update(base, update[name]) for name, base in self.global_arrays.items()}
 
     def metrics(self) -> dict[str, int | float | list[int]]:
-        s = self.summary()
+        """The ``uplink-*`` metrics of the round."""
         m: dict[str, int | float | list[int]] = {
             "uplink-frames": self.frames, "uplink-accepted": self.accepted,
-            "uplink-bytes": self.bytes, "uplink-float32-bytes": self.float32_bytes,
-            "uplink-ratio": s["ratio"], "uplink-refused": len(self.refused)}
+            "uplink-bytes": self.bytes, "uplink-float32-bytes": 4 * self.n * self.frames,
+            "uplink-ratio": 4 * self.n * self.frames / self.bytes if self.bytes else 0.0,
+            "uplink-refused": len(self.refused)}
         if self.refused:
             m["uplink-refused-codes"] = [r["code"] or 0 for r in self.refused]
         return m
 
+    def finish(self, result: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Logs the round, saves its result and summary (with ``save_frames``), returns the
+        summary."""
+        m = self.metrics()
+        summary = {"round": self.round, "frames": self.frames, "accepted": self.accepted,
+                   "bytes": self.bytes, "float32_bytes": m["uplink-float32-bytes"],
+                   "ratio": m["uplink-ratio"], "refused": self.refused}
+        _log.info("round %d: %d frames, %d bytes received, float32 %d bytes (%.1fx), %d refused",
+                  self.round, self.frames, self.bytes, summary["float32_bytes"], summary["ratio"],
+                  len(self.refused))
+        if self.save_dir is not None:
+            if result is not None:
+                write_safetensors(self.save_dir / "result.safetensors", result)
+            _atomic_write(self.save_dir / "summary.json", json.dumps(summary, indent=1).encode())
+        return summary
 
-class UplinkStrategy:
+
+class _UplinkServer:
+    """What the message-API and legacy mixins share: their options and per-round summaries."""
+
+    def __init__(self, *args: Any, save_frames: PathLike | None = None, check_round: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.save_frames = Path(save_frames) if save_frames else None
+        self.check_round = check_round
+        self.uplink_rounds: dict[int, dict[str, Any]] = {}
+        self._uplink_global: dict[str, np.ndarray] = {}
+
+    def _uplink_round(self, server_round: int) -> _Round:
+        return _Round(server_round, self._uplink_global, self.save_frames, self.check_round)
+
+
+def _valid(replies: Iterable[Message]) -> list[Message]:
+    """Replies without an error (errors are logged, as FedAvg does)."""
+    valid = []
+    for msg in replies:
+        if msg.has_error():
+            _log.info("reply from node %d is an error: %s", msg.metadata.src_node_id, msg.error.reason)
+        else:
+            valid.append(msg)
+    return valid
+
+
+class UplinkStrategy(_UplinkServer):
     """Mixin that makes a message-API strategy accept Uplink frames (put it first in the bases:
     ``class MyFedAdam(UplinkStrategy, FedAdam)``, or use :func:`uplink_strategy`).
 
@@ -374,19 +458,11 @@ class UplinkStrategy:
 
     Extra keyword arguments: ``save_frames`` (a directory: every frame received is written to
     ``round-<R>/node-<id>.upl`` beside ``global.safetensors``, the model the round started
-    from, and ``result.safetensors``, the model it produced, so that ``uplink aggregate
-    --strategy fedavg --model round-R/global.safetensors round-R/*.upl`` replays the round) and
-    ``check_round`` (default True). ``uplink_rounds`` maps each round to its summary (frames,
-    bytes, float32 bytes, ratio, refusals).
+    from, ``result.safetensors``, the model it produced, and ``summary.json``, so that ``uplink
+    aggregate --strategy fedavg --model round-R/global.safetensors round-R/*.upl`` replays the
+    round) and ``check_round`` (default True). ``uplink_rounds`` maps each round to its summary
+    (frames, accepted, bytes, float32 bytes, ratio, refusals).
     """
-
-    def __init__(self, *args: Any, save_frames: PathLike | None = None, check_round: bool = True,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.save_frames = Path(save_frames) if save_frames else None
-        self.check_round = check_round
-        self.uplink_rounds: dict[int, dict[str, Any]] = {}
-        self._uplink_global: dict[str, np.ndarray] = {}
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -394,93 +470,37 @@ class UplinkStrategy:
         self._uplink_global = {k: a.numpy() for k, a in arrays.items()}
         return cast(Any, super()).configure_train(server_round, arrays, config, grid)
 
-    # -- shared helpers ------------------------------------------------------------------
-
-    def _uplink_begin(self, server_round: int) -> tuple[_Round, list[tuple[str, tuple[int, ...]]]]:
-        save = self.save_frames / f"round-{server_round}" if self.save_frames else None
-        if save is not None:
-            write_safetensors(save / "global.safetensors", self._uplink_global)
-        return _Round(server_round, save), uplink_fl.layout_of(self._uplink_global)
-
-    def _uplink_check(self, rnd: _Round, frame: bytes) -> None:
-        """Raises UplinkError 901 for a valid frame of another round. Only the header's round
-        field is read here (the frame is checked in full when it is decoded); a frame whose
-        round differs is checked in full first, so a damaged one gets its own code, as
-        ``uplink aggregate`` reports it."""
-        if not self.check_round or len(frame) < _ROUND_AT + 8:
-            return
-        (frame_round,) = struct.unpack_from("<Q", frame, _ROUND_AT)
-        if frame_round != rnd.round:
-            uplink_fl.inspect(frame)  # raises for a damaged frame
-            raise uplink_fl.UplinkError(
-                ROUND_MISMATCH, f"frame of round {frame_round}, the server's round is {rnd.round}")
-
-    def _uplink_finish(self, rnd: _Round, arrays: ArrayRecord | None,
-                       metrics: MetricRecord | None) -> tuple[ArrayRecord | None, MetricRecord]:
+    def _uplink_done(self, rnd: _Round, arrays: ArrayRecord | None, metrics: MetricRecord | None
+                     ) -> tuple[ArrayRecord | None, MetricRecord]:
         metrics = metrics if metrics is not None else MetricRecord()
         for k, v in rnd.metrics().items():
             metrics[k] = v
-        summary = rnd.summary()
-        self.uplink_rounds[rnd.round] = summary
-        _log.info("round %d: %d frames, %d bytes received, float32 %d bytes (%.1fx), %d refused",
-                  rnd.round, rnd.frames, rnd.bytes, rnd.float32_bytes, summary["ratio"], len(rnd.refused))
-        if rnd.save_dir is not None:
-            if arrays is not None:
-                write_safetensors(rnd.save_dir / "result.safetensors", arrays)
-            _atomic_write(rnd.save_dir / "summary.json", json.dumps(summary, indent=1).encode())
+        self.uplink_rounds[rnd.round] = rnd.finish(arrays)
         return arrays, metrics
-
-    def _uplink_replies(self, replies: Iterable[Message]) -> list[Message]:
-        """Replies without an error (errors are logged, as FedAvg does)."""
-        valid = []
-        for msg in replies:
-            if msg.has_error():
-                _log.info("reply from node %d is an error: %s", msg.metadata.src_node_id, msg.error.reason)
-            else:
-                valid.append(msg)
-        return valid
-
-    # -- dense path for any strategy -----------------------------------------------------
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Decode every frame into dense client weights, then aggregate as the wrapped
         strategy does."""
-        rnd, layout = self._uplink_begin(server_round)
-        n = sum(math.prod(shape) for _, shape in layout)
+        rnd = self._uplink_round(server_round)
         kept: list[Message] = []
-        for msg in self._uplink_replies(replies):
+        for msg in _valid(replies):
             found = frame_of(msg.content)
             if found is None:
                 kept.append(msg)
                 continue
-            key, frame = found
             node = msg.metadata.src_node_id
-            rnd.receive(node, frame, n)
             try:
-                self._uplink_check(rnd, frame)
-                update = uplink_fl.decode(frame, layout=layout)
+                rnd.receive(node, found[1])
+                dense = rnd.dense(found[1])
             except uplink_fl.UplinkError as e:
                 rnd.refuse(node, _code(e), _message(e))
                 continue
-            dense = {}
-            for name, base in self._uplink_global.items():
-                value = base.astype(np.float64) + np.asarray(update[name], np.float64).reshape(base.shape)
-                dense[name] = Array(value.astype(base.dtype))
-            msg.content[key] = ArrayRecord(dense)
+            msg.content[found[0]] = ArrayRecord({k: Array(v) for k, v in dense.items()})
             rnd.accepted += 1
             kept.append(msg)
         arrays, metrics = cast(Any, super()).aggregate_train(server_round, kept) if kept else (None, None)
-        return self._uplink_finish(rnd, arrays, metrics)
-
-
-def _code(e: Exception) -> int | None:
-    code = getattr(e, "code", None)
-    return int(code) if isinstance(code, int) else None
-
-
-def _message(e: Exception) -> str:
-    return str(getattr(e, "message", None) or e)
+        return self._uplink_done(rnd, arrays, metrics)
 
 
 class UplinkFedAvg(UplinkStrategy, FedAvg):
@@ -488,37 +508,31 @@ class UplinkFedAvg(UplinkStrategy, FedAvg):
     running sum (``uplink_fl.accumulate(frame, into=sum, weight=num_examples)``), so the
     server holds one dense array however many clients report. The new model is
     ``global + Σ wᵢΔᵢ / Σ wᵢ``, with the mean update rounded to float32 before it is added to
-    a float32 model, exactly as ``uplink aggregate --strategy fedavg`` computes it. Takes
-    FedAvg's arguments plus ``save_frames`` and ``check_round`` (see :class:`UplinkStrategy`).
-    A reply that is not a frame is taken as dense weights (a client without the mod).
+    a float32 model, as ``uplink aggregate --strategy fedavg`` computes it. Takes FedAvg's
+    arguments plus ``save_frames`` and ``check_round`` (see :class:`UplinkStrategy`). A reply
+    that is not a frame is taken as dense weights (a client without the mod).
     """
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Sum the decoded updates of the accepted frames, weighted by ``num-examples``."""
-        rnd, layout = self._uplink_begin(server_round)
-        offsets: dict[str, tuple[int, tuple[int, ...]]] = {}
-        n = 0
-        for name, shape in layout:
-            offsets[name] = (n, tuple(shape))
-            n += math.prod(shape)
-        total = np.zeros(n, dtype=np.float64)
+        rnd = self._uplink_round(server_round)
+        total = np.zeros(rnd.n, dtype=np.float64)
         weight_sum = 0.0
         accepted: list[RecordDict] = []
-        for msg in self._uplink_replies(replies):
+        for msg in _valid(replies):
             node = msg.metadata.src_node_id
             weight = _weight(msg.content, self.weighted_by_key)
-            if weight is None or not math.isfinite(weight) or weight < 0:
-                rnd.refuse(node, None, f"no usable {self.weighted_by_key!r} in the reply's MetricRecord")
-                continue
             found = frame_of(msg.content)
             try:
                 if found is not None:
-                    rnd.receive(node, found[1], n)
-                    self._uplink_check(rnd, found[1])
-                    uplink_fl.accumulate(found[1], into=total, weight=weight, layout=layout)
+                    rnd.receive(node, found[1])
+                if weight is None or not math.isfinite(weight) or weight < 0:
+                    raise ValueError(f"no usable {self.weighted_by_key!r} in the reply's MetricRecord")
+                if found is not None:
+                    uplink_fl.accumulate(found[1], into=total, weight=weight, layout=rnd.layout)
                 else:
-                    self._add_dense(msg.content, total, weight, offsets)
+                    _add_dense(rnd, msg.content, total, weight)
             except (uplink_fl.UplinkError, ValueError) as e:
                 rnd.refuse(node, _code(e), _message(e))
                 continue
@@ -528,38 +542,36 @@ class UplinkFedAvg(UplinkStrategy, FedAvg):
         if not accepted or weight_sum <= 0:
             if accepted:
                 _log.warning("round %d: the accepted replies weigh 0 in total; model unchanged", server_round)
-            return self._uplink_finish(rnd, None, None)
+            return self._uplink_done(rnd, None, None)
         delta = total / weight_sum
         new: dict[str, Array] = {}
-        for name, base in self._uplink_global.items():  # the global model's own key order
-            start, shape = offsets[name]
+        for name, base in rnd.global_arrays.items():  # the global model's own key order
+            start, shape = rnd.offsets[name]
             d = delta[start:start + math.prod(shape)].reshape(shape)
-            if base.dtype == np.float32:
-                value = (base.astype(np.float64) + d.astype(np.float32).astype(np.float64)).astype(np.float32)
-            else:
-                value = (base + d).astype(base.dtype)
-            new[name] = Array(value)
+            if base.dtype == np.float32:  # Swift: Float(Double(x) + Double(Float(sum / W)))
+                d = d.astype(np.float32)
+            new[name] = Array(_plus_update(base, d))
         metrics = self.train_metrics_aggr_fn(accepted, self.weighted_by_key)
-        return self._uplink_finish(rnd, ArrayRecord(new), metrics)
+        return self._uplink_done(rnd, ArrayRecord(new), metrics)
 
-    def _add_dense(self, content: RecordDict, total: np.ndarray, weight: float,
-                   offsets: Mapping[str, tuple[int, tuple[int, ...]]]) -> None:
-        """Adds ``weight · (weights − global)`` of a reply that carries plain arrays."""
-        records = content.array_records
-        if len(records) != 1:
-            raise ValueError(f"expected one ArrayRecord, found {len(records)}")
-        record = next(iter(records.values()))
-        if set(record.keys()) != set(offsets):
-            raise ValueError("the reply is neither a frame nor the global model's arrays")
-        parts = {}
-        for name, array in record.items():
-            value = array.numpy()
-            start, shape = offsets[name]
-            if value.shape != shape or not np.issubdtype(value.dtype, np.floating):
-                raise ValueError(f"array {name!r} does not match the global model")
-            parts[name] = (start, value.astype(np.float64) - self._uplink_global[name].astype(np.float64))
-        for start, diff in parts.values():
-            total[start:start + diff.size] += weight * diff.ravel()
+
+def _add_dense(rnd: _Round, content: RecordDict, total: np.ndarray, weight: float) -> None:
+    """Adds ``weight · (weights − global)`` of a reply that carries plain arrays."""
+    records = content.array_records
+    if len(records) != 1:
+        raise ValueError(f"expected one ArrayRecord, found {len(records)}")
+    record = next(iter(records.values()))
+    if set(record.keys()) != set(rnd.offsets):
+        raise ValueError("the reply is neither a frame nor the global model's arrays")
+    parts = []
+    for name, array in record.items():
+        value = array.numpy()
+        start, shape = rnd.offsets[name]
+        if value.shape != shape or not np.issubdtype(value.dtype, np.floating):
+            raise ValueError(f"array {name!r} does not match the global model")
+        parts.append((start, value.astype(np.float64) - rnd.global_arrays[name].astype(np.float64)))
+    for start, diff in parts:  # all checked first: a bad reply adds nothing
+        total[start:start + diff.size] += weight * diff.ravel()
 
 
 S = TypeVar("S", bound=Strategy)
@@ -574,4 +586,70 @@ def uplink_strategy(cls: type[S]) -> type[S]:
         return cast(type[S], UplinkFedAvg)
     return cast(type[S], type(f"Uplink{cls.__name__}", (UplinkStrategy, cls), {
         "__doc__": f"{cls.__name__} accepting Uplink frames (see uplink_fl.flwr.UplinkStrategy).",
+        "__module__": __name__}))
+
+
+# --------------------------------------------------------------------------------------------
+# Legacy strategies (flwr.server.strategy, FitRes.parameters)
+
+
+class UplinkLegacyStrategy(_UplinkServer):
+    """Mixin for a legacy strategy (``flwr.server.strategy``, run by a ``ServerApp(server_fn=
+    ...)``): a client with :class:`UplinkMod` sends ``FitRes.parameters`` as one tensor, the
+    frame, with ``tensor_type == FRAME_STYPE`` (its tensors named ``"0"``, ``"1"``, ... as the
+    compat layer names them). ``aggregate_fit`` turns each frame into that client's weights
+    (global + update, dense), adds a refused frame to ``failures`` (as the
+    :class:`uplink_fl.UplinkError`, logged with its code), lets the wrapped strategy aggregate,
+    and adds the ``uplink-*`` metrics (refused codes as a comma-separated string, legacy
+    metrics being scalars). Takes ``save_frames`` and ``check_round`` as :class:`UplinkStrategy`.
+    """
+
+    def configure_fit(self, server_round: int, parameters: Parameters, client_manager: ClientManager
+                      ) -> list[tuple[ClientProxy, FitIns]]:
+        """Remember the global parameters of this round, then configure as the wrapped strategy."""
+        self._uplink_global = {str(i): a for i, a in enumerate(parameters_to_ndarrays(parameters))}
+        return cast(Any, super()).configure_fit(server_round, parameters, client_manager)
+
+    def aggregate_fit(self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
+                      failures: list[tuple[ClientProxy, FitRes] | BaseException]
+                      ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """Decode the frames into dense weights, then aggregate as the wrapped strategy does."""
+        rnd = self._uplink_round(server_round)
+        kept: list[tuple[ClientProxy, FitRes]] = []
+        failures = list(failures)
+        for proxy, res in results:
+            p = res.parameters
+            if p.tensor_type != FRAME_STYPE or len(p.tensors) != 1:
+                kept.append((proxy, res))
+                continue
+            node = int(getattr(proxy, "node_id", 0) or 0)
+            try:
+                rnd.receive(node, p.tensors[0])
+                dense = rnd.dense(p.tensors[0])
+            except uplink_fl.UplinkError as e:
+                rnd.refuse(node, _code(e), _message(e))
+                failures.append(e)
+                continue
+            res.parameters = ndarrays_to_parameters(list(dense.values()))
+            rnd.accepted += 1
+            kept.append((proxy, res))
+        parameters, metrics = (cast(Any, super()).aggregate_fit(server_round, kept, failures)
+                               if kept else (None, {}))
+        metrics = dict(metrics)
+        for k, v in rnd.metrics().items():
+            metrics[k] = ",".join(map(str, v)) if isinstance(v, list) else v
+        result = None if parameters is None else {
+            str(i): a for i, a in enumerate(parameters_to_ndarrays(parameters))}
+        self.uplink_rounds[server_round] = rnd.finish(result)
+        return parameters, metrics
+
+
+L = TypeVar("L", bound=LegacyStrategy)
+
+
+def uplink_legacy_strategy(cls: type[L]) -> type[L]:
+    """A subclass of the legacy strategy ``cls`` (e.g. ``flwr.server.strategy.FedAvg``) with
+    the :class:`UplinkLegacyStrategy` mixin."""
+    return cast(type[L], type(f"UplinkLegacy{cls.__name__}", (UplinkLegacyStrategy, cls), {
+        "__doc__": f"Legacy {cls.__name__} accepting Uplink frames (see uplink_fl.flwr.UplinkLegacyStrategy).",
         "__module__": __name__}))
