@@ -10,9 +10,9 @@ import json, subprocess, sys, time, zlib
 import numpy as np
 import lz4.frame
 
-UPLINK = sys.argv[1]
-N = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000
-REPS = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+UPLINK = sys.argv[1] if __name__ == "__main__" else None
+N = int(sys.argv[2]) if __name__ == "__main__" and len(sys.argv) > 2 else 10_000_000
+REPS = int(sys.argv[3]) if __name__ == "__main__" and len(sys.argv) > 3 else 5
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -100,31 +100,36 @@ CASES = [
     ("int8 | zlib", lambda u, e: peer_dense_encode(u), lambda f, d: peer_dense_accumulate(f, d, 0.5)),
 ]
 
-u = synthetic(N)
-print(f"n = {N:,} float32 parameters ({4 * N / 1e6:.0f} MB), {REPS} alternating rounds; medians", file=sys.stderr)
-print("| pipeline | Uplink encode | numpy peer encode | speedup | Uplink accumulate | peer accumulate | speedup | Uplink bytes | peer bytes | peer / Uplink bytes |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-results = {}
-for spec, enc, acc in CASES:
-    pe, pa, ue, ua = [], [], [], []
-    frame = None
-    uplink_bytes = None
-    for rep in range(REPS):
-        e = np.zeros(N, np.float32)
-        t0 = time.perf_counter(); frame = enc(u, e); pe.append(time.perf_counter() - t0)
-        dest = np.zeros(N, np.float32)
-        t0 = time.perf_counter(); acc(frame, dest); pa.append(time.perf_counter() - t0)
-        out = subprocess.run([UPLINK, "bench", "--pipeline", spec, "--params", str(N), "--runs", "3", "--json"],
-                             check=True, capture_output=True, text=True)
-        d = json.loads(out.stdout)
-        ue += d["encode_runs_seconds"]; ua += d["accumulate_runs_seconds"]
-        uplink_bytes = d["bytes"]
-    m = lambda a: float(np.median(a))
-    results[spec] = dict(uplink_encode=m(ue), peer_encode=m(pe), uplink_accumulate=m(ua), peer_accumulate=m(pa),
-                         uplink_bytes=uplink_bytes, peer_bytes=len(frame))
-    r = results[spec]
-    print(f"| `{spec.replace('|', chr(92) + '|')}` | {1000 * r['uplink_encode']:.1f} ms ({4 * N / r['uplink_encode'] / 1e9:.2f} GB/s) | "
-          f"{1000 * r['peer_encode']:.1f} ms | **{r['peer_encode'] / r['uplink_encode']:.1f}×** | "
-          f"{1000 * r['uplink_accumulate']:.2f} ms | {1000 * r['peer_accumulate']:.2f} ms | **{r['peer_accumulate'] / r['uplink_accumulate']:.1f}×** | "
-          f"{r['uplink_bytes']:,} | {r['peer_bytes']:,} | {r['peer_bytes'] / r['uplink_bytes']:.2f}× |", flush=True)
-json.dump(results, open("peer-results.json", "w"), indent=2)
+def main():
+    u = synthetic(N)
+    print(f"n = {N:,} float32 parameters ({4 * N / 1e6:.0f} MB), {REPS} alternating rounds; medians", file=sys.stderr)
+    print("| pipeline | Uplink encode | numpy peer encode | speedup | Uplink accumulate | peer accumulate | speedup | Uplink bytes | peer bytes | peer / Uplink bytes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    results = {}
+    for spec, enc, acc in CASES:
+        pe, pa, ue, ua = [], [], [], []
+        frame = None
+        uplink_bytes = None
+        for rep in range(REPS):
+            e = np.zeros(N, np.float32)
+            t0 = time.perf_counter(); frame = enc(u, e); pe.append(time.perf_counter() - t0)
+            dest = np.zeros(N, np.float32)
+            t0 = time.perf_counter(); acc(frame, dest); pa.append(time.perf_counter() - t0)
+            out = subprocess.run([UPLINK, "bench", "--pipeline", spec, "--params", str(N), "--runs", "3", "--json"],
+                                 check=True, capture_output=True, text=True)
+            d = json.loads(out.stdout)
+            ue += d["encode_runs_seconds"]; ua += d["accumulate_runs_seconds"]
+            uplink_bytes = d["bytes"]
+        m = lambda a: float(np.median(a))
+        results[spec] = dict(uplink_encode=m(ue), peer_encode=m(pe), uplink_accumulate=m(ua), peer_accumulate=m(pa),
+                             uplink_bytes=uplink_bytes, peer_bytes=len(frame))
+        r = results[spec]
+        print(f"| `{spec.replace('|', chr(92) + '|')}` | {1000 * r['uplink_encode']:.1f} ms ({4 * N / r['uplink_encode'] / 1e9:.2f} GB/s) | "
+              f"{1000 * r['peer_encode']:.1f} ms | **{r['peer_encode'] / r['uplink_encode']:.1f}×** | "
+              f"{1000 * r['uplink_accumulate']:.2f} ms | {1000 * r['peer_accumulate']:.2f} ms | **{r['peer_accumulate'] / r['uplink_accumulate']:.1f}×** | "
+              f"{r['uplink_bytes']:,} | {r['peer_bytes']:,} | {r['peer_bytes'] / r['uplink_bytes']:.2f}× |", flush=True)
+    json.dump(results, open("peer-results.json", "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -240,7 +240,6 @@ def _trailing_ones_table() -> np.ndarray:
 _TO16 = _trailing_ones_table()
 _ROUNDS = 4
 _SEGMENT = 1 << 22
-_PROBE = 16
 
 
 class _Stepper:
@@ -308,10 +307,16 @@ def _run(f, P0: np.ndarray, hi: np.ndarray, most: int) -> np.ndarray:
 
 def _rice_chain(payload: np.ndarray, NB: int, r: int, W: int, k: int, f: "_Stepper"):
     """The chain of code starts from bit 0: up to k + 1 points below NB, and the first point at
-    or past NB when the chain gets there first (NB: it ends exactly; NB + 1: it runs past)."""
+    or past NB when the chain gets there first (NB: it ends exactly; NB + 1: it runs past).
+
+    Lane c covers bits [lo_c, lo_c + chunk) but starts `lead` bits early, inside lane c-1, so that
+    by lo_c it has (almost always) fallen onto the true chain. Lane c is right iff the point where
+    lane c-1 leaves its chunk lies on lane c's path; a lane that is not is re-run from that point,
+    and its successor checked again."""
     minlen = 1 + r
     avglen = max(minlen, NB // max(k, 1))
     chunk = 32 * avglen
+    lead = 8 * avglen + ESCAPE + W
     out = []
     have = 0
     t = 0
@@ -321,51 +326,44 @@ def _rice_chain(payload: np.ndarray, NB: int, r: int, W: int, k: int, f: "_Stepp
         lanes = -(-(seg_hi - seg_lo) // chunk)
         lane_lo = seg_lo + chunk * np.arange(lanes, dtype=np.int64)
         lane_hi = np.minimum(lane_lo + chunk, seg_hi)
-        most = -(-(chunk + ESCAPE + W) // minlen) + 8
-        paths = _run(f, lane_lo, lane_hi, most)
+        start = np.maximum(lane_lo - lead, seg_lo)
+        start[0] = seg_lo
+        most = -(-(chunk + lead + ESCAPE + W) // minlen) + 8
+        paths = _run(f, start, lane_hi, most)
         cols = np.arange(lanes)
-        big = NB + 2
+        check = cols[1:]
+        entry_row = np.zeros(lanes, dtype=np.int64)
+        exit_row = np.argmax(paths >= lane_hi[None, :], axis=0)
+        exits = paths[exit_row, cols]
+        bad = np.zeros(0, dtype=np.int64)
         for rnd in range(_ROUNDS + 1):
-            rows = paths.shape[0]
-            exit_row = np.argmax(paths >= lane_hi[None, :], axis=0)
-            exits = paths[exit_row, cols]
-            start_row = np.zeros(lanes, dtype=np.int64)
-            probe_len = np.zeros(lanes, dtype=np.int64)
-            Q = np.zeros((_PROBE + 1, lanes), dtype=np.int64)
-            if lanes == 1:
-                bad = np.zeros(0, dtype=np.int64)
+            if not check.size:
+                bad = check
                 break
-            # The true chain enters lane c at lane c-1's exit. Probe a few of its codes and find
-            # the first that lies on lane c's path (one sorted search over all lanes at once:
-            # lane c's path is offset by c × (NB + 2), so all of them form one sorted array).
-            q = _run(f, exits[:-1], np.full(lanes - 1, NB + 2), _PROBE)[:_PROBE + 1]
-            flat = (paths[:, 1:] + (cols[1:] * big)[None, :]).T.reshape(-1)
-            qg = q + (cols[1:] * big)[None, :]
-            at = np.searchsorted(flat, qg)
-            hit = (at < flat.size) & (flat[np.minimum(at, flat.size - 1)] == qg)
-            merged = hit.any(axis=0)
-            j = np.argmax(hit, axis=0)
-            Q[:, 1:] = q
-            probe_len[1:] = j
-            start_row[1:] = at[j, cols[:-1]] - cols[:-1] * rows
-            bad = np.flatnonzero(~merged) + 1
+            eq = paths[:, check] == exits[check - 1][None, :]
+            ok = eq.any(axis=0)
+            entry_row[check[ok]] = np.argmax(eq[:, ok], axis=0)
+            bad = check[~ok]
             if not bad.size or rnd == _ROUNDS:
                 break
-            # Re-run the lanes that did not merge from where the chain enters them.
+            # Re-run those lanes from where the chain enters them; their successors must be
+            # checked again against their new exits.
             redo = _run(f, exits[bad - 1], lane_hi[bad], most)
+            rows = paths.shape[0]
             if redo.shape[0] > rows:
                 paths = np.concatenate((paths, np.repeat(paths[-1:], redo.shape[0] - rows, axis=0)))
             elif redo.shape[0] < rows:
                 redo = np.concatenate((redo, np.repeat(redo[-1:], rows - redo.shape[0], axis=0)))
             paths[:, bad] = redo
-        good = int(bad[0]) if bad.size else lanes
-        # Lane c's part of the chain: the probe points before the merge, then its path from the
-        # merge point to its exit (lane 0: its path from the start).
-        both = np.concatenate((Q[:, :good], paths[:, :good]))
-        rr = np.arange(both.shape[0])[:, None]
-        nq = _PROBE + 1
-        mask = (rr < probe_len[None, :good]) | ((rr >= nq + start_row[None, :good]) & (rr < nq + exit_row[None, :good]))
-        chain = both.T[mask.T]
+            entry_row[bad] = 0
+            exit_row[bad] = np.argmax(paths[:, bad] >= lane_hi[bad][None, :], axis=0)
+            exits[bad] = paths[exit_row[bad], bad]
+            check = np.unique(bad + 1)
+            check = check[check < lanes]
+        good = int(bad.min()) if bad.size else lanes
+        rr = np.arange(paths.shape[0])[:, None]
+        take = (rr >= entry_row[None, :good]) & (rr < exit_row[None, :good])
+        chain = paths[:, :good].T[take.T]
         if good < lanes:
             # Lanes that did not resynchronize (a hostile stream): follow the chain one code at
             # a time from where the last good lane left it; linear, about 1 µs a code.
