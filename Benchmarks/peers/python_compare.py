@@ -3,7 +3,9 @@ and decoder, in one invocation with alternating runs (peer, uplink_fl, Swift, ..
 
 For each parameter count and pipeline: encode time (a fresh error-feedback state each run, as
 the peer's), decode-and-accumulate time into a float32 destination (the peer's) and into a
-float64 one (a server's running sum), frame bytes. Swift is timed in process by
+float64 one (a server's running sum), both already written (a server's running sum is; a fresh
+np.zeros would add the kernel's first-touch page faults to whatever scatters into it), frame
+bytes. Swift is timed in process by
 `uplink bench --json` on the same SplitMix64 input. Medians of REPS runs.
 Usage: python_compare.py UPLINK_BINARY [n,n,...] [reps]
 """
@@ -52,13 +54,13 @@ def main():
                 if penc is not None:
                     e = np.zeros(n, np.float32)
                     t0 = time.perf_counter(); pframe = penc(u, e); pe.append(time.perf_counter() - t0)
-                    d = np.zeros(n, np.float32)
+                    d = np.full(n, 0.0, np.float32)  # written, so no first-touch page faults are timed
                     t0 = time.perf_counter(); pacc(pframe, d); pa.append(time.perf_counter() - t0)
                 enc = uplink_fl.Encoder(spec, layout=layout)
                 t0 = time.perf_counter(); frame = enc.encode(u); ue.append(time.perf_counter() - t0)
-                d = np.zeros(n, np.float32)
+                d = np.full(n, 0.0, np.float32)
                 t0 = time.perf_counter(); uplink_fl.accumulate(frame, into=d, weight=0.5); ua32.append(time.perf_counter() - t0)
-                d = np.zeros(n, np.float64)
+                d = np.full(n, 0.0, np.float64)
                 t0 = time.perf_counter(); uplink_fl.accumulate(frame, into=d, weight=0.5); ua64.append(time.perf_counter() - t0)
                 out = subprocess.run([UPLINK, "bench", "--pipeline", spec, "--params", str(n), "--runs", "3", "--json"],
                                      check=True, capture_output=True, text=True)

@@ -57,15 +57,19 @@ def accumulate(data: bytes, into: np.ndarray, weight: float = 1.0, layout=None) 
     flat = into.reshape(-1)
     if flat.size != f.n:
         raise UplinkError(304, f"destination has {flat.size} values, the frame's model {f.n}")
-    if into.dtype == np.float64:
-        add = f.values.astype(np.float64)
-        add *= w
-    else:
-        add = f.values * np.float32(w)
-    if f.positions is None:
-        flat += add
-    else:
-        flat[f.positions] += add
+    # In chunks of 2^18 values through one reused buffer: a dense 10M-value frame then costs no
+    # model-sized temporaries (and no page faults on them).
+    chunk = 1 << 18
+    buf = np.empty(min(chunk, f.values.size), dtype=into.dtype)
+    wt = into.dtype.type(w)
+    for start in range(0, f.values.size, chunk):
+        v = f.values[start:start + chunk]
+        b = buf[:v.size]
+        np.multiply(v, wt, out=b, dtype=into.dtype)   # d += w·v in the destination's precision
+        if f.positions is None:
+            flat[start:start + v.size] += b
+        else:
+            flat[f.positions[start:start + v.size]] += b
     return _summary(f, sections=False)
 
 

@@ -32,6 +32,16 @@ def _make_tables() -> np.ndarray:
 _T = _make_tables()
 _T0 = tuple(int(v) for v in _T[0])
 
+
+def _pair_tables() -> np.ndarray:
+    """Byte pairs: _A[j][b | c << 8] = T[2j+1][b] ^ T[2j][c], so one lookup covers two bytes."""
+    v = np.arange(1 << 16)
+    lo, hi = v & 0xFF, v >> 8
+    return np.stack([_T[2 * j + 1][lo] ^ _T[2 * j][hi] for j in range(4)]).astype(np.uint32)
+
+
+_A = _pair_tables()
+
 # _POW[j] is the operator "append 2^j zero bytes" on a 32-bit register, as its 32 column images.
 
 
@@ -122,18 +132,17 @@ def _register0(buf: np.ndarray) -> int:
         padded[total - n:] = buf
     else:
         padded = np.ascontiguousarray(buf)
-    words = padded.view("<u8").reshape(lanes, steps)
-    lo32 = np.uint64(0xFFFFFFFF)
-    m = np.uint32(0xFF)
-    s8, s16, s24 = np.uint32(8), np.uint32(16), np.uint32(24)
-    T = _T
+    halves = padded.view("<u2").reshape(lanes, steps, 4)
+    A3, A2, A1, A0 = _A[3], _A[2], _A[1], _A[0]
+    m16 = np.uint32(0xFFFF)
+    s16 = np.uint32(16)
     crc = np.zeros(lanes, dtype=np.uint32)
     for s in range(steps):
-        w = words[:, s]
-        c = crc ^ (w & lo32).astype(np.uint32)
-        h = (w >> np.uint64(32)).astype(np.uint32)
-        crc = (T[7][c & m] ^ T[6][(c >> s8) & m] ^ T[5][(c >> s16) & m] ^ T[4][c >> s24]
-               ^ T[3][h & m] ^ T[2][(h >> s8) & m] ^ T[1][(h >> s16) & m] ^ T[0][h >> s24])
+        h = halves[:, s]
+        # Bytes 0–3 are XORed with the register; one 16-bit lookup per byte pair.
+        c0 = (crc & m16) ^ h[:, 0]
+        c1 = (crc >> s16) ^ h[:, 1]
+        crc = A3[c0] ^ A2[c1] ^ A1[h[:, 2]] ^ A0[h[:, 3]]
     span = steps * 8
     while crc.size > 1:
         crc = _apply_tables(_shift_tables(span), crc[0::2]) ^ crc[1::2]
