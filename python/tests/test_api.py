@@ -67,7 +67,7 @@ def test_encoder_state_round_trip_and_layout():
     u = _update(4)
     enc = uplink_fl.Encoder("ef | topk 2% | int4 | lz4")
     assert enc.state() == b""  # nothing known before the first update
-    f1 = enc.encode(u, round=1)
+    enc.encode(u, round=1)
     saved = enc.state()
     assert saved[:4] == b"UPLS"
     f2 = enc.encode(u, round=2)
@@ -145,8 +145,9 @@ def test_fedavg_round_equals_swift_aggregate(uplink, tmp_path):
         path = tmp_path / f"client{c}.upl"
         path.write_bytes(f)
         frames.append(str(path))
-        info = uplink_fl.accumulate(f, into=total, weight=float(info_samples := 100 + 37 * c))
-        weight += info_samples
+        samples = 100 + 37 * c
+        assert uplink_fl.accumulate(f, into=total, weight=float(samples))["samples"] == samples
+        weight += samples
     flat_model = np.concatenate([model[k].reshape(-1) for k, _ in layout])
     delta = (total / weight).astype(np.float32)
     mine = (flat_model.astype(np.float64) + delta.astype(np.float64)).astype(np.float32)

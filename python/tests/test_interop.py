@@ -12,7 +12,6 @@ import pytest
 import uplink_fl
 from uplink_fl._lz4 import backend
 from uplink_fl._tensorfiles import read_safetensors, write_safetensors
-from conftest import UPDATE
 
 PIPELINES = [
     "fp32 | stored", "fp32 | lz4", "fp32 | zlib", "fp16 | lz4", "bf16 | zlib", "bf16 | lz4 level=9",

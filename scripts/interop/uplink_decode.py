@@ -5,6 +5,10 @@ fp32, fp16, bf16, int, sign, ternary, stored, lz4, zlib), the §7 section rules 
 codec expansion-ratio bound) and the §8 streams (indices with Rice/bitmap coding, random-k
 regeneration, scales and bit-packed values).
 
+The maintained Python decoder is the uplink_fl package in python/ (vectorized, with an
+encoder); this one is kept simple, one value at a time as the doc reads, as the reference that
+package is tested against. It shares only the .safetensors reader with it.
+
 Public API:
     decode_frame(data: bytes, layout=None, limits=None) -> dict
     FrameError(code, message)
@@ -29,14 +33,13 @@ except ImportError:  # pragma: no cover
     _lz4_block = None
 
 
-class FrameError(Exception):
-    """A rejected frame (or tensor file); `code` is the numeric error code from the Errors table
-    of the doc."""
+import os as _os
+import sys as _sys
 
-    def __init__(self, code: int, message: str):
-        super().__init__(f"[{code}] {message}")
-        self.code = code
-        self.message = message
+_sys.path.insert(0, _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "..", "..", "python", "src"))
+# A rejected frame (or tensor file); `code` is the numeric error code from the Errors table of the
+# doc. The package's exception class, so that its tensor-file reader's errors are FrameErrors.
+from uplink_fl._errors import UplinkError as FrameError  # noqa: E402
 
 
 MAX_QUOTED = 200
@@ -173,175 +176,13 @@ def layout_fingerprint(layout) -> int:
     return fnv1a64(struct.pack("<I", len(layout)) + tensor_table_bytes(layout))
 
 
-# .safetensors header rules (doc §6.1), the same as the Swift reader's, with its codes.
-ST_MAX_HEADER = 100_000_000   # [401]
-ST_MAX_TENSORS = 1 << 20      # [402]
-ST_MAX_RANK = 64              # [407]
-ST_MAX_NAME = 1024            # [407] (UTF-8 bytes)
-ST_MAX_DEPTH = 64             # nesting of ignored values [703]
-ST_DTYPES = {"F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2), "F64": ("<f8", 8)}
-
-
-class _NotInteger:
-    """A JSON number written with a fraction or an exponent (never a shape or an offset)."""
-
-    def __init__(self, text):
-        self.text = text
-
-
-def _unique_object(pairs):
-    keys = set()
-    for k, _ in pairs:
-        kb = _utf8(k)
-        if kb in keys:
-            raise FrameError(703, f"safetensors: the key {_q(k)} appears twice in one object")
-        keys.add(kb)
-    return dict(pairs)
-
-
-def _utf8(text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
-        raise FrameError(703, f"safetensors: {_q(text.encode('utf-8', 'surrogatepass'))} is not valid UTF-8") from None
-
-
-def _depth(v) -> int:
-    if isinstance(v, dict):
-        return 1 + max((_depth(x) for x in v.values()), default=0)
-    if isinstance(v, list):
-        return 1 + max((_depth(x) for x in v), default=0)
-    return 0
-
-
-def _st_int(v, what):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        shown = v.text if isinstance(v, _NotInteger) else json.dumps(v) if not isinstance(v, (dict, list)) else type(v).__name__
-        raise FrameError(703, f"safetensors: {what} holds {_q(str(shown))}, not a non-negative integer")
-    return v
-
-
-def _st_ints(v, what, max_count):
-    if not isinstance(v, list):
-        raise FrameError(703, f"safetensors: {what} is not an array")
-    if len(v) > max_count:
-        if max_count == ST_MAX_RANK:
-            raise FrameError(407, f"safetensors: {what} has more than {ST_MAX_RANK} dimensions")
-        raise FrameError(703, f"safetensors: {what} holds more than {max_count} numbers")
-    return [_st_int(x, what) for x in v]
-
-
-def parse_safetensors_header(blob: bytes, max_tensors: int = ST_MAX_TENSORS):
-    """The tensors of a .safetensors file's bytes as [(name, dtype, shape, begin, end)] sorted
-    by name bytes, and where the data starts; raises FrameError with the Swift reader's code."""
-    if len(blob) < 8:
-        raise FrameError(703, "safetensors: file is shorter than the 8-byte header length")
-    (hlen,) = struct.unpack_from("<Q", blob, 0)
-    if hlen > ST_MAX_HEADER:
-        raise FrameError(401, f"safetensors: header length {hlen} exceeds {ST_MAX_HEADER}")
-    if hlen < 2 or 8 + hlen > len(blob):
-        raise FrameError(703, f"safetensors: header length {hlen} is outside 2..{len(blob) - 8}")
-    raw = bytes(blob[8:8 + hlen])
-    if raw[:1] != b"{":
-        raise FrameError(703, "safetensors: the header does not start with '{'")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FrameError(703, "safetensors: the header is not valid UTF-8") from None
-
-    def bad_constant(name):
-        raise ValueError(f"{name} is not JSON")
-
-    try:
-        header = json.loads(text, object_pairs_hook=_unique_object, parse_float=_NotInteger,
-                            parse_constant=bad_constant)
-    except FrameError:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise FrameError(703, f"safetensors: header is not valid JSON: {_q(str(e))}") from None
-    if not isinstance(header, dict):
-        raise FrameError(703, "safetensors: header is not a JSON object")
-    entries = []
-    for name, info in header.items():
-        nb = _utf8(name)
-        if len(nb) > ST_MAX_NAME:
-            raise FrameError(407, f"safetensors: tensor name {_q(name)} is longer than {ST_MAX_NAME} bytes")
-        if name == "__metadata__":
-            ok = info is None or (isinstance(info, dict) and all(isinstance(v, str) for v in info.values()))
-            if not ok:
-                raise FrameError(703, "safetensors: __metadata__ is not an object of strings")
-            for k, v in (info or {}).items():
-                _utf8(k), _utf8(v)
-            continue
-        if len(entries) >= max_tensors:
-            raise FrameError(402, f"safetensors: more than {max_tensors} tensors")
-        if not isinstance(info, dict):
-            raise FrameError(703, f"safetensors: tensor {_q(name)} is not an object")
-        for key, v in info.items():
-            _utf8(key)
-            if key not in ("dtype", "shape", "data_offsets") and _depth(v) > ST_MAX_DEPTH:
-                raise FrameError(703, f"safetensors: a value in tensor {_q(name)} is nested more than {ST_MAX_DEPTH} deep")
-        dtype = info.get("dtype")
-        shape = info.get("shape")
-        offsets = info.get("data_offsets")
-        if dtype is not None and not isinstance(dtype, str):
-            raise FrameError(703, f"safetensors: tensor {_q(name)}: dtype is not a string")
-        if shape is not None:
-            shape = _st_ints(shape, f"shape of {_q(name)}", ST_MAX_RANK)
-        if offsets is not None:
-            offsets = _st_ints(offsets, f"data_offsets of {_q(name)}", 2)
-            if len(offsets) != 2:
-                raise FrameError(703, f"safetensors: data_offsets of {_q(name)} holds {len(offsets)} numbers, not 2")
-        if dtype is None or shape is None or offsets is None:
-            raise FrameError(703, f"safetensors: tensor {_q(name)} lacks dtype, shape or data_offsets")
-        if dtype not in ST_DTYPES:
-            raise FrameError(701, f"safetensors: tensor {_q(name)} has dtype {_q(dtype)}")
-        entries.append((name, dtype, shape, offsets[0], offsets[1]))
-    if not entries:
-        raise FrameError(703, "safetensors: file holds no tensors")
-    data_len = len(blob) - 8 - hlen
-    for name, dtype, shape, begin, end in entries:
-        for d in shape:
-            if d > MAX_DIM:
-                raise FrameError(406, f"safetensors: tensor {_q(name)} dimension {d} exceeds 2^48")
-        count = _shape_count(shape)
-        if count > MAX_DIM:
-            raise FrameError(406, f"safetensors: tensor {_q(name)} has more than 2^48 elements")
-        if begin > end or end - begin != count * ST_DTYPES[dtype][1]:
-            raise FrameError(703, f"safetensors: tensor {_q(name)} spans {begin}..{end}, needs {count * ST_DTYPES[dtype][1]} bytes")
-    entries.sort(key=lambda e: _name_key(e[0]))
-    for a, b in zip(entries, entries[1:]):
-        if _name_key(a[0]) == _name_key(b[0]):  # json keys are unique already; kept for clarity
-            raise FrameError(703, f"safetensors: tensor name {_q(a[0])} appears twice")
-    cursor = 0
-    for _, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
-        if begin != cursor:
-            raise FrameError(703, f"safetensors: a tensor starts at byte {begin}, expected {cursor} (gap or overlap)")
-        cursor = end
-    if cursor != data_len:
-        raise FrameError(703, f"safetensors: tensors cover {cursor} data bytes, the file has {data_len}")
-    for name, *_ in entries:
-        if name == "":
-            raise FrameError(303, "safetensors: a tensor name is empty")
-    return entries, 8 + hlen
-
-
-def read_safetensors(source) -> dict:
-    """Tensors of a .safetensors file (a path or its bytes) as float32 arrays, in name-byte order."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        blob = bytes(source)
-    else:
-        with open(source, "rb") as f:
-            blob = f.read()
-    entries, start = parse_safetensors_header(blob)
-    data = memoryview(blob)[start:]
-    tensors = {}
-    for name, dtype, shape, begin, end in entries:
-        arr = np.frombuffer(data[begin:end], dtype=ST_DTYPES[dtype][0])
-        if dtype == "BF16":
-            arr = (arr.astype(np.uint32) << np.uint32(16)).view(np.float32)
-        tensors[name] = arr.astype(np.float32).reshape(shape)
-    return tensors
+# .safetensors files: the reader of the uplink_fl package (python/), one copy of the §6.1 rules
+# for both; this script's frame decoder stays its own (the reference the package is tested
+# against).
+from uplink_fl._tensorfiles import (  # noqa: E402
+    ST_MAX_HEADER, ST_MAX_TENSORS, ST_MAX_RANK, ST_MAX_NAME, ST_MAX_DEPTH, ST_DTYPES,
+    parse_safetensors_header, read_safetensors,
+)
 
 
 def _name_key(name: str) -> bytes:

@@ -15,11 +15,10 @@ Every refusal raises :class:`UplinkError` with the spec's numeric ``code``.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 
-from ._decode import ParsedFrame, limits_for_layout, parse_frame
+from ._decode import ParsedFrame, parse_frame
 from ._encode import Encoder
 from ._errors import UplinkError
 from ._layout import layout_of, split

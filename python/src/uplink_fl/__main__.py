@@ -15,38 +15,18 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
-import numpy as np
 
 from . import Encoder, UplinkError, inspect as inspect_frame
 from ._decode import parse_frame
 from ._layout import layout_of, split
+from ._io import write_atomic
 from ._tensorfiles import read_tensor_file, write_npy, write_safetensors
 
 MAX_PARAMS = 1 << 28
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".uplink-fl-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+_write_atomic = write_atomic
 
 
 def _read(path: str, limit: int | None = None) -> bytes:

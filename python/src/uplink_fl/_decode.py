@@ -3,7 +3,6 @@ vectorized with numpy. Nothing from the frame is trusted before it is checked, a
 allocation is bounded by checked lengths."""
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import numpy as np
 
 from ._crc32c import crc32c
 from ._errors import UplinkError, quoted
-from ._layout import element_count, fingerprint as layout_fingerprint, normalize_layout, split, table_bytes
+from ._layout import element_count, fingerprint as layout_fingerprint, normalize_layout, table_bytes
 from ._pipeline import Pipeline, parse_descriptor
 from ._rice import decode_indices, index_summary
 
@@ -238,7 +237,7 @@ def parse_frame(data, layout=None, limits: Optional[dict] = None) -> ParsedFrame
         layout = normalize_layout(layout)
     # The default limits; with a layout, n may also reach the layout's (so a frame for another
     # model is reported as 300, not as over a limit). Servers that want a frame bounded by
-    # their model pass limits=limits_for_layout(layout).
+    # their model call parse_frame(data, layout, limits_for_layout(layout)).
     lim = dict(DEFAULT_LIMITS)
     if layout is not None:
         lim["parameters"] = max(lim["parameters"], sum(element_count(s) for _, s in layout))

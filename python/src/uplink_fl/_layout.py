@@ -3,7 +3,7 @@ bytes and its 64-bit FNV-1a fingerprint (docs/wire-format.md §6)."""
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Mapping, Sequence, Tuple, Union
+from typing import Mapping, Sequence, Tuple, Union
 
 import numpy as np
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np

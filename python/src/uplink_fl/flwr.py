@@ -25,7 +25,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -51,6 +50,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Strategy
 
 import uplink_fl
+from ._io import write_atomic
+from ._tensorfiles import write_safetensors as _st_bytes
 
 __all__ = [
     "FRAME_KEY",
@@ -133,29 +134,7 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"
 
 
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Writes ``data`` to ``path`` as one unit: a temporary file beside it, fsync, rename,
-    then fsync of the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+_atomic_write = write_atomic
 
 
 def write_safetensors(path: PathLike, arrays: ArrayRecord | Mapping[str, np.ndarray]) -> None:
@@ -167,21 +146,9 @@ def write_safetensors(path: PathLike, arrays: ArrayRecord | Mapping[str, np.ndar
 
 
 def _safetensors_bytes(tensors: Mapping[str, np.ndarray]) -> bytes:
-    """A float32 ``.safetensors`` file of ``tensors``, in layout order (names sorted by their
-    UTF-8 bytes), header padded with spaces to 8 bytes: what ``uplink aggregate --model``
-    reads."""
-    header: dict[str, Any] = {}
-    blobs: list[bytes] = []
-    offset = 0
-    for name in sorted(tensors, key=lambda s: s.encode("utf-8")):
-        blob = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        shape = list(np.shape(tensors[name]))
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    """A float32 ``.safetensors`` file of ``tensors`` in layout order (names sorted by their
+    UTF-8 bytes): what ``uplink aggregate --model`` reads."""
+    return _st_bytes({n: tensors[n] for n in sorted(tensors, key=lambda s: s.encode("utf-8"))})
 
 
 # --------------------------------------------------------------------------------------------
