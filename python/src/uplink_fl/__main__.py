@@ -79,15 +79,12 @@ def _encode(a) -> dict:
     if a.state and os.path.exists(a.state):
         state = _read(a.state)
     enc = Encoder(a.pipeline, state, include_tensor_table=not a.omit_layout, section_bytes=a.section_bytes)
-    if not enc.pipeline.has_ef and a.state:
-        pass  # nothing to keep, as `uplink encode --state` with a stateless pipeline
     frame = enc.encode(update, round=a.round, samples=a.samples)
-    # Check the frame with the reader before anything is written.
-    parse_frame(frame, layout_of(update))
+    # The reader checks (and summarizes) the frame before anything is written.
+    info = inspect_frame(frame, layout_of(update))
     _write_atomic(a.output, frame)
     if a.state and enc.pipeline.has_ef:
         _write_atomic(a.state, enc.state())
-    info = inspect_frame(frame, layout_of(update))
     return {"file": a.output, "bytes": len(frame), "pipeline": info["pipeline"], "parameters": info["parameters"],
             "transmitted": info["transmitted"], "ratio_to_float32": info["ratio_to_float32"], "round": a.round,
             "samples": a.samples}

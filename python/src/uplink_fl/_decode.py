@@ -12,8 +12,9 @@ import numpy as np
 
 from ._crc32c import crc32c
 from ._errors import UplinkError, quoted
-from ._layout import element_count, fingerprint as layout_fingerprint, normalize_layout, table_bytes
+from ._layout import element_count, fingerprint as layout_fingerprint, fnv1a64, normalize_layout, table_bytes
 from ._pipeline import Pipeline, parse_descriptor
+from ._randk import randk_positions
 from ._rice import decode_indices, index_summary
 
 try:
@@ -206,7 +207,7 @@ def _values(p: Pipeline, scales: bytes, values: bytes, m: int) -> np.ndarray:
                 else:
                     cf = codes.astype(np.float32)
                     vals = _per_block_mul(cf, scale, B, m, nblocks)
-                    vals += np.repeat(offset, B)[:m] if nblocks * B != m else np.repeat(offset, B)
+                    vals += np.repeat(offset, B)[:m]
             else:
                 s = np.repeat(scale, B)[:m]
                 vals = np.where(codes == 0, s, -s)
@@ -297,7 +298,6 @@ def parse_frame(data, layout=None, limits: Optional[dict] = None) -> ParsedFrame
             raise UplinkError(403, f"tensor table sums to {total} parameters, above the limit of {lim['parameters']}")
         if total != n:
             raise UplinkError(105, f"tensor element counts sum to {total}, the header says n={n}")
-        from ._layout import fnv1a64
         if fnv1a64(struct.pack("<I", T) + bytes(mv[tstart:pos])) != fp:
             raise UplinkError(110, "header fingerprint differs from its own tensor table's")
         if layout is not None and layout_fingerprint(layout) != fp:
@@ -392,17 +392,12 @@ def parse_frame(data, layout=None, limits: Optional[dict] = None) -> ParsedFrame
         positions = decode_indices(streams[INDICES], n)
         m = int(positions.size)
         info = (method, r, k)
-    elif pipe.sparsifier == "randk":
-        from ._randk import randk_positions
-        m = fixed
-        # Values and scales are checked for m before anything is regenerated.
         vals = _values(pipe, streams[SCALES], streams[VALUES], m)
-        positions = randk_positions(n, m, pipe.seed, rnd)
-        return ParsedFrame(version, flags, H, fp, rnd, samples, n, list(frame_layout), has_table, pipe, sections,
-                           positions, vals, size)
     else:
-        positions = None
-        m = n
-    vals = _values(pipe, streams[SCALES], streams[VALUES], m)
+        # Dense, or random-k: the values and scales are checked for m before any position is
+        # regenerated.
+        m = fixed
+        vals = _values(pipe, streams[SCALES], streams[VALUES], m)
+        positions = randk_positions(n, m, pipe.seed, rnd) if pipe.sparsifier == "randk" else None
     return ParsedFrame(version, flags, H, fp, rnd, samples, n, list(frame_layout), has_table, pipe, sections,
                        positions, vals, size, info)

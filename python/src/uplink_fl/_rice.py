@@ -18,7 +18,6 @@ from ._errors import UplinkError
 __all__ = ["encode_indices", "decode_indices", "index_summary", "position_bits"]
 
 ESCAPE = 32
-_SEGMENT_BITS = 1 << 20
 
 
 def position_bits(n: int) -> int:
@@ -85,29 +84,12 @@ def _best_rice(gaps: np.ndarray, n: int):
     if k == 0:
         return 0, 0
     width = position_bits(n)
-    # Bins by gap bit length: count and sum (as Swift: Double sums in index order per bin).
-    lengths = np.zeros(k, dtype=np.int64)
-    nz = gaps > 0
-    if nz.any():
-        lengths[nz] = np.floor(np.log2(gaps[nz].astype(np.float64))).astype(np.int64) + 1
-        # log2 can be off by one at exact powers of two for large values; fix exactly.
-        g = gaps[nz]
-        ln = lengths[nz]
-        too_big = (ln < 64) & ((np.int64(1) << np.minimum(ln, 62)) <= g) & (ln <= 62)
-        ln = np.where(too_big, ln + 1, ln)
-        too_small = (ln > 0) & ((np.int64(1) << np.maximum(ln - 1, 0)) > g)
-        ln = np.where(too_small, ln - 1, ln)
-        lengths[nz] = ln
-    count = np.bincount(lengths, minlength=65)[:65]
-    # Swift adds Double(g) per bin in index order; the sums only rank the estimates.
-    sums = np.zeros(65, dtype=np.float64)
-    order = np.argsort(lengths, kind="stable")
-    sl = lengths[order]
-    gl = gaps[order].astype(np.float64)
-    bounds = np.searchsorted(sl, np.arange(66))
-    for length in np.flatnonzero(count):
-        seg = gl[bounds[length]:bounds[length + 1]]
-        sums[length] = float(np.cumsum(seg)[-1]) if seg.size else 0.0
+    # Bins by gap bit length (frexp's exponent is exact: gaps are below 2^48): the count and
+    # the sum of the gaps, added in index order per bin as Swift adds them (bincount's loop).
+    g = gaps.astype(np.float64)
+    lengths = np.frexp(g)[1].astype(np.int64)
+    count = np.bincount(lengths, minlength=65)
+    sums = np.bincount(lengths, weights=g, minlength=65)
     estimates = []
     for r in range(0, min(width, 57) + 1):
         bits = 0.0
@@ -118,7 +100,7 @@ def _best_rice(gaps: np.ndarray, n: int):
             else:
                 bits += float(c * (1 + r)) + sums[length] / float(1 << r)
         estimates.append((r, bits))
-    estimates.sort(key=lambda e: e[1])  # stable, as Swift's sort is for equal keys? see note
+    estimates.sort(key=lambda e: e[1])  # only the best two are costed exactly; ties go to the lower r below
     best_r, best_bits = 0, None
     for r, _ in estimates[:2]:
         b = _rice_bits(gaps, r, width)
