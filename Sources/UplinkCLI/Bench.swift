@@ -22,13 +22,16 @@ extension UplinkCommand {
         @Option(help: "Encoder threads (the error-feedback and top-k passes).") var threads: Int = 1
         @Flag(help: "Print JSON.") var json = false
 
+        @Flag(help: "Leave tensors that are not floating point out of the --in file instead of refusing it.") var skipNonFloat = false
+
         func run() throws {
             try reportingErrors(json: json) {
                 guard (1...1000).contains(runs), (1...64).contains(threads) else { throw UplinkError(.invalidArgument, "--runs must be in 1…1000 and --threads in 1…64") }
                 let spec = try Pipeline(parsing: pipeline)
                 let (layout, update): (ModelLayout, [Float])
                 if let input {
-                    let set = try TensorFiles.load(path: input)
+                    let (set, report) = try TensorFiles.loadReporting(path: input, nonFloat: skipNonFloat ? .skip : .refuse)
+                    for line in report.lines { note(line) }
                     (layout, update) = (set.layout, set.values)
                 } else {
                     guard (1...(1 << 30)).contains(params) else { throw UplinkError(.invalidArgument, "--params must be in 1…2^30") }

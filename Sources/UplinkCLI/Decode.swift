@@ -25,9 +25,12 @@ extension UplinkCommand {
         @Flag(help: "Print a JSON summary instead of text.")
         var json = false
 
+        @Flag(help: "Leave tensors that are not floating point (int64 counters, bool masks) out of the --layout file instead of refusing the file.")
+        var skipNonFloat = false
+
         func run() throws {
             try reportingErrors(json: json) {
-                let expected = try layout.map { (p) throws(UplinkError) in try TensorFiles.loadLayout(path: p) }
+                let expected = try layout.map { (p) throws(UplinkError) in try TensorFiles.loadLayout(path: p, nonFloat: skipNonFloat ? .skip : .refuse) }
                 let limits = try decodeLimits(maxParams: maxParams, layout: expected)
                 let frame = try TensorFiles.readFile(input, maxBytes: limits.maxFrameBytes)
                 let prepared: PreparedFrame

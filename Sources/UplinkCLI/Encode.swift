@@ -39,10 +39,14 @@ extension UplinkCommand {
         @Flag(help: "Print a JSON summary instead of text.")
         var json = false
 
+        @Flag(help: "Leave tensors that are not floating point (int64 counters, bool masks) out of the update (decode with the same flag on --layout) instead of refusing the file.")
+        var skipNonFloat = false
+
         func run() throws {
             try reportingErrors(json: json) {
                 let spec = try Pipeline(parsing: pipeline)
-                let update = try TensorFiles.load(path: input)
+                let (update, report) = try TensorFiles.loadReporting(path: input, nonFloat: skipNonFloat ? .skip : .refuse)
+                for line in report.lines { note(line) }
                 guard (1...FrameFormat.maxSectionRawLength).contains(sectionBytes) else {
                     throw UplinkError(.invalidArgument, "--section-bytes \(sectionBytes) is outside 1…\(FrameFormat.maxSectionRawLength)")
                 }

@@ -12,7 +12,7 @@ public struct UplinkCommand: AsyncParsableCommand {
             "fp32 | zlib level=9". See docs/pipeline.md for every stage and docs/wire-format.md \
             for the frame format.
             """,
-        subcommands: [Encode.self, Decode.self, Inspect.self, Aggregate.self, Train.self, Simulate.self, Bench.self, Privacy.self, Serve.self, Token.self, Participate.self, Upload.self]
+        subcommands: [Encode.self, Decode.self, Inspect.self, Compare.self, Aggregate.self, Train.self, Simulate.self, Bench.self, Privacy.self, Serve.self, Token.self, Participate.self, Upload.self]
     )
 
     public init() {}

@@ -60,6 +60,12 @@ public enum Npy {
     /// - Throws: ``UplinkError/Code/malformedNpy``, ``UplinkError/Code/unsupportedDtype``
     ///   or ``UplinkError/Code/fortranOrder``, each naming the problem.
     public static func read(_ bytes: [UInt8]) throws(UplinkError) -> (shape: [Int], values: [Float]) {
+        let (shape, values, _) = try readReporting(bytes)
+        return (shape, values)
+    }
+
+    /// ``read(_:)`` with the conversion to float32 of an `<f2` or `<f8` array (nil for `<f4`).
+    static func readReporting(_ bytes: [UInt8]) throws(UplinkError) -> (shape: [Int], values: [Float], conversion: TensorFileReport.Conversion?) {
         try typed { try bytes.withUnsafeBytes { raw in
             let (header, offset) = try parseHeader(raw)
             var r = ByteReader(raw, offset: offset, what: ".npy file", overrun: .malformedNpy)
@@ -76,8 +82,13 @@ public enum Npy {
             }
             var values: [Float] = []
             values.reserveCapacity(count)
-            dtype.appendFloats(try r.bytes(need, "data"), count: count, to: &values)
-            return (header.shape, values)
+            let data = try r.bytes(need, "data")
+            if dtype == .float32 {
+                dtype.appendFloats(data, count: count, to: &values)
+                return (header.shape, values, nil)
+            }
+            let conversion = try TensorFileReport.Conversion.append(data, dtype: dtype, count: count, name: TensorFiles.npyTensorName, shape: header.shape, to: &values)
+            return (header.shape, values, conversion)
         } }
     }
 

@@ -19,33 +19,75 @@ public enum Safetensors {
     /// The key the format reserves for its string-to-string metadata; never a tensor.
     static let metadataKey = "__metadata__"
 
+    /// The non-float dtypes of the format with their sizes: a file may hold them (PyTorch's
+    /// `num_batches_tracked` is I64, masks are BOOL), and ``NonFloatTensors`` says whether they
+    /// are skipped or refused. Uplink never reads their values.
+    static let nonFloatDtypes: [(name: String, size: Int)] = [
+        ("BOOL", 1), ("U8", 1), ("I8", 1), ("F8_E5M2", 1), ("F8_E4M3", 1),
+        ("I16", 2), ("U16", 2), ("I32", 4), ("U32", 4), ("I64", 8), ("U64", 8),
+    ]
+
     struct Entry {
         var name: String
-        var dtype: TensorDType
+        /// The float type the values convert from, or nil for a non-float tensor.
+        var dtype: TensorDType?
+        var dtypeName: String
+        var elementSize: Int
         var shape: [Int]
         var begin: Int
         var end: Int
     }
 
-    /// The tensors of the file `bytes`.
-    public static func read(_ bytes: [UInt8]) throws(UplinkError) -> TensorSet {
-        let (entries, dataStart) = try parseHeader(bytes, fileLength: bytes.count)
+    /// The tensors of the file `bytes`; a non-float tensor is refused or skipped by `nonFloat`.
+    public static func read(_ bytes: [UInt8], nonFloat: NonFloatTensors = .refuse) throws(UplinkError) -> TensorSet {
+        try readReporting(bytes, nonFloat: nonFloat).set
+    }
+
+    /// The tensors of the file `bytes`, with what was skipped and converted.
+    static func readReporting(_ bytes: [UInt8], nonFloat: NonFloatTensors) throws(UplinkError) -> (set: TensorSet, report: TensorFileReport) {
+        let (all, dataStart) = try parseHeader(bytes, fileLength: bytes.count)
+        let (entries, skipped) = try floatEntries(all, nonFloat)
         let layout = try ModelLayout(entries.map { TensorSpec(name: $0.name, shape: $0.shape) })
         var values: [Float] = []
         values.reserveCapacity(layout.parameterCount)
-        bytes.withUnsafeBytes { raw in
+        var converted: [TensorFileReport.Conversion] = []
+        try typed { try bytes.withUnsafeBytes { raw in
             for (e, count) in zip(entries, layout.elementCounts) {
                 let slice = UnsafeRawBufferPointer(rebasing: raw[(dataStart + e.begin)..<(dataStart + e.end)])
-                e.dtype.appendFloats(slice, count: count, to: &values)
+                let dtype = e.dtype!
+                if dtype == .float32 {
+                    dtype.appendFloats(slice, count: count, to: &values)
+                } else {
+                    converted.append(try TensorFileReport.Conversion.append(slice, dtype: dtype, count: count, name: e.name, shape: e.shape, to: &values))
+                }
+            }
+        } }
+        return (try TensorSet(layout: layout, values: values), TensorFileReport(skipped: skipped, converted: converted))
+    }
+
+    /// The float entries of `entries`; a non-float one is refused (naming it) or skipped.
+    static func floatEntries(_ entries: [Entry], _ nonFloat: NonFloatTensors) throws(UplinkError) -> ([Entry], [TensorFileReport.Skipped]) {
+        var kept: [Entry] = []
+        var skipped: [TensorFileReport.Skipped] = []
+        for e in entries {
+            if e.dtype != nil { kept.append(e); continue }
+            switch nonFloat {
+            case .refuse:
+                throw UplinkError(.unsupportedDtype, "tensor \(UplinkError.quoted(e.name)) has dtype \(e.dtypeName), not a float type; Uplink encodes float tensors only (F32, F16, BF16, F64). Leave such tensors out of the update with --skip-non-float (uplink compare does by default); the model layout is then the float tensors alone, on the server too")
+            case .skip:
+                skipped.append(TensorFileReport.Skipped(name: e.name, dtype: e.dtypeName, shape: e.shape))
             }
         }
-        return try TensorSet(layout: layout, values: values)
+        guard !kept.isEmpty else {
+            throw UplinkError(.unsupportedDtype, "the file holds no float tensor (\(entries.count) tensor\(entries.count == 1 ? "" : "s") of \(Set(entries.map(\.dtypeName)).sorted().joined(separator: ", ")))")
+        }
+        return (kept, skipped)
     }
 
     /// The layout of the file at `path`, reading only its header.
-    public static func readLayout(path: String) throws(UplinkError) -> ModelLayout {
+    public static func readLayout(path: String, nonFloat: NonFloatTensors = .refuse) throws(UplinkError) -> ModelLayout {
         let (entries, _, _) = try readHeader(path: path)
-        return try ModelLayout(entries.map { TensorSpec(name: $0.name, shape: $0.shape) })
+        return try ModelLayout(floatEntries(entries, nonFloat).0.map { TensorSpec(name: $0.name, shape: $0.shape) })
     }
 
     /// The parsed header of the file at `path` (entries sorted by name), where its data starts,
@@ -184,10 +226,11 @@ public enum Safetensors {
         guard !entries.isEmpty else { throw UplinkError(.malformedSafetensors, "file holds no tensors") }
         for e in entries {
             let count = try ModelLayout.elementCount(e.shape, name: e.name)
-            guard e.begin <= e.end, e.end - e.begin == count * e.dtype.size else {
+            let (need, overflow) = count.multipliedReportingOverflow(by: e.elementSize)
+            guard !overflow, e.begin <= e.end, e.end - e.begin == need else {
                 throw UplinkError(
                     .malformedSafetensors,
-                    "tensor \(UplinkError.quoted(e.name)) spans bytes \(e.begin)..<\(e.end), its shape \(UplinkError.excerpt(list: e.shape)) of \(e.dtype.safetensorsName) needs \(count * e.dtype.size)")
+                    "tensor \(UplinkError.quoted(e.name)) spans bytes \(e.begin)..<\(e.end), its shape \(UplinkError.excerpt(list: e.shape)) of \(e.dtypeName) needs \(overflow ? "more than \(Int.max)" : String(need))")
             }
         }
         // Names are unique byte for byte (after JSON unescaping): sorted by bytes, equal names

@@ -149,19 +149,22 @@ struct SafetensorsHeaderParser {
         guard let dtypeName, let shape, let offsets else {
             throw malformed("tensor \(q) lacks dtype, shape or data_offsets")
         }
-        let dtype: TensorDType
+        let dtype: TensorDType?
+        let size: Int
         if Self.equal(dtypeName, "F32") {
-            dtype = .float32
+            (dtype, size) = (.float32, 4)
         } else if Self.equal(dtypeName, "F16") {
-            dtype = .float16
+            (dtype, size) = (.float16, 2)
         } else if Self.equal(dtypeName, "BF16") {
-            dtype = .bfloat16
+            (dtype, size) = (.bfloat16, 2)
         } else if Self.equal(dtypeName, "F64") {
-            dtype = .float64
+            (dtype, size) = (.float64, 8)
+        } else if let other = Safetensors.nonFloatDtypes.first(where: { dtypeName.utf8.elementsEqual($0.name.utf8) }) {
+            (dtype, size) = (nil, other.size)
         } else {
-            throw UplinkError(.unsupportedDtype, "tensor \(q) has dtype \(UplinkError.quoted(dtypeName)); Uplink reads F32, F16, BF16 and F64")
+            throw UplinkError(.unsupportedDtype, "tensor \(q) has dtype \(UplinkError.quoted(dtypeName)), which is not a safetensors dtype Uplink knows; it reads F32, F16, BF16 and F64, and skips or refuses \(Safetensors.nonFloatDtypes.map(\.name).joined(separator: ", "))")
         }
-        return Safetensors.Entry(name: name, dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
+        return Safetensors.Entry(name: name, dtype: dtype, dtypeName: dtypeName, elementSize: size, shape: shape, begin: offsets[0], end: offsets[1])
     }
 
     /// An array of at most `maxCount` non-negative integer literals. A value above 2^62 reads

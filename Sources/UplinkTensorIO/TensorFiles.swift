@@ -4,24 +4,31 @@ import UplinkCodec
 /// Reads and writes tensor files by extension: `.npy` (one tensor, named ``npyTensorName``) and
 /// `.safetensors` (several named tensors).
 public enum TensorFiles {
-    /// The tensors in the file at `path`.
-    public static func load(path: String) throws(UplinkError) -> TensorSet {
+    /// The tensors in the file at `path`; a non-float tensor is refused or skipped by `nonFloat`.
+    public static func load(path: String, nonFloat: NonFloatTensors = .refuse) throws(UplinkError) -> TensorSet {
+        try loadReporting(path: path, nonFloat: nonFloat).set
+    }
+
+    /// The tensors in the file at `path`, with the tensors skipped and converted on the way
+    /// (``TensorFileReport/lines`` says so in words).
+    public static func loadReporting(path: String, nonFloat: NonFloatTensors = .refuse) throws(UplinkError) -> (set: TensorSet, report: TensorFileReport) {
         let bytes = try readFile(path)
         switch fileExtension(path) {
         case "npy":
-            let (shape, values) = try wrap(path) { () throws(UplinkError) in try Npy.read(bytes) }
-            return try TensorSet(layout: try ModelLayout([TensorSpec(name: npyTensorName, shape: shape)]), values: values)
+            let (shape, values, conversion) = try wrap(path) { () throws(UplinkError) in try Npy.readReporting(bytes) }
+            let set = try TensorSet(layout: try ModelLayout([TensorSpec(name: npyTensorName, shape: shape)]), values: values)
+            return (set, TensorFileReport(converted: conversion.map { [$0] } ?? []))
         case "safetensors":
-            return try wrap(path) { () throws(UplinkError) in try Safetensors.read(bytes) }
+            return try wrap(path) { () throws(UplinkError) in try Safetensors.readReporting(bytes, nonFloat: nonFloat) }
         default:
             throw UplinkError(.invalidArgument, "\(path): unknown file type; use .npy or .safetensors")
         }
     }
 
     /// The layout of the tensor file at `path` (a `.safetensors` file is read header-only).
-    public static func loadLayout(path: String) throws(UplinkError) -> ModelLayout {
+    public static func loadLayout(path: String, nonFloat: NonFloatTensors = .refuse) throws(UplinkError) -> ModelLayout {
         if fileExtension(path) == "safetensors" {
-            return try wrap(path) { () throws(UplinkError) in try Safetensors.readLayout(path: path) }
+            return try wrap(path) { () throws(UplinkError) in try Safetensors.readLayout(path: path, nonFloat: nonFloat) }
         }
         return try load(path: path).layout
     }

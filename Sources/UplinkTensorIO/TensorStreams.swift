@@ -20,9 +20,10 @@ public final class TensorFileReader {
         self.handle = handle
         switch TensorFiles.fileExtension(path) {
         case "safetensors":
-            let (entries, dataStart, _) = try Safetensors.readHeader(path: path)
+            let (all, dataStart, _) = try Safetensors.readHeader(path: path)
+            let entries = try Safetensors.floatEntries(all, .refuse).0
             self.layout = try ModelLayout(entries.map { TensorSpec(name: $0.name, shape: $0.shape) })
-            self.tensorData = entries.map { (UInt64(dataStart + $0.begin), $0.dtype) }
+            self.tensorData = entries.map { (UInt64(dataStart + $0.begin), $0.dtype!) }
         case "npy":
             // Read as much as the longest header the full reader accepts, and parse it with the
             // same rules and limit (Npy.maxHeaderLength), so both accept the same files.

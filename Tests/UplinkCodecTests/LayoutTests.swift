@@ -55,3 +55,48 @@ import UplinkCodec
         }
     }
 }
+
+/// Error 300 says why a frame is for another model: only the order, a missing tensor, a shape.
+@Suite struct LayoutMismatchHintTests {
+    static func message(frame: [TensorSpec], includeTable: Bool = true, layout: [TensorSpec]) throws -> String {
+        let frameLayout = try ModelLayout(frame)
+        var e = FrameEncoder(layout: frameLayout, pipeline: try Pipeline(parsing: "fp32 | stored"), includeTensorTable: includeTable)
+        let bytes = try e.encode([Float](repeating: 0.5, count: frameLayout.parameterCount))
+        do {
+            _ = try FrameDecoder().decode(bytes, layout: try ModelLayout(layout))
+            return "decoded"
+        } catch {
+            #expect(error.code == .fingerprintMismatch)
+            return error.message
+        }
+    }
+
+    let a = TensorSpec(name: "a.weight", shape: [2, 3]), b = TensorSpec(name: "b.bias", shape: [3])
+
+    @Test func onlyTheOrderDiffers() throws {
+        let m = try Self.message(frame: [b, a], layout: [a, b])
+        #expect(m.contains("the frame holds the same tensors in another order: tensor 0 is \"b.bias\" in the frame but \"a.weight\" in the layout"), "\(m)")
+        #expect(m.contains("sorted by name (UTF-8 bytes)"))
+    }
+
+    @Test func aTensorIsMissingOrReshaped() throws {
+        let c = TensorSpec(name: "c", shape: [1])
+        #expect(try Self.message(frame: [a, c], layout: [a, b]).contains("the layout has no tensor \"c\""))
+        #expect(try Self.message(frame: [a], layout: [a, b]).contains("the frame has no tensor \"b.bias\""))
+        let m = try Self.message(frame: [a, TensorSpec(name: "b.bias", shape: [1, 3])], layout: [a, b])
+        #expect(m.contains("tensor \"b.bias\" has shape [1, 3] in the frame but [3] in the layout"), "\(m)")
+    }
+
+    /// NFC and NFD spellings are different names to the fingerprint, and to the hint.
+    @Test func namesCompareByBytes() throws {
+        let nfc = TensorSpec(name: "caf\u{E9}", shape: [1]), nfd = TensorSpec(name: "cafe\u{301}", shape: [1])
+        #expect(try Self.message(frame: [nfc], layout: [nfd]).contains("the layout has no tensor"))
+    }
+
+    @Test func withoutATableTheCountsGiveAHint() throws {
+        let m = try Self.message(frame: [b, a], includeTable: false, layout: [a, b])
+        #expect(m.contains("the same tensor and parameter counts, so it may be the same model with its tensors in another order"), "\(m)")
+        let other = try Self.message(frame: [a], includeTable: false, layout: [a, b])
+        #expect(other.contains("the frame has 1 tensors and 6 parameters"), "\(other)")
+    }
+}

@@ -171,10 +171,14 @@ func scenarioError(_ json: String) -> UplinkError? {
         var s = Scenario()
         s.name = "all"; s.seed = UInt64.max; s.rounds = 7; s.clients = 50; s.reportsPerRound = 5; s.overSelection = 1.5
         s.deadlineSeconds = 60; s.interruptions = .restart
-        s.population = [Scenario.Group(profile: "slow", share: 2, msPerSample: [1, 2], availability: 0.5, dropout: 0.1, trace: Fixtures.url("traces/lte-fade.csv").path),
+        s.population = [Scenario.Group(profile: "slow", share: 2, msPerSample: [1, 2], availability: 0.5, dropout: 0.1, trace: Fixtures.url("traces/lte-fade.csv").path,
+                                       downlinkTrace: Fixtures.url("traces/lte-fade.csv").path, name: "slow trace"),
                         Scenario.Group(profile: "3G", share: 1)]
         s.profiles = [LinkProfile(name: "slow", uplinkMbps: 0.2, downlinkMbps: 2, spread: 0.1, rttMs: 300, variability: 0.05, outagesPerHour: 3, meanOutageSeconds: 2, loss: 0.01)]
-        s.pipelines = ["fp16 | lz4"]; s.downlink = "fp16 | lz4"; s.train = true; s.replayUpdate = "/u.safetensors"; s.partition = "iid"
+        s.pipelines = ["fp16 | lz4"]; s.downlink = "fp16 | lz4"; s.train = false; s.replayUpdate = "/u.safetensors"; s.partition = "iid"
+        s.updates = [Fixtures.url("updates/cnn-digits-update.safetensors").path, Fixtures.url("updates/cnn-digits-update-2.safetensors").path]
+        s.model = Fixtures.url("updates/cnn-digits-update.safetensors").path
+        s.skipNonFloat = true; s.samplesPerClient = 40; s.traceOffsets = .none
         s.localEpochs = 2; s.batchSize = 16; s.learningRate = 0.1; s.momentum = 0.5; s.width = 8; s.budgetFitting = true
         s.dpClip = 1; s.dpNoise = 0.8; s.dpAdaptiveQuantile = 0.5; s.dpDelta = 1e-6; s.dpEpsilonBudget = 8; s.dpSeed = UInt64.max - 1
         let encoder = JSONEncoder()

@@ -33,8 +33,14 @@ public struct Link: Sendable {
     public var loss: Double
     /// Outage intervals `[start, end)`, sorted.
     public var outages: [(start: Double, end: Double)]
-    /// A replayed rate trace in bit/s per second (uplink and downlink alike), instead of the rates.
+    /// A replayed rate trace in bit/s per second, instead of the rates: the uplink's, and the
+    /// downlink's too unless ``downlinkTrace`` is set.
     public var trace: [Double]?
+    /// A separate downlink trace in bit/s per second.
+    public var downlinkTrace: [Double]?
+    /// Where in its trace this client's second 0 falls, so clients on one trace do not move in
+    /// lockstep (whole seconds; the traces repeat).
+    public var traceOffset: Int = 0
     let seed: UInt64
 
     /// A constant link: no variability, loss or outages.
@@ -75,9 +81,10 @@ public struct Link: Sendable {
         self.outages = outages
     }
 
-    /// A trace-driven link: `kbps[i]` is the rate during second i (repeating), 0 an outage.
-    public init(trace kbps: [Double], rtt: Double) {
-        precondition(!kbps.isEmpty)
+    /// A trace-driven link: `kbps[i]` is the uplink rate during second i + `offset` (repeating),
+    /// 0 an outage; `downlinkKbps` likewise for the downlink (the uplink trace when nil).
+    public init(trace kbps: [Double], downlinkTrace downlinkKbps: [Double]? = nil, offset: Int = 0, rtt: Double) {
+        precondition(!kbps.isEmpty && downlinkKbps?.isEmpty != true)
         uplinkBps = 0
         downlinkBps = 0
         self.rtt = rtt
@@ -85,7 +92,15 @@ public struct Link: Sendable {
         loss = 0
         outages = []
         trace = kbps.map { $0 * 1000 }
+        downlinkTrace = downlinkKbps?.map { $0 * 1000 }
+        traceOffset = max(0, offset)
         seed = 0
+    }
+
+    /// The mean uplink goodput in bit/s (of the trace, or the rate less loss).
+    var meanUplinkBps: Double {
+        if let trace { return trace.reduce(0, +) / Double(trace.count) }
+        return min(uplinkBps * (1 - loss), lossCeiling)
     }
 
     /// TCP goodput with loss (Mathis et al. 1997): 1.22·MSS/(RTT·√p), MSS = 1460 bytes.
@@ -94,7 +109,12 @@ public struct Link: Sendable {
     /// The goodput in bit/s during second `second` (0 in an outage or a zero trace second).
     func rate(at t: Double, uplink: Bool) -> Double {
         let second = Int(t.rounded(.down))
-        if let trace { return trace[((second % trace.count) + trace.count) % trace.count] }
+        if let up = trace {
+            let t = uplink ? up : downlinkTrace ?? up
+            let (shifted, overflow) = second.addingReportingOverflow(traceOffset)
+            let i = (overflow ? second : shifted) % t.count
+            return t[i < 0 ? i + t.count : i]
+        }
         let base = uplink ? uplinkBps : downlinkBps
         var factor = 1.0
         if variability > 0 {

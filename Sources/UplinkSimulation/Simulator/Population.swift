@@ -24,7 +24,9 @@ public enum Population {
     public static func make(_ scenario: Scenario) throws(UplinkError) -> [SimulatedClient] {
         let total = scenario.population.reduce(0) { $0 + $1.share }
         var traces: [String: [Double]] = [:]
-        for g in scenario.population { if let t = g.trace, traces[t] == nil { traces[t] = try TraceFile.load(path: t) } }
+        for g in scenario.population {
+            for t in [g.trace, g.downlinkTrace].compactMap({ $0 }) where traces[t] == nil { traces[t] = try TraceFile.load(path: t) }
+        }
         var rng = SplitMix64(seed: scenario.seed ^ 0x504F_5055_4C41_5449)
         var clients: [SimulatedClient] = []
         var cumulative = 0.0
@@ -36,12 +38,15 @@ public enum Population {
                 let link: Link
                 if let t = g.trace {
                     let profile = scenario.profile(named: g.profile)
-                    link = Link(trace: traces[t]!, rtt: (profile?.rttMs ?? 50) / 1000)
+                    let up = traces[t]!, down = g.downlinkTrace.map { traces[$0]! }
+                    // A whole-second start within the longer trace (so both directions stay aligned).
+                    let offset = scenario.traceOffsets == .random ? Int(rng.next() % UInt64(max(up.count, down?.count ?? 0))) : 0
+                    link = Link(trace: up, downlinkTrace: down, offset: offset, rtt: (profile?.rttMs ?? 50) / 1000)
                 } else {
                     link = Link(profile: scenario.profile(named: g.profile)!, seed: rng.next())
                 }
                 let ms = g.msPerSample[0] + (g.msPerSample[1] - g.msPerSample[0]) * Double(rng.next() >> 11) * 0x1p-53
-                clients.append(SimulatedClient(id: id, group: gi, profile: g.trace == nil ? g.profile : "trace", link: link,
+                clients.append(SimulatedClient(id: id, group: gi, profile: g.label, link: link,
                                                msPerSample: ms, availability: g.availability, dropout: g.dropout))
             }
             assigned = max(assigned, end)

@@ -24,7 +24,12 @@ extension Scenario {
     /// A scenario from JSON text; relative paths are resolved against `folder` (the working
     /// directory if nil), then the scenario is validated. Errors name the field, not the file.
     static func read(_ bytes: [UInt8], folder: String?) throws(UplinkError) -> Scenario {
-        let root = ScenarioField(value: try JSONValue.parse(bytes), path: "")
+        try read(value: try JSONValue.parse(bytes), folder: folder)
+    }
+
+    /// A scenario from a parsed JSON document, as ``read(_:folder:)``.
+    static func read(value: JSONValue, folder: String?) throws(UplinkError) -> Scenario {
+        let root = ScenarioField(value: value, path: "")
         let m = try root.members(CodingKeys.self)
         var s = Scenario()
         if let f = m[.name] { s.name = try f.string() }
@@ -46,6 +51,18 @@ extension Scenario {
         if let f = m[.downlink] { s.downlink = try f.string() }
         if let f = m[.train] { s.train = try f.bool() }
         if let f = m[.replayUpdate] { s.replayUpdate = resolve(try f.string(), in: folder) }
+        if let f = m[.updates] {
+            s.updates = try f.list().map { u throws(UplinkError) in resolve(try u.string(), in: folder) }
+            if m[.train] == nil { s.train = false }  // updates are replayed
+        }
+        if let f = m[.model] { s.model = try f.optional { f throws(UplinkError) in resolve(try f.string(), in: folder) } }
+        if let f = m[.skipNonFloat] { s.skipNonFloat = try f.bool() }
+        if let f = m[.samplesPerClient] { s.samplesPerClient = try f.int() }
+        if let f = m[.traceOffsets] {
+            let text = try f.string()
+            guard let mode = TraceOffsets(rawValue: text) else { throw f.error("must be \"random\" or \"none\", got \"\(JSONValue.quoted(text))\"") }
+            s.traceOffsets = mode
+        }
         if let f = m[.partition] { s.partition = try f.string() }
         if let f = m[.localEpochs] { s.localEpochs = try f.int() }
         if let f = m[.batchSize] { s.batchSize = try f.int() }
@@ -63,8 +80,11 @@ extension Scenario {
         // Files the run will read, checked here so the message names the field and the folder.
         for (i, g) in s.population.enumerated() {
             if let t = g.trace, let f = m[.population]?.item(i)?.member("trace") { try mustExist(t, f, folder) }
+            if let t = g.downlinkTrace, let f = m[.population]?.item(i)?.member("downlinkTrace") { try mustExist(t, f, folder) }
         }
-        if !s.train, let f = m[.replayUpdate] { try mustExist(s.replayUpdate, f, folder) }
+        if !s.train, s.updates.isEmpty, let f = m[.replayUpdate] { try mustExist(s.replayUpdate, f, folder) }
+        for (i, u) in s.updates.enumerated() { if let f = m[.updates]?.item(i) { try mustExist(u, f, folder) } }
+        if let model = s.model, let f = m[.model] { try mustExist(model, f, folder) }
         return s
     }
 
@@ -77,6 +97,8 @@ extension Scenario {
         if let v = m[.availability] { g.availability = try v.double() }
         if let v = m[.dropout] { g.dropout = try v.double() }
         if let v = m[.trace] { g.trace = try v.optional { v throws(UplinkError) in resolve(try v.string(), in: folder) } }
+        if let v = m[.downlinkTrace] { g.downlinkTrace = try v.optional { v throws(UplinkError) in resolve(try v.string(), in: folder) } }
+        if let v = m[.name] { g.name = try v.optional { v throws(UplinkError) in try v.string() } }
         return g
     }
 

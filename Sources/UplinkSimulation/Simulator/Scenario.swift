@@ -18,22 +18,47 @@ public struct Scenario: Encodable, Sendable {
         public var availability: Double = 0.8
         /// Probability that a selected client quits during the round.
         public var dropout: Double = 0.02
-        /// A CSV trace of (seconds, kbit/s) rows to replay instead of the profile's rates.
+        /// A CSV trace of (seconds, kbit/s) rows to replay instead of the profile's rates: the
+        /// uplink's, and the downlink's unless ``downlinkTrace`` is given.
         public var trace: String?
+        /// A separate downlink trace (needs ``trace``).
+        public var downlinkTrace: String?
+        /// The group's name in reports; default: the profile's name, or `trace <file>` for a
+        /// trace group. Groups with one name are reported together.
+        public var name: String?
 
         /// A group; only `profile` and `share` are required in a scenario file.
-        public init(profile: String, share: Double, msPerSample: [Double] = [5, 20], availability: Double = 0.8, dropout: Double = 0.02, trace: String? = nil) {
+        public init(profile: String, share: Double, msPerSample: [Double] = [5, 20], availability: Double = 0.8, dropout: Double = 0.02,
+                    trace: String? = nil, downlinkTrace: String? = nil, name: String? = nil) {
             self.profile = profile
             self.share = share
             self.msPerSample = msPerSample
             self.availability = availability
             self.dropout = dropout
             self.trace = trace
+            self.downlinkTrace = downlinkTrace
+            self.name = name
+        }
+
+        /// The name reports use for this group's clients.
+        public var label: String {
+            if let name { return name }
+            guard let trace else { return profile }
+            let file = (trace as NSString).lastPathComponent
+            return downlinkTrace.map { "trace \(file) / \(($0 as NSString).lastPathComponent)" } ?? "trace \(file)"
         }
 
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case profile, share, msPerSample, availability, dropout, trace
+            case profile, share, msPerSample, availability, dropout, trace, downlinkTrace, name
         }
+    }
+
+    /// Where each client on a trace starts in it.
+    public enum TraceOffsets: String, Encodable, Sendable {
+        /// A seeded random whole second within the trace, per client.
+        case random
+        /// Second 0 for every client: all clients on a trace see the same rate at the same time.
+        case none
     }
 
     /// Scenario name, for reports.
@@ -69,10 +94,26 @@ public struct Scenario: Encodable, Sendable {
     ]
     /// Pipeline for the global model download (a lossy one makes clients train from the decoded model).
     public var downlink: String = "fp32 | stored"
-    /// Real training (true) or a replayed update (false, for populations of many thousands).
+    /// Real training of the digits MLP (true) or replayed updates (false: any model, and
+    /// populations of many thousands). A scenario with ``updates`` replays them.
     public var train: Bool = true
-    /// The update replayed when `train` is false.
+    /// The update replayed when `train` is false and ``updates`` is empty.
     public var replayUpdate: String = "fixtures/updates/mlp-digits-r6-c61.safetensors"
+    /// Real update files of any model (`.safetensors` or `.npy`) to replay: client i sends file
+    /// i mod count, so clients' updates differ. All must have one layout (that of ``model`` when given).
+    public var updates: [String] = []
+    /// A tensor file of the model (a checkpoint): its layout is what the updates must match, and
+    /// its values are the global model the downlink sends. Default: the first update's layout
+    /// and values.
+    public var model: String?
+    /// Leave non-float tensors (int64 counters, bool masks) out of ``updates`` and ``model``
+    /// instead of refusing the file.
+    public var skipNonFloat: Bool = false
+    /// Training samples behind each replayed update: the compute time (samples × localEpochs ×
+    /// msPerSample) and the frame's sample count.
+    public var samplesPerClient: Int = 1
+    /// Where clients on a trace start in it.
+    public var traceOffsets: TraceOffsets = .random
     /// Label partition of the training data.
     public var partition: String = "dirichlet:0.5"
     /// Local epochs, batch size, learning rate, momentum.
@@ -100,7 +141,7 @@ public struct Scenario: Encodable, Sendable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, rounds, clients, reportsPerRound, overSelection, deadlineSeconds, minimumReportFraction, interruptions, population, profiles
-        case pipelines, downlink, train, replayUpdate, partition, localEpochs, batchSize, learningRate, momentum, width
+        case pipelines, downlink, train, replayUpdate, updates, model, skipNonFloat, samplesPerClient, traceOffsets, partition, localEpochs, batchSize, learningRate, momentum, width
         case budgetFitting, dpClip, dpNoise, dpAdaptiveQuantile, dpDelta, dpEpsilonBudget, dpSeed
     }
 
@@ -131,6 +172,9 @@ public struct Scenario: Encodable, Sendable {
             try check(at + ".msPerSample[1]", g.msPerSample[1], .closed(g.msPerSample[0], 3_600_000), "[msPerSample[0], 3600000]")
             try check(at + ".availability", g.availability, .init(0, 1, openLow: true))
             try check(at + ".dropout", g.dropout, .closed(0, 1))
+            if g.downlinkTrace != nil && g.trace == nil { throw Self.invalid(at + ".downlinkTrace", "needs a trace (the uplink's)") }
+            if let t = g.downlinkTrace, t.isEmpty { throw Self.invalid(at + ".downlinkTrace", "is an empty path") }
+            if let n = g.name, n.isEmpty || n.utf8.count > 200 { throw Self.invalid(at + ".name", "must be 1 to 200 bytes") }
             if let t = g.trace {
                 guard !t.isEmpty else { throw Self.invalid(at + ".trace", "is an empty path") }
             } else if let p = profile(named: g.profile) {
@@ -163,6 +207,12 @@ public struct Scenario: Encodable, Sendable {
         try Self.naming("downlink") { () throws(UplinkError) in _ = try Pipeline(parsing: downlink) }
         try Self.naming("partition") { () throws(UplinkError) in _ = try Partition(parsing: partition) }
         if !train { guard !replayUpdate.isEmpty else { throw Self.invalid("replayUpdate", "is an empty path") } }
+        if train && !updates.isEmpty { throw Self.invalid("train", "is true, but updates are replayed, not trained (train runs the bundled digits MLP); leave train out or set it to false") }
+        guard updates.count <= 10_000 else { throw Self.invalid("updates", "at most 10000 files, got \(updates.count)") }
+        for (i, u) in updates.enumerated() where u.isEmpty { throw Self.invalid("updates[\(i)]", "is an empty path") }
+        if let m = model, m.isEmpty { throw Self.invalid("model", "is an empty path") }
+        if model != nil && train { throw Self.invalid("model", "needs replayed updates (train false): the trained model is the digits MLP") }
+        try check("samplesPerClient", samplesPerClient, 1...1_000_000_000)
         try check("localEpochs", localEpochs, 1...1000)
         try check("batchSize", batchSize, 1...1_000_000)
         try check("width", width, 1...4096)
@@ -187,6 +237,9 @@ public struct Scenario: Encodable, Sendable {
         }
         try check("dpDelta", dpDelta, .init(0, 1, openLow: true, openHigh: true))
     }
+
+    /// The update files a replaying scenario sends: ``updates``, or ``replayUpdate`` alone.
+    public var replayFiles: [String] { updates.isEmpty ? [replayUpdate] : updates }
 
     /// A profile by name: scenario-defined first, then built-in.
     public func profile(named name: String) -> LinkProfile? {

@@ -51,6 +51,30 @@ public struct PipelineRun: Sendable, Codable {
     public var privacy: PrivacySummary?
 }
 
+/// Real updates a scenario replays instead of training: any model's layout, one or more
+/// updates (client i sends update i mod count) and the global model the downlink sends.
+public struct ReplayUpdates: Sendable {
+    public var layout: ModelLayout
+    public var updates: [[Float]]
+    /// The global model's values for the downlink; nil sends the first update's values (the
+    /// same size: with a lossless downlink only the size matters).
+    public var global: [Float]?
+
+    /// Replayed updates; each must have `layout`'s parameter count, and so must `global`.
+    public init(layout: ModelLayout, updates: [[Float]], global: [Float]? = nil) throws(UplinkError) {
+        guard !updates.isEmpty else { throw UplinkError(.invalidArgument, "no update to replay") }
+        for (i, u) in updates.enumerated() where u.count != layout.parameterCount {
+            throw UplinkError(.shapeMismatch, "replayed update \(i) has \(u.count) values, the layout \(layout.parameterCount)")
+        }
+        if let global, global.count != layout.parameterCount {
+            throw UplinkError(.shapeMismatch, "the global model has \(global.count) values, the layout \(layout.parameterCount)")
+        }
+        self.layout = layout
+        self.updates = updates
+        self.global = global
+    }
+}
+
 /// The discrete-event simulator: the real encoder, aggregator and training; simulated links and clock.
 ///
 /// Per round (Bonawitz et al. 2019): select ⌈K·overSelection⌉ of the available clients; each
@@ -68,10 +92,20 @@ public struct Simulator: Sendable {
     let train: Dataset?
     let test: Dataset?
     let shares: [[Int]]
-    let replay: [Float]?
+    let replay: ReplayUpdates?
 
-    /// A simulator for `scenario`; `digits` is the training data when the scenario trains.
+    /// A simulator for `scenario`; `digits` is the training data when the scenario trains, and
+    /// `replay` one update of the digits MLP (of the scenario's width) when it does not.
     public init(scenario: Scenario, digits: (train: Dataset, test: Dataset)?, replay: [Float]? = nil) throws(UplinkError) {
+        let layout = MLP.digits(width: scenario.width).layout
+        if !scenario.train, let replay, replay.count != layout.parameterCount {
+            throw UplinkError(.invalidArgument, "replayed update must have \(layout.parameterCount) values (width \(scenario.width))")
+        }
+        try self.init(scenario: scenario, digits: digits, replaying: try replay.map { v throws(UplinkError) in try ReplayUpdates(layout: layout, updates: [v]) })
+    }
+
+    /// A simulator for `scenario` that replays `replaying` (any model) when it does not train.
+    public init(scenario: Scenario, digits: (train: Dataset, test: Dataset)?, replaying: ReplayUpdates?) throws(UplinkError) {
         try scenario.validate()
         self.scenario = scenario
         self.clients = try Population.make(scenario)
@@ -85,11 +119,9 @@ public struct Simulator: Sendable {
             self.shares = try Partition(parsing: scenario.partition).split(labels: digits.train.labels, classes: 10, clients: scenario.clients, seed: scenario.seed)
             self.replay = nil
         } else {
-            guard let replay, replay.count == model.layout.parameterCount else {
-                throw UplinkError(.invalidArgument, "replayed update must have \(MLP.digits(width: scenario.width).layout.parameterCount) values (width \(scenario.width))")
-            }
-            self.shares = (0..<scenario.clients).map { [$0] }
-            self.replay = replay
+            guard let replaying else { throw UplinkError(.invalidArgument, "the scenario replays updates but none was given") }
+            self.shares = []
+            self.replay = replaying
         }
     }
 
@@ -114,9 +146,9 @@ public struct Simulator: Sendable {
     public func run(pipeline pipelineText: String, progress: (SimulatedRound) -> Void = { _ in }) throws(UplinkError) -> PipelineRun {
         let pipeline = try Pipeline(parsing: pipelineText)
         let downlink = try Pipeline(parsing: scenario.downlink)
-        let layout = model.layout
+        let layout = replay?.layout ?? model.layout
         let n = layout.parameterCount
-        var global = model.initialParameters(seed: scenario.seed)
+        var global = replay.map { $0.global ?? $0.updates[0] } ?? model.initialParameters(seed: scenario.seed)
         var optimizer = ServerOptimizer(strategy: .fedAvg(lr: 1), layout: layout)
         var encoders: [Int: FrameEncoder] = [:]
         var rounds: [SimulatedRound] = []
@@ -126,7 +158,8 @@ public struct Simulator: Sendable {
         let rules = try RoundRules(targetReports: k, overSelection: scenario.overSelection, deadline: deadline,
                                    minimumReportFraction: scenario.minimumReportFraction)
         let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum)
-        var replayFrame: (frame: [UInt8], encoder: FrameEncoder)?
+        // Replay: per update file, one encoder (its error feedback) and this round's frame.
+        var replayFrames: [(frame: [UInt8], encoder: FrameEncoder)?] = Array(repeating: nil, count: replay?.updates.count ?? 0)
         let m = Double(k)
         var ledger: PrivacyLedger?
         if let dp = scenario.dpSettings { ledger = try PrivacyLedger(settings: dp, expectedClients: m) }
@@ -159,12 +192,13 @@ public struct Simulator: Sendable {
             // The download: the real encoding of the global model; a lossy downlink changes what clients train from.
             var downEncoder = FrameEncoder(layout: layout, pipeline: downlink, includeTensorTable: false)
             let downFrame = try downEncoder.encode(global, round: UInt64(round))
-            let start = downlink.isLossless ? global : try FrameDecoder(limits: .forModel(layout)).decode(downFrame, layout: layout).values
+            // (Replayed updates are not trained, so their clients need no decoded model.)
+            let start = downlink.isLossless || replay != nil ? global : try FrameDecoder(limits: .forModel(layout)).decode(downFrame, layout: layout).values
             // Per client: timeline up to the end of compute, and whether it quits first.
             struct Plan { var client: SimulatedClient; var download: Transfer; var computeDone: Double?; var dropAt: Double? }
             let plans: [Plan] = selected.map { c in
                 let dl = c.link.transfer(bytes: downFrame.count, uplink: false, start: 0, mode: scenario.interruptions, deadline: deadline)
-                let samples = Double(shares[c.id].count)
+                let samples = Double(replay == nil ? shares[c.id].count : scenario.samplesPerClient)
                 let done = dl.finish.map { $0 + samples * Double(scenario.localEpochs) * c.msPerSample / 1000 }
                 let drop = Double(rng.next() >> 11) * 0x1p-53 < c.dropout ? Double(rng.next() >> 11) * 0x1p-53 * deadline : nil
                 return Plan(client: c, download: dl, computeDone: done, dropAt: drop)
@@ -178,18 +212,22 @@ public struct Simulator: Sendable {
             let failure = Locked<UplinkError?>(nil)
             let current = encoders
             if let replay {
-                // One encoding per round (frames carry the round id), shared by every client.
-                var e = replayFrame?.encoder ?? FrameEncoder(layout: layout, pipeline: pipeline)
-                replayFrame = (try e.encode(replay, round: UInt64(round), sampleCount: 1), e)
+                // One encoding per update file and round (frames carry the round id), shared by
+                // every client that sends that file; only the files someone uploads are encoded.
+                let needed = Set(trainers.map { plans[$0].client.id % replay.updates.count })
+                for f in needed.sorted() {
+                    var e = replayFrames[f]?.encoder ?? FrameEncoder(layout: layout, pipeline: pipeline)
+                    replayFrames[f] = (try e.encode(replay.updates[f], round: UInt64(round), sampleCount: UInt64(scenario.samplesPerClient)), e)
+                }
             }
-            let reusable = replayFrame
+            let reusable = replayFrames
             DispatchQueue.concurrentPerform(iterations: 2) { worker in
                 for slot in stride(from: worker, to: trainers.count, by: 2) {
                     let plan = plans[trainers[slot]]
                     let c = plan.client
                     do throws(UplinkError) {
-                        if let shared = reusable {
-                            // Replay: one frame and one encoder (copy-on-write, so never copied) for every client.
+                        if !reusable.isEmpty, let shared = reusable[c.id % reusable.count] {
+                            // Replay: one frame and one encoder per file (copy-on-write, so never copied) for every client.
                             frames.withLock { $0[c.id] = (shared.frame, shared.encoder, false) }
                             continue
                         }
@@ -203,7 +241,7 @@ public struct Simulator: Sendable {
                         if scenario.budgetFitting, let computeDone = plan.computeDone {
                             // Budget: what the median goodput moves in the time left, with a 20% margin.
                             let secondsLeft = deadline - computeDone - 2 * c.link.rtt
-                            let goodput = c.link.trace.map { $0.reduce(0, +) / Double($0.count) } ?? min(c.link.uplinkBps * (1 - c.link.loss), c.link.lossCeiling)
+                            let goodput = c.link.meanUplinkBps
                             let budget = Self.byteBudget(seconds: secondsLeft, bitsPerSecond: goodput)
                             if frame.count > budget {
                                 let residual = current[c.id]?.errorFeedback?.residual
@@ -282,6 +320,8 @@ public struct Simulator: Sendable {
             }
             let closeTime = machine.closedAt ?? deadline
             // Tally: bytes each client moved until the round closed (the server aborts the rest).
+            // Replayed frames go through the real aggregator too (its validation and decoding at
+            // the population's scale), but the model does not learn from them: it is not closed.
             let aggregator = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: UInt64(round), centralDP: dpPolicy, rejectDuplicateFrames: replay == nil))
             for (i, plan) in plans.enumerated() {
                 let c = plan.client
