@@ -20,7 +20,8 @@ import UplinkTestSupport
         #expect(r.stderr.contains("round 2/2"))  // progress
         for file in ["report.html", "results.json", "rounds.csv"] { #expect(FileManager.default.fileExists(atPath: s.path("out/" + file))) }
         let html = String(decoding: try s.read("out/report.html"), as: UTF8.self)
-        #expect(html.components(separatedBy: "<svg").count - 1 == 4)
+        // Bars in time per network, bytes per round, upload times, accuracy per round, against bytes and against time.
+        #expect(html.components(separatedBy: "<svg").count - 1 == 6)
         let json = try JSONSerialization.jsonObject(with: Data(try s.read("out/results.json"))) as! [String: Any]
         let pipelines = json["pipelines"] as! [[String: Any]]
         #expect(pipelines.count == 2 && (pipelines[0]["rounds"] as! [[String: Any]]).count == 2)

@@ -97,6 +97,8 @@ enum AxisUnit {
     case seconds
     /// A fraction shown as a percentage (accuracy): 15%, 92.5%.
     case percent
+    /// A plain number (a swept scenario field): 0.5, 30, 1000.
+    case plain
 
     /// The label of each tick of `scale`, with as many decimals as the ticks need to differ.
     func labels(_ scale: AxisScale) -> [String] {
@@ -107,6 +109,7 @@ enum AxisUnit {
             let gap = scale.logarithmic ? v : step
             switch self {
             case .count: return Self.number(v, gap: max(gap, 1))
+            case .plain: return Self.number(v, gap: gap)
             case .seconds: return Self.number(v, gap: gap) + " s"
             case .percent: return Self.number(v * 100, gap: gap * 100) + "%"
             case .bytes:
@@ -124,6 +127,7 @@ enum AxisUnit {
     func text(_ v: Double) -> String {
         switch self {
         case .count: return String(format: "%.0f", v)
+        case .plain: return String(format: "%g", v)
         case .seconds: return String(format: "%.2f s", v)
         case .percent: return String(format: "%.2f%%", 100 * v)
         case .bytes:

@@ -2,13 +2,18 @@ import Foundation
 
 /// Summary statistics and the outputs of a simulation: terminal table, JSON, CSV and an HTML
 /// report with inline SVG plots (no scripts, no external assets).
-public struct SimulationReport: Sendable, Codable {
+public struct SimulationReport: Sendable {
+    /// The scenario's name.
     public var scenario: String
     public var runs: [PipelineRun]
+    /// The scenario that ran, when known: results.json embeds it (`scenario_parameters`), the
+    /// HTML report shows it, and the findings and the upload-time plot use its deadline.
+    public var settings: Scenario?
 
-    public init(scenario: String, runs: [PipelineRun]) {
+    public init(scenario: String, runs: [PipelineRun], settings: Scenario? = nil) {
         self.scenario = scenario
         self.runs = runs
+        self.settings = settings
     }
 
     /// A value of a sorted sample at quantile q (nearest rank).
@@ -35,13 +40,33 @@ public struct SimulationReport: Sendable, Codable {
         public var wallClock: Double
         /// Rounds abandoned with reports (``SimulatedRound/abandoned``).
         public var abandonedRounds: Int
+        /// Clients selected over all rounds.
+        public var selected: Int
+        /// Clients selected over all rounds per network profile.
+        public var selectedByProfile: [String: Int]
+        /// Reports accepted over all rounds per network profile.
+        public var reportedByProfile: [String: Int]
+        /// Clients per network profile whose upload made the deadline, over all rounds.
+        public var inTimeByProfile: [String: Int]
+        /// The mean test accuracy of the last ``lastRounds`` rounds that have one.
+        public var lastRoundsAccuracy: Double?
+        /// min(5, rounds): the rounds ``lastRoundsAccuracy`` averages over.
+        public var lastRounds: Int
     }
+
+    /// Rounds in the "last rounds" accuracy mean (docs/results.md's last-5 measure).
+    static let lastRoundsCount = 5
 
     public static func summarize(_ run: PipelineRun) -> Summary {
         let r = run.rounds
         let times = r.flatMap(\.uploadTimes).sorted()
         let reported = r.reduce(0) { $0 + $1.reported }
         let selected = r.reduce(0) { $0 + $1.selected }
+        func total(_ counts: KeyPath<SimulatedRound, [String: Int]>) -> [String: Int] {
+            r.reduce(into: [:]) { sum, round in sum.merge(round[keyPath: counts], uniquingKeysWith: +) }
+        }
+        let last = min(lastRoundsCount, r.count)
+        let lastAccuracies = r.suffix(last).compactMap(\.accuracy)
         return Summary(
             pipeline: run.pipeline,
             meanBytesUpPerRound: Double(r.reduce(0) { $0 + $1.bytesUp }) / Double(r.count),
@@ -53,50 +78,63 @@ public struct SimulationReport: Sendable, Codable {
             droppedDropout: r.reduce(0) { $0 + $1.droppedDropout },
             participation: selected == 0 ? 0 : Double(reported) / Double(selected),
             finalAccuracy: r.last?.accuracy, totalBytesUp: r.reduce(0) { $0 + $1.bytesUp }, wallClock: r.last?.wallClock ?? 0,
-            abandonedRounds: r.filter(\.abandoned).count)
+            abandonedRounds: r.filter(\.abandoned).count, selected: selected,
+            selectedByProfile: total(\.selectedByProfile), reportedByProfile: total(\.reportedByProfile), inTimeByProfile: total(\.inTimeByProfile),
+            lastRoundsAccuracy: lastAccuracies.isEmpty ? nil : lastAccuracies.reduce(0, +) / Double(lastAccuracies.count), lastRounds: last)
     }
 
     /// The comparison table's header row and one row per pipeline, as both the terminal table
-    /// and the HTML report show them.
-    func summaryRows() -> [[String]] {
-        let dp = runs.contains { $0.rounds.last?.epsilon != nil }
-        let header = ["pipeline", "frame", "up/round", "upload p50", "p95", "max", "round", "reported", "late", "cut", "quit", "accuracy", "wall clock"] + (dp ? ["rounds", "ε"] : [])
-        var rows = [header]
-        let bytes = AxisUnit.bytes.text, secs = { (s: Double?) in s.map(AxisUnit.seconds.text) ?? "—" }
-        for run in runs {
-            let s = Self.summarize(run)
-            var row: [String] = [
-                s.pipeline, bytes(s.meanAcceptedFrameBytes), bytes(s.meanBytesUpPerRound), secs(s.uploadP50), secs(s.uploadP95), secs(s.uploadMax),
-                secs(s.meanRoundSeconds), String(format: "%.1f (%.0f%%)", s.reportedPerRound, 100 * s.participation),
-                String(s.droppedDeadline), String(s.droppedInterruption), String(s.droppedDropout),
-            ]
-            row.append(s.finalAccuracy.map(AxisUnit.percent.text) ?? "—")
-            row.append(String(format: "%.0f s", s.wallClock))
-            if dp {
-                row.append(String(run.rounds.count))
-                row.append(run.rounds.last?.epsilon.map { String(format: "%.3f", $0) } ?? "—")
-            }
-            rows.append(row)
-        }
-        return rows
+    /// and the HTML report show them; `dp` adds the rounds and ε columns (by default when a run
+    /// has central DP).
+    func summaryRows(dp: Bool? = nil) -> [[String]] {
+        let dp = dp ?? hasPrivacy
+        return [Self.summaryHeader(dp: dp)] + runs.map { Self.summaryRow($0, dp: dp) }
     }
+
+    /// The comparison table's header.
+    static func summaryHeader(dp: Bool) -> [String] {
+        ["pipeline", "frame", "up/round", "upload p50", "p95", "max", "round", "reported", "late", "cut", "quit", "accuracy", "wall clock"] + (dp ? ["rounds", "ε"] : [])
+    }
+
+    /// One pipeline's row of the comparison table.
+    static func summaryRow(_ run: PipelineRun, dp: Bool) -> [String] {
+        let bytes = AxisUnit.bytes.text, secs = { (s: Double?) in s.map(AxisUnit.seconds.text) ?? "—" }
+        let s = summarize(run)
+        var row: [String] = [
+            s.pipeline, bytes(s.meanAcceptedFrameBytes), bytes(s.meanBytesUpPerRound), secs(s.uploadP50), secs(s.uploadP95), secs(s.uploadMax),
+            secs(s.meanRoundSeconds), String(format: "%.1f (%.0f%%)", s.reportedPerRound, 100 * s.participation),
+            String(s.droppedDeadline), String(s.droppedInterruption), String(s.droppedDropout),
+        ]
+        row.append(s.finalAccuracy.map(AxisUnit.percent.text) ?? "—")
+        row.append(String(format: "%.0f s", s.wallClock))
+        if dp {
+            row.append(String(run.rounds.count))
+            row.append(run.rounds.last?.epsilon.map { String(format: "%.3f", $0) } ?? "—")
+        }
+        return row
+    }
+
+    /// A run spent ε (central DP).
+    var hasPrivacy: Bool { runs.contains { $0.rounds.last?.epsilon != nil } }
 
     /// The comparison table for a terminal.
     public func table() -> String { Self.columns(summaryRows()) }
+
+    /// The network profiles clients were selected on, in any run, sorted.
+    var profiles: [String] { Array(Set(runs.flatMap { $0.rounds.flatMap { $0.selectedByProfile.keys } })).sorted() }
 
     /// Participation per network profile over all rounds, header row first: per pipeline and
     /// profile, reports accepted / updates that made the deadline / clients selected, and the
     /// share in time. Empty when no client was selected.
     func participationRows() -> [[String]] {
-        let profiles = Array(Set(runs.flatMap { $0.rounds.flatMap { $0.selectedByProfile.keys } })).sorted()
+        let profiles = profiles
         guard !profiles.isEmpty else { return [] }
         var rows = [["reported / in time / selected"] + profiles]
         for run in runs {
+            let s = Self.summarize(run)
             var row = [run.pipeline]
             for p in profiles {
-                let sel = run.rounds.reduce(0) { $0 + ($1.selectedByProfile[p] ?? 0) }
-                let rep = run.rounds.reduce(0) { $0 + ($1.reportedByProfile[p] ?? 0) }
-                let inTime = run.rounds.reduce(0) { $0 + ($1.inTimeByProfile[p] ?? 0) }
+                let sel = s.selectedByProfile[p] ?? 0, rep = s.reportedByProfile[p] ?? 0, inTime = s.inTimeByProfile[p] ?? 0
                 row.append(sel == 0 ? "—" : "\(rep) / \(inTime) / \(sel) " + String(format: "(%.0f%% in time)", 100 * Double(inTime) / Double(sel)))
             }
             rows.append(row)
@@ -111,12 +149,12 @@ public struct SimulationReport: Sendable, Codable {
         return rows.isEmpty ? "" : Self.columns(rows)
     }
 
-    /// Rows as aligned text columns (first column left-aligned, the rest right-aligned) with a
-    /// rule under the header row.
-    static func columns(_ rows: [[String]]) -> String {
+    /// Rows as aligned text columns (the first `leftAligned` columns left-aligned, the rest
+    /// right-aligned) with a rule under the header row.
+    static func columns(_ rows: [[String]], leftAligned: Int = 1) -> String {
         let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
         return rows.enumerated().map { i, row in
-            let line = row.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+            let line = row.enumerated().map { c, cell in c < leftAligned ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
                 : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  ")
             return i == 0 ? line + "\n" + String(repeating: "-", count: line.count) : line
         }.joined(separator: "\n")
@@ -135,9 +173,19 @@ public struct SimulationReport: Sendable, Codable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// JSON of every round of every pipeline, with the summaries.
-    public func json() -> Data {
+    /// JSON of every round of every pipeline, with the summaries, and the scenario's every
+    /// field as `scenario_parameters` when ``settings`` is known.
+    public func json() -> Data { Self.serialize(jsonObject()) }
+
+    /// Pretty-printed JSON with sorted keys.
+    static func serialize(_ object: [String: Any]) -> Data {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+    }
+
+    /// ``json()``'s object, for documents that hold several reports (``SweepReport``).
+    func jsonObject() -> [String: Any] {
         var object: [String: Any] = ["scenario": scenario]
+        if let parameters = settings?.parameters { object["scenario_parameters"] = parameters }
         object["pipelines"] = runs.map { run -> [String: Any] in
             let s = Self.summarize(run)
             var summary: [String: Any] = [
@@ -172,6 +220,6 @@ public struct SimulationReport: Sendable, Codable {
                 },
             ]
         }
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+        return object
     }
 }
