@@ -23,7 +23,7 @@ func scenarioError(_ json: String) -> UplinkError? {
     @Test(arguments: [
         (#"{"roundz": 3}"#, #"roundz: unknown key (did you mean "rounds"?)"#),
         (#"{"population": [{"profile": "3G", "share": 1}, {"profile": "LTE", "share": 1, "rtt": 5}]}"#,
-         #"population[1].rtt: unknown key; known keys: profile, share, msPerSample, availability, dropout, trace"#),
+         #"population[1].rtt: unknown key; known keys: profile, share, msPerSample, availability, dropout, trace, downlinkTrace, name"#),
         (#"{"profiles": [{"name": "3G", "uplinkMbps": 0.5, "rttMS": 100}]}"#, #"profiles[0].rttMS: unknown key (did you mean "rttMs"?)"#),
         (#"{"rounds": "many"}"#, #"rounds: must be a whole number, got a string "many""#),
         (#"{"rounds": 1.5}"#, "rounds: must be a whole number, got 1.5"),

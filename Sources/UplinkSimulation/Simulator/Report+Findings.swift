@@ -103,57 +103,54 @@ extension SimulationReport {
         if profiles.isEmpty {
             sentences.append("No client was selected, so no pipeline can be judged against the deadline.")
         } else {
-            sentences += summaries.map { Self.fitSentence($0, profiles: profiles) }
-            if summaries.count > 1 { sentences += Self.unfitNetworks(summaries, profiles: profiles) }
+            sentences += profiles.flatMap { Self.networkSentences($0, summaries) }
         }
         sentences += comparison(summaries)
         return Prose.paragraph(sentences)
     }
 
-    /// Where one pipeline fits: "fp32 | stored fits on 5G and WiFi but not on 3G (8.0% in time)."
-    static func fitSentence(_ s: Summary, profiles: [String]) -> Prose {
-        let judged = profiles.filter { (s.selectedByProfile[$0] ?? 0) > 0 }
-        guard !judged.isEmpty else { return "\(pipeline: s.pipeline): no client was selected." }
-        let share = { (p: String) in perMille(s.inTimeByProfile[p] ?? 0, of: s.selectedByProfile[p] ?? 0) }
+    /// Which pipelines fit one network: "On 3G, ef | topk 1% | int8 | lz4 fits (95.0% in time);
+    /// fp32 | stored (8.0%) does not." When too few clients there even got to upload (the
+    /// download and training took past the deadline), a second sentence says so: no uplink
+    /// pipeline can fix that.
+    static func networkSentences(_ network: String, _ summaries: [Summary]) -> [Prose] {
+        let judged = summaries.filter { ($0.selectedByProfile[network] ?? 0) > 0 }
+        guard !judged.isEmpty else { return [] }
+        let share = { (s: Summary) in perMille(s.inTimeByProfile[network] ?? 0, of: s.selectedByProfile[network] ?? 0) }
         let fits = judged.filter { share($0) >= fitPerMille }, misses = judged.filter { share($0) < fitPerMille }
-        let missed = Prose.list(misses.map { "\($0) (\(percent(perMille: share($0))) in time)" })
         var sentence: Prose
         if misses.isEmpty {
             let lowest = judged.min { share($0) < share($1) }!
-            let scope = judged.count == profiles.count ? "every network" : "every network it was selected on"
-            sentence = "\(pipeline: s.pipeline) fits on \(scope) (the lowest: \(lowest), \(percent(perMille: share(lowest))) in time)"
+            sentence = judged.count == 1 ? "On \(network), \(pipeline: lowest.pipeline) fits (\(percent(perMille: share(lowest))) in time)"
+                : "On \(network), every pipeline fits (the lowest: \(pipeline: lowest.pipeline), \(percent(perMille: share(lowest))) in time)"
         } else if fits.isEmpty {
-            sentence = "\(pipeline: s.pipeline) fits on no network: \(missed)"
+            let best = misses.max { share($0) < share($1) }!
+            sentence = share(best) == 0 ? "On \(network), no pipeline fits: no upload was in time"
+                : "On \(network), no pipeline fits (the closest: \(pipeline: best.pipeline), \(percent(perMille: share(best))) in time)"
         } else {
-            sentence = "\(pipeline: s.pipeline) fits on \(Prose.list(fits.map { Prose(stringLiteral: $0) })) but not on \(missed)"
+            let fitting = Prose.list(fits.map { "\(pipeline: $0.pipeline)" })
+            let missed = Prose.list(misses.enumerated().map { i, s in "\(pipeline: s.pipeline) (\(percent(perMille: share(s)))\(i == 0 ? " in time" : ""))" })
+            sentence = "On \(network), \(fitting) \(fits.count == 1 ? "fits" : "fit"); \(missed) \(misses.count == 1 ? "does" : "do") not"
         }
-        let unselected = profiles.filter { !judged.contains($0) }
-        if !unselected.isEmpty { sentence = "\(sentence); no client was selected on \(Prose.list(unselected.map { Prose(stringLiteral: $0) }))" }
-        return "\(sentence)."
-    }
-
-    /// The networks on which no pipeline fits, each with the pipeline closest to fitting, in
-    /// one sentence (none when every network has a pipeline that fits).
-    static func unfitNetworks(_ summaries: [Summary], profiles: [String]) -> [Prose] {
-        let unfit = profiles.compactMap { p -> Prose? in
-            let shares = summaries.compactMap { s -> (pipeline: String, share: Int)? in
-                let selected = s.selectedByProfile[p] ?? 0
-                return selected > 0 ? (s.pipeline, perMille(s.inTimeByProfile[p] ?? 0, of: selected)) : nil
-            }
-            guard let best = shares.map(\.share).max(), best < fitPerMille else { return nil }
-            let closest = shares.first { $0.share == best }!
-            return best == 0 ? "\(p) (no upload in time)" : "\(p) (the closest: \(pipeline: closest.pipeline), \(percent(perMille: best)) in time)"
+        let unselected = summaries.filter { ($0.selectedByProfile[network] ?? 0) == 0 }
+        if !unselected.isEmpty { sentence = "\(sentence) (no client of \(Prose.list(unselected.map { "\(pipeline: $0.pipeline)" })) was selected there)" }
+        var out: [Prose] = ["\(sentence)."]
+        // Clients that finished downloading and training in time, the same for every pipeline
+        // up to dropouts: the most any run saw.
+        let ready = judged.map { perMille($0.readyByProfile[network] ?? 0, of: $0.selectedByProfile[network] ?? 0) }.max()!
+        if ready < fitPerMille, !misses.isEmpty {
+            out.append("Only \(percent(perMille: ready)) of the clients selected on \(network) finished downloading the model and training before the deadline, so no uplink pipeline can fit it there: the download or the training is too slow.")
         }
-        return unfit.isEmpty ? [] : ["No pipeline fits on \(Prose.list(unfit))."]
+        return out
     }
 
     /// The baseline, the other pipelines' frames against it, and the accuracy cost.
     func comparison(_ summaries: [Summary]) -> [Prose] {
         let bytes = AxisUnit.bytes.text, accuracy = AxisUnit.percent.text
-        guard let top = summaries.map(\.meanAcceptedFrameBytes).max(), top > 0 else {
-            return ["No report was accepted, so there are no frames or accuracy to compare."]
+        guard let top = summaries.map(\.frameBytes).max(), top > 0 else {
+            return ["No client got to upload, so there are no frames or accuracy to compare."]
         }
-        let baseIndex = summaries.firstIndex { $0.meanAcceptedFrameBytes == top }!
+        let baseIndex = summaries.firstIndex { $0.frameBytes == top }!
         let base = summaries[baseIndex]
         let lastRounds = { (s: Summary) in "the last \(s.lastRounds == 1 ? "round" : "\(s.lastRounds) rounds")" }
         guard summaries.count > 1 else {
@@ -168,8 +165,8 @@ extension SimulationReport {
         let others = summaries.indices.filter { $0 != baseIndex }.map { summaries[$0] }
         var sentences: [Prose] = []
         let frames = Prose.list(others.map { s in
-            s.meanAcceptedFrameBytes > 0 ? "\(pipeline: s.pipeline) \(bytes(s.meanAcceptedFrameBytes)) (\(Self.smaller(s.meanAcceptedFrameBytes, than: top)))"
-                : "\(pipeline: s.pipeline) no accepted report"
+            s.frameBytes > 0 ? "\(pipeline: s.pipeline) \(bytes(s.frameBytes)) (\(Self.smaller(s.frameBytes, than: top)))"
+                : "\(pipeline: s.pipeline) no upload"
         })
         sentences.append("The baseline is \(pipeline: base.pipeline), the pipeline with the largest mean frame (\(bytes(top))); mean frames against it: \(frames).")
         guard let baseFinal = base.finalAccuracy, let baseLast = base.lastRoundsAccuracy else {

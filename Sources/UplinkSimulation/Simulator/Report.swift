@@ -48,6 +48,13 @@ public struct SimulationReport: Sendable {
         public var reportedByProfile: [String: Int]
         /// Clients per network profile whose upload made the deadline, over all rounds.
         public var inTimeByProfile: [String: Int]
+        /// Clients per network profile that downloaded the model and trained before the deadline.
+        public var readyByProfile: [String: Int]
+        /// The mean size of the frames clients started uploading (accepted or not); 0 if none.
+        public var meanUploadedFrameBytes: Double
+        /// The mean accepted frame, or when no report was accepted the mean uploaded frame: the
+        /// size of this pipeline's frames; 0 when no client got to upload.
+        public var frameBytes: Double { meanAcceptedFrameBytes > 0 ? meanAcceptedFrameBytes : meanUploadedFrameBytes }
         /// The mean test accuracy of the last ``lastRounds`` rounds that have one.
         public var lastRoundsAccuracy: Double?
         /// min(5, rounds): the rounds ``lastRoundsAccuracy`` averages over.
@@ -80,6 +87,8 @@ public struct SimulationReport: Sendable {
             finalAccuracy: r.last?.accuracy, totalBytesUp: r.reduce(0) { $0 + $1.bytesUp }, wallClock: r.last?.wallClock ?? 0,
             abandonedRounds: r.filter(\.abandoned).count, selected: selected,
             selectedByProfile: total(\.selectedByProfile), reportedByProfile: total(\.reportedByProfile), inTimeByProfile: total(\.inTimeByProfile),
+            readyByProfile: total(\.readyByProfile),
+            meanUploadedFrameBytes: { let n = r.reduce(0) { $0 + $1.uploadedFrames }; return n == 0 ? 0 : Double(r.reduce(0) { $0 + $1.uploadedFrameBytes }) / Double(n) }(),
             lastRoundsAccuracy: lastAccuracies.isEmpty ? nil : lastAccuracies.reduce(0, +) / Double(lastAccuracies.count), lastRounds: last)
     }
 
@@ -101,7 +110,7 @@ public struct SimulationReport: Sendable {
         let bytes = AxisUnit.bytes.text, secs = { (s: Double?) in s.map(AxisUnit.seconds.text) ?? "—" }
         let s = summarize(run)
         var row: [String] = [
-            s.pipeline, bytes(s.meanAcceptedFrameBytes), bytes(s.meanBytesUpPerRound), secs(s.uploadP50), secs(s.uploadP95), secs(s.uploadMax),
+            s.pipeline, s.frameBytes > 0 ? bytes(s.frameBytes) : "—", bytes(s.meanBytesUpPerRound), secs(s.uploadP50), secs(s.uploadP95), secs(s.uploadMax),
             secs(s.meanRoundSeconds), String(format: "%.1f (%.0f%%)", s.reportedPerRound, 100 * s.participation),
             String(s.droppedDeadline), String(s.droppedInterruption), String(s.droppedDropout),
         ]
@@ -189,7 +198,7 @@ public struct SimulationReport: Sendable {
         object["pipelines"] = runs.map { run -> [String: Any] in
             let s = Self.summarize(run)
             var summary: [String: Any] = [
-                "mean_bytes_up_per_round": s.meanBytesUpPerRound, "mean_frame_bytes": s.meanAcceptedFrameBytes,
+                "mean_bytes_up_per_round": s.meanBytesUpPerRound, "mean_frame_bytes": s.meanAcceptedFrameBytes, "mean_uploaded_frame_bytes": s.meanUploadedFrameBytes,
                 "mean_round_seconds": s.meanRoundSeconds, "reported_per_round": s.reportedPerRound, "participation": s.participation,
                 "dropped_deadline": s.droppedDeadline, "dropped_interruption": s.droppedInterruption, "dropped_dropout": s.droppedDropout,
                 "total_bytes_up": s.totalBytesUp, "wall_clock_seconds": s.wallClock,
@@ -210,7 +219,8 @@ public struct SimulationReport: Sendable {
                         "bytes_up": r.bytesUp, "bytes_down": r.bytesDown, "duration_seconds": r.duration, "wall_clock_seconds": r.wallClock,
                         "budget_fitted": r.budgetFitted, "upload_seconds": t,
                         "selected_by_profile": r.selectedByProfile, "reported_by_profile": r.reportedByProfile,
-                        "in_time_by_profile": r.inTimeByProfile,
+                        "in_time_by_profile": r.inTimeByProfile, "ready_by_profile": r.readyByProfile,
+                        "uploaded_frames": r.uploadedFrames, "uploaded_frame_bytes": r.uploadedFrameBytes,
                     ]
                     if let a = r.accuracy { row["accuracy"] = a }
                     if let e = r.epsilon { row["epsilon"] = e }

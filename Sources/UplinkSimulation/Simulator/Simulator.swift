@@ -29,6 +29,13 @@ public struct SimulatedRound: Sendable, Codable {
     /// Clients per profile whose upload would have arrived by the deadline (reported, or surplus
     /// after the round filled up): whether the update fits the link at all.
     public var inTimeByProfile: [String: Int] = [:]
+    /// Clients per profile that finished downloading the model and training before the
+    /// deadline, so they could start their upload: what bounds the share in time whatever the
+    /// uplink pipeline.
+    public var readyByProfile: [String: Int] = [:]
+    /// Frames clients started uploading this round (accepted or not), and their bytes.
+    public var uploadedFrames: Int = 0
+    public var uploadedFrameBytes: Int = 0
     /// Clients online when the round selected.
     public var online: Int = 0
     /// ε spent so far, with central DP.
@@ -328,6 +335,11 @@ public struct Simulator: Sendable {
                 stats.selectedByProfile[c.profile, default: 0] += 1
                 if accepted.contains(i) { stats.reportedByProfile[c.profile, default: 0] += 1 }
                 if !quit.contains(i), let finish = uploads[i]?.transfer.finish, finish <= deadline { stats.inTimeByProfile[c.profile, default: 0] += 1 }
+                if uploads[i] != nil {
+                    stats.readyByProfile[c.profile, default: 0] += 1
+                    stats.uploadedFrames += 1
+                    stats.uploadedFrameBytes += built[c.id]!.frame.count
+                }
                 stats.bytesDown += plan.download.finish.map { $0 <= closeTime } == true ? plan.download.bytesSent
                     : c.link.transfer(bytes: downFrame.count, uplink: false, start: 0, mode: scenario.interruptions, deadline: closeTime).bytesSent
                 if let up = uploads[i] {
