@@ -14,7 +14,7 @@ import UplinkTestSupport
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("uplink: note: skipped 2 non-float tensors: bn1.num_batches_tracked (I64), bn2.num_batches_tracked (I64)"))
         #expect(r.stdout.hasPrefix("\(Self.cnn): 13898 parameters, 16 tensors, 55.6 kB as float32"))
-        for p in ["fp32 | stored", "fp16 | lz4", "ef | topk 1% scope=global | int8 block=256 sym | lz4", "3G p95", "LTE ≤ 10.0 s", "(the 2 costliest of 16 tensors)"] {
+        for p in ["fp32 | stored", "fp16 | lz4", "ef | topk 1% scope=global | int8 block=256 sym | lz4", "3G p95", "LTE ≤ 10 s", "(the 2 costliest of 16 tensors)"] {
             #expect(r.stdout.contains(p), "\(p)")
         }
         let j = try CLI.run(["compare", "--in", Self.cnn, "--runs", "1", "--clients", "50", "--pipeline", "fp16 | lz4", "--pipeline", "ef | topk 1% | int8 | lz4", "--profile", "all", "--json"], in: s.url)

@@ -144,10 +144,8 @@ import Testing
     }
 
     /// Real simulations: a numeric sweep (the deadline) and a categorical one (the partition)
-    /// render as well-formed pages with a section per value. With `UPLINK_SWEEP_REPORT_DIR` set
-    /// the pages are written there (`<dir>/sweep-deadline/report.html`, …) for
-    /// `scripts/check-report` to render, with the first run's own report, which knows its
-    /// scenario (`<dir>/with-scenario/report.html`: the parameters and the deadline line).
+    /// render as well-formed pages with a section per value (`scripts/check-report` renders the
+    /// CLI's `--sweep` reports in Chromium).
     @Test func realSweepsRender() throws {
         var base = SimulatorTests.small()
         base.name = "check: sweep"
@@ -170,15 +168,6 @@ import Testing
             #expect(try doc.nodes(forXPath: "//section").count == sweep.values.count)
             #expect(try Self.points(doc, "sweep-bytes").count == sweep.values.count * 2)
             #expect(try Self.texts(doc, "//figure[@id='sweep-bytes']//*[local-name()='text'][@class='tick'][@text-anchor='middle']").isEmpty == false)
-            if let dir = ProcessInfo.processInfo.environment["UPLINK_SWEEP_REPORT_DIR"] {
-                var pages = [(sweep.name, html)]
-                if sweep.key == "deadlineSeconds" { pages.append(("with-scenario", reports[1].html())) }
-                for (name, page) in pages {
-                    let folder = URL(fileURLWithPath: dir).appendingPathComponent(name)
-                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                    try page.write(to: folder.appendingPathComponent("report.html"), atomically: true, encoding: .utf8)
-                }
-            }
         }
     }
 }

@@ -238,7 +238,7 @@ extension PipelineComparison {
         var header = ["pipeline", "bytes", "vs float32", "rel. L2 error", "cosine", "encode", "decode"]
         for p in options.profiles {
             header += ["\(p.name) p50", "\(p.name) p95"]
-            if let d = options.deadline { header.append("\(p.name) ≤ \(Self.duration(d))") }
+            if let d = options.deadline { header.append("\(p.name) ≤ " + (d < 600 ? String(format: "%g s", d) : Self.duration(d))) }
         }
         var lines = [header]
         for r in rows {
