@@ -92,7 +92,14 @@ import Testing
         #expect(rows["over-selection"] == "1.3× (13 selected per round)")
         #expect(rows["deadline"] == "45 s")
         #expect(rows["downlink"] == "fp32 | stored")
-        #expect(rows["updates"] == "replayed: /u/update.safetensors")
+        #expect(rows["updates"] == "replayed: update.safetensors, 1 sample per client")
+        var own = s
+        own.updates = (1...5).map { "/u/client-\($0).safetensors" }
+        own.model = "/u/ckpt.safetensors"
+        own.samplesPerClient = 40
+        own.skipNonFloat = true
+        #expect(SimulationReport.parameterRows(own).first { $0.0 == "updates" }?.1
+            == "replayed: client-1.safetensors, client-2.safetensors, client-3.safetensors and 2 more, model ckpt.safetensors, 40 samples per client, non-float tensors skipped")
         #expect(rows["central DP"] == "off" && rows["budget fitting"] == "off")
         #expect(try Self.texts(doc, "//table[@id='parameters-population']/thead/tr/th") == ["network", "share", "availability", "dropout", "ms per sample", "trace"])
         #expect(try Self.texts(doc, "//table[@id='parameters-population']/tbody/tr[1]/td") == ["3G", "25%", "0.5", "0.1", "5–20", "—"])

@@ -22,13 +22,20 @@ extension Scenario {
 }
 
 extension SimulationReport {
+    /// File names (not their folders), the first three and a count of the rest.
+    static func fileList(_ paths: [String]) -> String {
+        let names = paths.prefix(3).map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
+        return paths.count > 3 ? "\(names) and \(paths.count - 3) more" : names
+    }
+
     /// The scenario's main parameters as (name, value) rows, as the HTML report shows them.
     static func parameterRows(_ s: Scenario) -> [(String, String)] {
         let number = { (x: Double) in String(format: "%g", x) }
         let goal = (try? RoundRules(targetReports: s.reportsPerRound, overSelection: s.overSelection, deadline: s.deadlineSeconds))?.selectionGoal
         let updates = s.train
             ? "trained: partition \(s.partition), \(s.localEpochs) local epoch\(s.localEpochs == 1 ? "" : "s"), batch \(s.batchSize), learning rate \(number(Double(s.learningRate))), momentum \(number(Double(s.momentum))), MLP width \(s.width)"
-            : "replayed: \(s.replayUpdate)"
+            : "replayed: " + Self.fileList(s.replayFiles) + (s.model.map { ", model \(($0 as NSString).lastPathComponent)" } ?? "")
+                + ", \(s.samplesPerClient) sample\(s.samplesPerClient == 1 ? "" : "s") per client" + (s.skipNonFloat ? ", non-float tensors skipped" : "")
         var dp = "off"
         if let clip = s.dpClip, let z = s.dpNoise {
             dp = "clip \(number(clip)), noise multiplier \(number(z)), δ \(number(s.dpDelta))"
