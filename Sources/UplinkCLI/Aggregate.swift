@@ -31,6 +31,9 @@ extension UplinkCommand {
         @Option(help: "The current global model (.npy or .safetensors); its layout is the model every frame must match.")
         var model: String
 
+        @Flag(help: "Leave tensors that are not floating point (int64 counters, bool masks) out of --model's layout instead of refusing it, as the clients did with encode --skip-non-float; --out then holds the float tensors.")
+        var skipNonFloat = false
+
         @Option(name: .customLong("out"), help: "Where to write the new global model (.npy or .safetensors); may be --model itself.")
         var output: String
 
@@ -83,7 +86,7 @@ extension UplinkCommand {
                 if let journal, try DurableCommit.recover(journal: journal) {
                     note("finished the commit of a previous run that was interrupted (\(journal))")
                 }
-                let reader = try TensorFileReader(path: model)
+                let reader = try TensorFileReader(path: model, nonFloat: skipNonFloat ? .skip : .refuse)
                 let layout = reader.layout
                 var optimizer = ServerOptimizer(strategy: chosen, layout: layout)
                 if let state, FileManager.default.fileExists(atPath: state) {

@@ -120,6 +120,9 @@ extension UplinkCommand {
         @Option(help: "A fixed update (.npy or .safetensors, the model's layout) to send every round.")
         var `in`: String?
 
+        @Flag(help: "Leave tensors that are not floating point out of the --in update (as the server did with serve --skip-non-float).")
+        var skipNonFloat = false
+
         @Option(help: "Train locally: digits (the bundled task).")
         var train: String?
 
@@ -322,7 +325,7 @@ extension UplinkCommand {
 
         func makeTrainer() throws -> Trainer {
             if let path = self.in {
-                return Trainer(source: .fixed(try TensorFiles.load(path: path), samples: samples))
+                return Trainer(source: .fixed(try TensorFiles.load(path: path, nonFloat: skipNonFloat ? .skip : .refuse), samples: samples))
             }
             let (trainSet, testSet) = try Digits.load(path: data ?? Digits.defaultPath())
             let shares = try Partition(parsing: partition).split(labels: trainSet.labels, classes: trainSet.classCount, clients: clients, seed: seed)

@@ -21,6 +21,9 @@ extension UplinkCommand {
         @Option(help: "The starting global model (.safetensors or .npy); its layout is the model every frame must match.")
         var model: String
 
+        @Flag(help: "Leave tensors that are not floating point (int64 counters, bool masks) out of --model instead of refusing it; clients then encode the float tensors alone.")
+        var skipNonFloat = false
+
         @Option(help: "Data directory: ledger, uploads, accepted frames, published models. Reuse it to resume after a restart.")
         var data: String
 
@@ -134,7 +137,8 @@ extension UplinkCommand {
         }
 
         func makeConfiguration() throws(UplinkError) -> ServerConfiguration {
-            let set = try TensorFiles.load(path: model)
+            let (set, report) = try TensorFiles.loadReporting(path: model, nonFloat: skipNonFloat ? .skip : .refuse)
+            for line in report.lines { FileHandle.standardError.write(Data("uplink serve: note: \(model): \(line)\n".utf8)) }
             let pipelines = try (pipeline.isEmpty ? ["ef | topk 1% | int8 | lz4"] : pipeline).map { (p) throws(UplinkError) in try Pipeline(parsing: p) }
             let rules = try RoundRules(targetReports: reports, overSelection: overSelection, deadline: deadline, minimumReportFraction: minFraction)
             guard deadline.isFinite else { throw UplinkError(.invalidArgument, "--deadline must be a finite number of seconds") }

@@ -11,8 +11,9 @@ public final class TensorFileReader {
     /// Per tensor: where its data starts in the file, and its element type.
     private let tensorData: [(offset: UInt64, dtype: TensorDType)]
 
-    /// Opens `path` (`.npy` or `.safetensors`), reading only its header.
-    public init(path: String) throws(UplinkError) {
+    /// Opens `path` (`.npy` or `.safetensors`), reading only its header; a non-float tensor
+    /// is refused or left out by `nonFloat`.
+    public init(path: String, nonFloat: NonFloatTensors = .refuse) throws(UplinkError) {
         self.path = path
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw UplinkError(.io, "\(path): cannot open")
@@ -21,7 +22,7 @@ public final class TensorFileReader {
         switch TensorFiles.fileExtension(path) {
         case "safetensors":
             let (all, dataStart, _) = try Safetensors.readHeader(path: path)
-            let entries = try Safetensors.floatEntries(all, .refuse).0
+            let entries = try Safetensors.floatEntries(all, nonFloat).0
             self.layout = try ModelLayout(entries.map { TensorSpec(name: $0.name, shape: $0.shape) })
             self.tensorData = entries.map { (UInt64(dataStart + $0.begin), $0.dtype!) }
         case "npy":

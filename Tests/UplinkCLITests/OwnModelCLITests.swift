@@ -55,6 +55,13 @@ import UplinkTestSupport
         #expect(decoded.status == 0, "\(decoded.stderr)")
         let noOption = try CLI.run(["decode", "--in", "f.upl", "--out", "back2.safetensors", "--layout", Self.cnn], in: s.url)
         #expect(noOption.status == 1 && noOption.stderr.contains("error 701"))
+        // The server side: aggregate against the checkpoint, with and without the option.
+        let aggregated = try CLI.run(["aggregate", "--strategy", "fedavg", "--model", Self.cnn, "--skip-non-float", "--out", "global.safetensors", "f.upl"], in: s.url)
+        #expect(aggregated.status == 0, "\(aggregated.stderr)")
+        let refused2 = try CLI.run(["aggregate", "--strategy", "fedavg", "--model", Self.cnn, "--out", "global2.safetensors", "f.upl"], in: s.url)
+        #expect(refused2.status == 1 && refused2.stderr.contains("bn1.num_batches_tracked"), "\(refused2.stderr)")
+        let inspected = try CLI.run(["inspect", "f.upl", "--layout", Self.cnn, "--skip-non-float"], in: s.url)
+        #expect(inspected.status == 0, "\(inspected.stderr)")
     }
 
     /// A frame for another model is refused naming the first difference.
