@@ -64,6 +64,7 @@ extension UplinkCommand {
                 let profiles = try Self.profiles(profile.isEmpty ? PipelineComparison.defaultProfiles : profile)
                 let (update, report) = try TensorFiles.loadReporting(path: input, nonFloat: refuseNonFloat ? .refuse : .skip)
                 for line in report.lines { note(line) }
+                guard update.layout.parameterCount > 0 else { throw UplinkError(.invalidArgument, "\(input): the float tensors hold no values") }
                 var options = PipelineComparison.Options(profiles: profiles)
                 options.clients = clients
                 options.runs = runs

@@ -40,8 +40,8 @@ extension UplinkCommand {
         @Option(name: .customLong("set"), parsing: .singleValue, help: "Override a scenario field: key=value, for example deadlineSeconds=30 or population.0.share=0.5 (repeat; values are JSON, a bare word is a string).")
         var overrides: [String] = []
 
-        @Option(help: "Run one simulation per value of a field and report them side by side: key=v1,v2,… (for example deadlineSeconds=30,45,60).")
-        var sweep: String?
+        @Option(parsing: .singleValue, help: "Run one simulation per value of a field and report them side by side: key=v1,v2,… (for example deadlineSeconds=30,45,60); one --sweep per run.")
+        var sweep: [String] = []
 
         @Flag(help: "Leave non-float tensors (int64 counters, bool masks) out of the replayed updates and the model instead of refusing them (the scenario's skipNonFloat).")
         var skipNonFloat = false
@@ -56,7 +56,10 @@ extension UplinkCommand {
             try reportingErrors(json: json) {
                 var sets = try overrides.map { (a) throws(UplinkError) in try Scenario.Override(assignment: a) }
                 if skipNonFloat { sets.append(try Scenario.Override(key: "skipNonFloat", value: "true")) }
-                guard let sweep else {
+                guard sweep.count <= 1 else {
+                    throw UplinkError(.invalidArgument, "--sweep is given \(sweep.count) times; sweep one field per run (each --sweep value is one simulation; use --set for the other fields)")
+                }
+                guard let sweep = sweep.first else {
                     let s = try scenarioWithOptions(sets)
                     let (report, seconds) = try simulate(s, label: nil)
                     try write(files: [("report.html", Array(report.html().utf8)), ("results.json", [UInt8](report.json())), ("rounds.csv", Array(report.csv().utf8))])
@@ -97,6 +100,7 @@ extension UplinkCommand {
                     print(out, terminator: "")
                 } else {
                     print(result.table())
+                    for (v, r) in zip(values, reports) { print("\n\(swept.key) = \(v): " + r.findings()) }
                     print(String(format: "\nwrote %@/report.html, results.json (%.0f s)", self.report, Date().timeIntervalSince(started)))
                 }
             }
@@ -179,10 +183,11 @@ extension UplinkCommand {
                 var layout = global?.layout
                 for path in s.replayFiles {
                     let u = try load(path)
+                    guard u.layout.parameterCount > 0 else { throw UplinkError(.invalidArgument, "\(path): the float tensors hold no values") }
                     if let expected = layout, u.layout != expected {
                         let whose = s.model.map { "the model's (\($0))" } ?? "the first update's (\(s.replayFiles[0]))"
                         throw UplinkError(.shapeMismatch, "\(path): its layout (\(u.layout.tensors.count) tensors, \(u.layout.parameterCount) parameters) is not \(whose) (\(expected.tensors.count) tensors, \(expected.parameterCount) parameters)"
-                            + FrameHeader.difference(frame: u.layout.tensors, tensorCount: u.layout.tensors.count, parameterCount: u.layout.parameterCount, layout: expected))
+                            + FrameHeader.difference(frame: u.layout.tensors, tensorCount: u.layout.tensors.count, parameterCount: u.layout.parameterCount, layout: expected, subject: "file"))
                     }
                     layout = u.layout
                     updates.append(u.values)

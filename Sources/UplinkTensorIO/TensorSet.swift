@@ -117,11 +117,14 @@ public struct TensorFileReport: Sendable, Hashable {
                 for i in 0..<count {
                     let x = Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
                     let f = out[start + i]
-                    if x.isFinite && !f.isFinite {
+                    guard x.isFinite else {
+                        out.removeSubrange(start...)
+                        throw UplinkError(.nonFiniteValue, "tensor \(UplinkError.quoted(name)) (F64): element \(i) is \(x), not finite")
+                    }
+                    if !f.isFinite {
                         out.removeSubrange(start...)
                         throw UplinkError(.valueOutOfRange, "tensor \(UplinkError.quoted(name)) (F64): element \(i) is \(x), beyond float32's range (±\(Float.greatestFiniteMagnitude))")
                     }
-                    guard x.isFinite else { continue }
                     let e = abs(x - Double(f))
                     maxError = max(maxError, e)
                     errorSquares += e * e
@@ -136,12 +139,19 @@ public struct TensorFileReport: Sendable, Hashable {
     public var skipped: [Skipped] = []
     public var converted: [Conversion] = []
 
+    /// A tensor name as it is, or quoted and escaped when it holds control, format or
+    /// line-separator characters.
+    static func shown(_ name: String) -> String {
+        let q = UplinkError.quoted(name)
+        return q == "\"" + name + "\"" ? name : q
+    }
+
     /// One line per skipped group and conversion, for a command's standard error; empty when
     /// the file was all float32.
     public var lines: [String] {
         var out: [String] = []
         if !skipped.isEmpty {
-            let names = skipped.prefix(4).map { "\($0.name) (\($0.dtype))" }.joined(separator: ", ")
+            let names = skipped.prefix(4).map { "\(Self.shown($0.name)) (\($0.dtype))" }.joined(separator: ", ")
             let more = skipped.count > 4 ? " and \(skipped.count - 4) more" : ""
             out.append("skipped \(skipped.count) non-float tensor\(skipped.count == 1 ? "" : "s"): \(names)\(more)")
         }
@@ -150,7 +160,7 @@ public struct TensorFileReport: Sendable, Hashable {
             if dtype == "F64" {
                 let worst = group.max { $0.relativeError < $1.relativeError }!
                 out.append(String(format: "converted %d F64 tensor%@ (%d values) to float32: largest error %.3g, worst relative L2 error %.3g (%@)",
-                                  group.count, group.count == 1 ? "" : "s", n, group.map(\.maxAbsoluteError).max()!, worst.relativeError, worst.name))
+                                  group.count, group.count == 1 ? "" : "s", n, group.map(\.maxAbsoluteError).max()!, worst.relativeError, Self.shown(worst.name)))
             } else {
                 out.append("converted \(group.count) \(dtype) tensor\(group.count == 1 ? "" : "s") (\(n) values) to float32 exactly")
             }

@@ -22,7 +22,8 @@ public final class TensorFileReader {
         switch TensorFiles.fileExtension(path) {
         case "safetensors":
             let (all, dataStart, _) = try Safetensors.readHeader(path: path)
-            let entries = try Safetensors.floatEntries(all, nonFloat).0
+            let entries: [Safetensors.Entry]
+            do throws(UplinkError) { entries = try Safetensors.floatEntries(all, nonFloat).0 } catch { throw UplinkError(error.code, "\(path): \(error.message)") }
             self.layout = try ModelLayout(entries.map { TensorSpec(name: $0.name, shape: $0.shape) })
             self.tensorData = entries.map { (UInt64(dataStart + $0.begin), $0.dtype!) }
         case "npy":

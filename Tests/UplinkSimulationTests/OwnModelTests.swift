@@ -246,3 +246,64 @@ import UplinkTestSupport
         #expect(throws: UplinkError.self) { try PipelineComparison(update: [0, 1], layout: try ModelLayout(name: "x", count: 1), pipelines: [], options: o) }
     }
 }
+
+/// Defects an outside attack found in the first version, each pinned.
+@Suite struct OwnModelHardeningTests {
+    /// Every client on a trace shares its one array: memory is the trace's, not clients × trace.
+    @Test func clientsShareTheirTrace() throws {
+        let dir = try ScratchDirectory()
+        let trace = try dir.write("long.csv", "seconds,kbps\n0,100\n100000,200\n")
+        var s = Scenario()
+        s.clients = 500
+        s.population = [Scenario.Group(profile: "LTE", share: 1, trace: trace)]
+        let clients = try Population.make(s)
+        let bases = Set(clients.map { c in c.link.trace!.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } })
+        #expect(bases.count == 1)
+        #expect(clients[0].link.trace!.count == 100_001 && clients[0].link.rate(at: 0, uplink: true) > 0)
+    }
+
+    @Test func traceRowsAreExactlyTwoNumbers() throws {
+        let dir = try ScratchDirectory()
+        for (text, message) in [("seconds,kbps\n0,100,3\n", "line 2 is not \"seconds,kbit/s\" (two numbers)"),
+                                ("seconds,kbps\n0,100\n1,200,\n", "line 3 is not"),
+                                ("seconds,kbps\n0,100\n0,200\n", "line 3: seconds must increase (0.0 is not after 0.0)")] {
+            let path = try dir.write("t.csv", text)
+            #expect { try TraceFile.load(path: path) } throws: { ($0 as? UplinkError)?.message.contains(message) == true }
+        }
+    }
+
+    /// A value one pipeline cannot hold refuses that pipeline only; NaN refuses them all.
+    @Test func comparePipelinesFailAlone() throws {
+        let layout = try ModelLayout([TensorSpec(name: "a", shape: [2]), TensorSpec(name: "w", shape: [3])])
+        var options = PipelineComparison.Options(profiles: [LinkProfile.named("LTE")!])
+        options.clients = 10
+        options.runs = 1
+        let pipelines = try ["fp16 | lz4", "fp32 | stored", "ef | topk 50% | int8 | lz4"].map { try Pipeline(parsing: $0) }
+        let c = try PipelineComparison(update: [0.1, 0.2, 1, 70_000, 2], layout: layout, pipelines: pipelines, options: options)
+        #expect(c.rows.map(\.pipeline) == ["fp32 | stored", "ef | topk 50% scope=global | int8 block=256 sym | lz4"])
+        #expect(c.refused.map(\.pipeline) == ["fp16 | lz4"] && c.refused[0].error.code == .valueOutOfRange)
+        #expect(c.refused[0].error.message.contains("tensor \"w\", element 1"))
+        #expect(c.table().contains("\nfp16 | lz4: refused, error 705"))
+        #expect(throws: UplinkError.self) { try PipelineComparison(update: [0, .nan, 0, 0, 0], layout: layout, pipelines: pipelines, options: options) }
+    }
+
+    @Test func namesWithControlCharactersAreShownEscaped() {
+        #expect(PipelineComparison.shown("fc.weight") == "fc.weight")
+        #expect(PipelineComparison.shown("a\u{1B}[31mred\n") == #""a\u{1b}[31mred\n""#)
+        #expect(scenarioError(#"{"population": [{"profile": "3G", "share": 1, "name": "\u001b[31mred"}]}"#)?.message.contains("population[0].name: holds a control or format character") == true)
+        #expect(scenarioError(#"{"population": [{"profile": "3G", "share": 1, "name": "3G slow"}]}"#) == nil)
+    }
+
+    @Test func scenarioCombinationsThatMeantSomethingElse() {
+        #expect(scenarioError(#"{"train": false, "model": "/m.safetensors"}"#)?.message.contains("model: needs updates") == true)
+    }
+
+    @Test func hugeIndicesAreOutOfRange() {
+        do {
+            _ = try Scenario.Override(assignment: "population.99999999999999999999999.share=1")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.message.contains("index \"99999999999999999999999\" is out of range") || error.message.contains("index 99999999999999999999999 is out of range"), "\(error.message)")
+        }
+    }
+}

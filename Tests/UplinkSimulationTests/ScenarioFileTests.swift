@@ -225,7 +225,7 @@ func scenarioError(_ json: String) -> UplinkError? {
             ("0,1e300\n", "line 1: kbit/s must be in [0, 1000000000], got 1e300"),
             ("0,nan\n", "line 1: kbit/s must be in [0, 1000000000], got nan"),
             ("0,-3\n", "line 1: kbit/s must be in [0, 1000000000], got -3"),
-            ("0,5\n0,6\n", "seconds must increase"),
+            ("0,5\n0,6\n", "line 2: seconds must increase (0.0 is not after 0.0)"),
         ] {
             let p = try dir.write("t.csv", text)
             #expect(throws: UplinkError(.invalidArgument, "\(p): \(message)")) { try TraceFile.load(path: p) }

@@ -100,6 +100,15 @@ import UplinkTestSupport
         }
     }
 
+    @Test func f64NaNAndInfinityAreRefusedBeforeAnyReport() {
+        let json = #"{"d":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}"#
+        for x in [Double.nan, .infinity, -.infinity] {
+            #expect { try Safetensors.read(SafetensorsTests.file(json, data: Self.f64Bytes([1, x]))) } throws: {
+                ($0 as? UplinkError)?.code == .nonFiniteValue && ($0 as! UplinkError).message.contains("element 1")
+            }
+        }
+    }
+
     @Test func f16AndBF16AreReportedExact() throws {
         let json = #"{"h":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[2,4]}}"#
         let dir = try ScratchDirectory()

@@ -119,33 +119,33 @@ public struct FrameHeader: Hashable, Sendable {
     /// Why a frame's model is not `layout`, as a clause for error 300: with a tensor table, the
     /// first difference, or that only the order differs; without one, what the counts allow.
     /// Names compare byte for byte (the fingerprint's rule), so NFC and NFD spellings differ.
-    package static func difference(frame tensors: [TensorSpec]?, tensorCount: Int, parameterCount: Int, layout: ModelLayout) -> String {
+    package static func difference(frame tensors: [TensorSpec]?, tensorCount: Int, parameterCount: Int, layout: ModelLayout, subject: String = "frame") -> String {
         let orderRule = "the layout's order is the fingerprint's order: a .safetensors file's tensors sorted by name (UTF-8 bytes), whatever order its writer used; a layout built in code keeps its own order, so build it sorted, or from the same file"
         func key(_ t: TensorSpec) -> [UInt8] { Array(t.name.utf8) }
         guard let tensors else {
             if tensorCount == layout.tensors.count, parameterCount == layout.parameterCount {
-                return "; the frame has the same tensor and parameter counts, so it may be the same model with its tensors in another order or named differently (\(orderRule)); a frame with a tensor table (the default) names the difference"
+                return "; the \(subject) has the same tensor and parameter counts, so it may be the same model with its tensors in another order or named differently (\(orderRule)); a frame with a tensor table (the default) names the difference"
             }
-            return "; the frame has \(tensorCount) tensors and \(parameterCount) parameters"
+            return "; the \(subject) has \(tensorCount) tensors and \(parameterCount) parameters"
         }
         let mine = tensors.map { (key($0), $0.shape) }, theirs = layout.tensors.map { (key($0), $0.shape) }
         let sortedMine = mine.sorted { $0.0.lexicographicallyPrecedes($1.0) }, sortedTheirs = theirs.sorted { $0.0.lexicographicallyPrecedes($1.0) }
         if sortedMine.elementsEqual(sortedTheirs, by: { $0.0 == $1.0 && $0.1 == $1.1 }) {
             let i = mine.indices.first { mine[$0].0 != theirs[$0].0 || mine[$0].1 != theirs[$0].1 } ?? 0
-            return "; the frame holds the same tensors in another order: tensor \(i) is \(UplinkError.quoted(tensors[i].name)) in the frame but \(UplinkError.quoted(layout.tensors[i].name)) in the layout (\(orderRule))"
+            return "; the \(subject) holds the same tensors in another order: tensor \(i) is \(UplinkError.quoted(tensors[i].name)) in the \(subject) but \(UplinkError.quoted(layout.tensors[i].name)) in the layout (\(orderRule))"
         }
         let names = Dictionary(theirs.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
         for (t, m) in zip(tensors, mine) {
             guard let shape = names[m.0] else {
-                return "; the layout has no tensor \(UplinkError.quoted(t.name)) (the frame has \(tensors.count) tensors, the layout \(layout.tensors.count))"
+                return "; the layout has no tensor \(UplinkError.quoted(t.name)) (the \(subject) has \(tensors.count) tensors, the layout \(layout.tensors.count))"
             }
             if shape != m.1 {
-                return "; tensor \(UplinkError.quoted(t.name)) has shape \(UplinkError.excerpt(list: m.1)) in the frame but \(UplinkError.excerpt(list: shape)) in the layout"
+                return "; tensor \(UplinkError.quoted(t.name)) has shape \(UplinkError.excerpt(list: m.1)) in the \(subject) but \(UplinkError.excerpt(list: shape)) in the layout"
             }
         }
         let present = Set(mine.map(\.0))
         if let missing = layout.tensors.first(where: { !present.contains(key($0)) }) {
-            return "; the frame has no tensor \(UplinkError.quoted(missing.name)) (the frame has \(tensors.count) tensors, the layout \(layout.tensors.count))"
+            return "; the \(subject) has no tensor \(UplinkError.quoted(missing.name)) (the \(subject) has \(tensors.count) tensors, the layout \(layout.tensors.count))"
         }
         return ""
     }

@@ -224,7 +224,7 @@ public struct FrameEncoder: Sendable {
         guard let residual else {
             guard limit < .greatestFiniteMagnitude else { return }
             if let i = update.firstIndex(where: { abs($0) > limit }) {
-                throw UplinkError(.valueOutOfRange, "update value \(update[i]) at index \(i) is outside the \(pipeline.quantizer) range")
+                throw UplinkError(.valueOutOfRange, "update value \(update[i]) at index \(i) (\(where_(i))) is outside the \(pipeline.quantizer) range")
             }
             return
         }
@@ -236,7 +236,13 @@ public struct FrameEncoder: Sendable {
             let i = (0..<update.count).first { !(abs(update[$0] + residual[$0]) <= limit) }!
             throw UplinkError(
                 .valueOutOfRange,
-                "update plus residual at index \(i) (\(update[i] + residual[i])) is outside the \(pipeline.quantizer) range")
+                "update plus residual at index \(i) (\(update[i] + residual[i]); \(where_(i))) is outside the \(pipeline.quantizer) range")
         }
+    }
+
+    /// `tensor "fc.weight", element 12` for flat index `i`.
+    private func where_(_ i: Int) -> String {
+        let t = layout.offsets.lastIndex { $0 <= i } ?? 0
+        return "tensor \(UplinkError.quoted(layout.tensors[t].name)), element \(i - layout.offsets[t])"
     }
 }

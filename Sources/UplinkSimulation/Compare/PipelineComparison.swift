@@ -85,8 +85,16 @@ public struct PipelineComparison: Sendable {
         public init(profiles: [LinkProfile]) { self.profiles = profiles }
     }
 
+    /// A pipeline that cannot encode this update (a value beyond fp16's range, say), with why.
+    public struct Refusal: Sendable {
+        public var pipeline: String
+        public var error: UplinkError
+    }
+
     public var layout: ModelLayout
     public var rows: [Row]
+    /// The pipelines that refused the update; the others are still measured.
+    public var refused: [Refusal] = []
     public var options: Options
 
     /// The longest an upload is followed (a day, the links' outage horizon); one that has not
@@ -108,12 +116,22 @@ public struct PipelineComparison: Sendable {
         self.options = options
         // The same clients for every pipeline: links and start times drawn once per profile.
         let clients = options.profiles.map { Self.clients(of: $0, count: options.clients, seed: options.seed) }
+        guard layout.parameterCount > 0 else { throw UplinkError(.invalidArgument, "the update's float tensors hold no values") }
         var rows: [Row] = []
+        var refused: [Refusal] = []
         for pipeline in pipelines {
             progress(pipeline.description)
-            rows.append(try Self.measure(pipeline, update: update, layout: layout, clients: clients, options: options))
+            do throws(UplinkError) {
+                rows.append(try Self.measure(pipeline, update: update, layout: layout, clients: clients, options: options))
+            } catch {
+                // The update itself (NaN, a value no quantizer can hold) is refused by every
+                // pipeline alike; a range that only some pipelines have refuses only those.
+                refused.append(Refusal(pipeline: pipeline.description, error: error))
+            }
         }
+        if rows.isEmpty, let first = refused.first { throw UplinkError(first.error.code, "every pipeline refused the update; \(first.pipeline): \(first.error.message)") }
         self.rows = rows
+        self.refused = refused
     }
 
     /// `count` links drawn from `profile`, each with a start time in the first hour (so outages
@@ -250,7 +268,9 @@ extension PipelineComparison {
             }
             lines.append(line)
         }
-        return SimulationReport.columns(lines)
+        var text = SimulationReport.columns(lines)
+        for r in refused { text += "\n\(r.pipeline): refused, \(r.error)" }
+        return text
     }
 
     /// Per pipeline, the `top` tensors that cost the most bytes, as tables.
@@ -262,7 +282,7 @@ extension PipelineComparison {
             let payload = max(1, tensors.reduce(0) { $0 + $1.attributedBytes })
             for i in order.prefix(top) {
                 let t = tensors[i]
-                lines.append([t.name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", String(t.parameters),
+                lines.append([Self.shown(t.name), "[" + t.shape.map(String.init).joined(separator: ", ") + "]", String(t.parameters),
                               t.parameters == 0 ? "—" : String(format: "%d (%.3g%%)", t.transmitted, 100 * Double(t.transmitted) / Double(t.parameters)),
                               AxisUnit.bytes.text(t.attributedBytes), String(format: "%.1f%%", 100 * t.attributedBytes / payload),
                               String(format: "%.3g", t.relativeL2Error), t.cosine.map { String(format: "%.4f", $0) } ?? "—"])
@@ -270,6 +290,13 @@ extension PipelineComparison {
             let more = tensors.count > top ? " (the \(top) costliest of \(tensors.count) tensors)" : ""
             return "\(r.pipeline)\(more):\n" + SimulationReport.columns(lines)
         }.joined(separator: "\n\n")
+    }
+
+    /// A name from a file as a table shows it: as it is, or quoted and escaped when it holds
+    /// control, format or line-separator characters (which would break the terminal's lines).
+    static func shown(_ name: String) -> String {
+        let q = UplinkError.quoted(name)
+        return q == "\"" + name + "\"" ? name : q
     }
 
     /// A number for JSON, or null when it is not finite (JSON has no infinity).
@@ -286,6 +313,7 @@ extension PipelineComparison {
             },
         ]
         if let input { out["input"] = input }
+        out["refused"] = refused.map { ["pipeline": $0.pipeline, "code": Int($0.error.code.rawValue), "message": $0.error.message] as [String: Any] }
         if let d = options.deadline { out["deadline_seconds"] = d }
         out["pipelines"] = rows.map { r -> [String: Any] in
             var o: [String: Any] = [

@@ -84,15 +84,21 @@ public struct Link: Sendable {
     /// A trace-driven link: `kbps[i]` is the uplink rate during second i + `offset` (repeating),
     /// 0 an outage; `downlinkKbps` likewise for the downlink (the uplink trace when nil).
     public init(trace kbps: [Double], downlinkTrace downlinkKbps: [Double]? = nil, offset: Int = 0, rtt: Double) {
-        precondition(!kbps.isEmpty && downlinkKbps?.isEmpty != true)
+        self.init(traceBitsPerSecond: kbps.map { $0 * 1000 }, downlinkTraceBitsPerSecond: downlinkKbps?.map { $0 * 1000 }, offset: offset, rtt: rtt)
+    }
+
+    /// A trace-driven link on rates already in bit/s. The arrays are shared, not copied, by
+    /// every link made from them, so a population on one trace holds it once.
+    init(traceBitsPerSecond up: [Double], downlinkTraceBitsPerSecond down: [Double]?, offset: Int, rtt: Double) {
+        precondition(!up.isEmpty && down?.isEmpty != true)
         uplinkBps = 0
         downlinkBps = 0
         self.rtt = rtt
         variability = 0
         loss = 0
         outages = []
-        trace = kbps.map { $0 * 1000 }
-        downlinkTrace = downlinkKbps?.map { $0 * 1000 }
+        trace = up
+        downlinkTrace = down
         traceOffset = max(0, offset)
         seed = 0
     }

@@ -25,7 +25,8 @@ public enum Population {
         let total = scenario.population.reduce(0) { $0 + $1.share }
         var traces: [String: [Double]] = [:]
         for g in scenario.population {
-            for t in [g.trace, g.downlinkTrace].compactMap({ $0 }) where traces[t] == nil { traces[t] = try TraceFile.load(path: t) }
+            // In bit/s, once per file: every client's link shares the array.
+            for t in [g.trace, g.downlinkTrace].compactMap({ $0 }) where traces[t] == nil { traces[t] = try TraceFile.load(path: t).map { $0 * 1000 } }
         }
         var rng = SplitMix64(seed: scenario.seed ^ 0x504F_5055_4C41_5449)
         var clients: [SimulatedClient] = []
@@ -41,7 +42,7 @@ public enum Population {
                     let up = traces[t]!, down = g.downlinkTrace.map { traces[$0]! }
                     // A whole-second start within the longer trace (so both directions stay aligned).
                     let offset = scenario.traceOffsets == .random ? Int(rng.next() % UInt64(max(up.count, down?.count ?? 0))) : 0
-                    link = Link(trace: up, downlinkTrace: down, offset: offset, rtt: (profile?.rttMs ?? 50) / 1000)
+                    link = Link(traceBitsPerSecond: up, downlinkTraceBitsPerSecond: down, offset: offset, rtt: (profile?.rttMs ?? 50) / 1000)
                 } else {
                     link = Link(profile: scenario.profile(named: g.profile)!, seed: rng.next())
                 }

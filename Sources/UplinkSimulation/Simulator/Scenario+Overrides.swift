@@ -31,8 +31,11 @@ extension Scenario {
             let normalized = key.replacingOccurrences(of: "[", with: ".").replacingOccurrences(of: "]", with: "")
             for part in normalized.split(separator: ".", omittingEmptySubsequences: false) {
                 guard !part.isEmpty else { throw UplinkError(.invalidArgument, "\(option) \"\(JSONValue.quoted(key))\": an empty part in the key") }
-                if let i = Int(part), part.allSatisfy(\.isASCII) {
-                    guard i >= 0, i < 1_000_000 else { throw UplinkError(.invalidArgument, "\(option) \"\(JSONValue.quoted(key))\": index \(i) is out of range") }
+                if part.allSatisfy({ $0.isASCII && $0.isNumber }) {
+                    guard let i = Int(part), i < 1_000_000 else {
+                        throw UplinkError(.invalidArgument, "\(option) \"\(JSONValue.quoted(key))\": index \(JSONValue.quoted(String(part))) is out of range")
+                    }
+                    guard i >= 0 else { throw UplinkError(.invalidArgument, "\(option) \"\(JSONValue.quoted(key))\": index \(i) is out of range") }
                     segments.append(.index(i))
                 } else {
                     segments.append(.member(String(part)))
@@ -99,7 +102,8 @@ extension Scenario {
         guard let data = try? encoder.encode(Scenario()) else { throw UplinkError(.invalidArgument, "cannot encode the default scenario") }
         // Without `train`: its default is true, but `--set updates=…` alone must mean replay.
         guard case .object(let members) = try JSONValue.parse([UInt8](data)) else { throw UplinkError(.invalidArgument, "cannot encode the default scenario") }
-        return .object(members.filter { $0.key != "train" })
+        // Nor `replayUpdate`, which `updates` may not be given with.
+        return .object(members.filter { $0.key != "train" && $0.key != "replayUpdate" })
     }
 
     private static func absolutePaths(_ v: JSONValue, cwd: String) -> JSONValue {

@@ -174,7 +174,13 @@ public struct Scenario: Encodable, Sendable {
             try check(at + ".dropout", g.dropout, .closed(0, 1))
             if g.downlinkTrace != nil && g.trace == nil { throw Self.invalid(at + ".downlinkTrace", "needs a trace (the uplink's)") }
             if let t = g.downlinkTrace, t.isEmpty { throw Self.invalid(at + ".downlinkTrace", "is an empty path") }
-            if let n = g.name, n.isEmpty || n.utf8.count > 200 { throw Self.invalid(at + ".name", "must be 1 to 200 bytes") }
+            if let n = g.name {
+                guard !n.isEmpty, n.utf8.count <= 200 else { throw Self.invalid(at + ".name", "must be 1 to 200 bytes") }
+                let printable = n.unicodeScalars.allSatisfy { c in
+                    switch c.properties.generalCategory { case .control, .format, .lineSeparator, .paragraphSeparator: false; default: true }
+                }
+                guard printable else { throw Self.invalid(at + ".name", "holds a control or format character; a report label must be printable text") }
+            }
             if let t = g.trace {
                 guard !t.isEmpty else { throw Self.invalid(at + ".trace", "is an empty path") }
             } else if let p = profile(named: g.profile) {
@@ -212,6 +218,7 @@ public struct Scenario: Encodable, Sendable {
         for (i, u) in updates.enumerated() where u.isEmpty { throw Self.invalid("updates[\(i)]", "is an empty path") }
         if let m = model, m.isEmpty { throw Self.invalid("model", "is an empty path") }
         if model != nil && train { throw Self.invalid("model", "needs replayed updates (train false): the trained model is the digits MLP") }
+        if model != nil && updates.isEmpty { throw Self.invalid("model", "needs updates: the update files of that model, which it checks and whose layout it gives") }
         try check("samplesPerClient", samplesPerClient, 1...1_000_000_000)
         try check("localEpochs", localEpochs, 1...1000)
         try check("batchSize", batchSize, 1...1_000_000)
