@@ -11,10 +11,12 @@ extension UplinkCommand {
             abstract: "Compare pipelines on one real update: frame bytes, ratio to float32, error, encode/decode time, upload time per network.",
             discussion: """
                 Example: uplink compare --in update.safetensors --profile 3G --profile LTE --deadline 45
-                Without --pipeline compares \(PipelineComparison.defaultPipelines.count) pipelines from fp32 to top-k 0.1%. Upload times are
-                the median and 95th percentile over --clients links drawn from each profile (docs/simulation.md), the same
-                links for every pipeline. Non-float tensors (int64 counters, bool masks) are skipped unless --refuse-non-float.
-                Build with -c release for meaningful times. See docs/simulation.md, "Your own model".
+
+                Without --pipeline compares \(PipelineComparison.defaultPipelines.count) pipelines from fp32 to top-k 0.1%. \
+                Upload times are the median and 95th percentile over --clients links drawn from each profile \
+                (docs/simulation.md), the same links for every pipeline. Non-float tensors (int64 counters, \
+                bool masks) are skipped unless --refuse-non-float. Build with -c release for meaningful times. \
+                See docs/simulation.md, "Your own model".
                 """)
 
         @Option(name: .customLong("in"), help: "The update: a .safetensors file (PyTorch state_dict, Keras, Flower) or a float .npy array.")
