@@ -2,7 +2,7 @@
 
     python -m uplink_fl decode IN.upl OUT.npy|OUT.safetensors [--layout FILE]
     python -m uplink_fl encode --pipeline SPEC IN.npy|IN.safetensors OUT.upl [--state FILE]
-                               [--round R] [--samples N] [--omit-layout] [--section-bytes B]
+                               [--round R] [--samples N] [--omit-layout] [--section-bytes B] [--skip-non-float]
     python -m uplink_fl inspect IN.upl [--layout FILE]
 
 Refusals print ``uplink-fl: error [CODE]: message`` on standard error and exit with status 1
@@ -40,17 +40,17 @@ def _read(path: str, limit: int | None = None) -> bytes:
         raise UplinkError(706, f"cannot read {path}: {e.strerror}") from None
 
 
-def _layout_arg(path):
+def _layout_arg(path, skip_non_float=False):
     if path is None:
         return None
     try:
-        return layout_of(read_tensor_file(path))
+        return layout_of(read_tensor_file(path, skip_non_float=skip_non_float))
     except OSError as e:
         raise UplinkError(706, f"cannot read {path}: {e.strerror}") from None
 
 
 def _decode(a) -> dict:
-    layout = _layout_arg(a.layout)
+    layout = _layout_arg(a.layout, a.skip_non_float)
     data = _read(a.input, 8 * max(MAX_PARAMS, a.max_params) + (1 << 20))
     limits = None if layout is not None else {"parameters": a.max_params}
     f = parse_frame(data, layout, limits)
@@ -72,7 +72,7 @@ def _decode(a) -> dict:
 
 def _encode(a) -> dict:
     try:
-        update = read_tensor_file(a.input)
+        update = read_tensor_file(a.input, skip_non_float=a.skip_non_float)
     except OSError as e:
         raise UplinkError(706, f"cannot read {a.input}: {e.strerror}") from None
     state = None
@@ -91,7 +91,7 @@ def _encode(a) -> dict:
 
 
 def _inspect(a) -> dict:
-    layout = _layout_arg(a.layout)
+    layout = _layout_arg(a.layout, a.skip_non_float)
     data = _read(a.input, 8 * max(MAX_PARAMS, a.max_params) + (1 << 20))
     info = inspect_frame(data, layout) if layout is not None else inspect_frame(data)
     info["file"] = a.input
@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     d.add_argument("output", metavar="OUT")
     d.add_argument("--layout", help="model layout (.safetensors or .npy); needed for frames without a tensor table")
     d.add_argument("--max-params", type=int, default=MAX_PARAMS, help="most parameters a frame may declare without --layout (error 403)")
+    d.add_argument("--skip-non-float", action="store_true", help="leave non-float tensors (int64 counters, bool masks) out of --layout")
     e = sub.add_parser("encode", help="encode an update (.npy or .safetensors) into a frame")
     e.add_argument("--pipeline", required=True, help='pipeline spec, for example "ef | topk 1%% | int8 | lz4"')
     e.add_argument("input", metavar="IN")
@@ -122,10 +123,12 @@ def main(argv=None) -> int:
     e.add_argument("--samples", type=_u64, default=1)
     e.add_argument("--omit-layout", action="store_true", help="leave the tensor table out of the frame")
     e.add_argument("--section-bytes", type=int, default=1 << 20)
+    e.add_argument("--skip-non-float", action="store_true", help="leave non-float tensors (int64 counters, bool masks) out of the update")
     i = sub.add_parser("inspect", help="print every field of a frame")
     i.add_argument("input", metavar="IN.upl")
     i.add_argument("--layout")
     i.add_argument("--max-params", type=int, default=MAX_PARAMS)
+    i.add_argument("--skip-non-float", action="store_true", help="leave non-float tensors out of --layout")
     for p in (d, e, i):
         p.add_argument("--json", action="store_true", help="print a JSON summary")
     a = ap.parse_args(argv)

@@ -19,6 +19,14 @@ ST_MAX_RANK = 64              # [407]
 ST_MAX_NAME = 1024            # [407] (UTF-8 bytes)
 ST_MAX_DEPTH = 64             # nesting of ignored values [703]
 ST_DTYPES = {"F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2), "F64": ("<f8", 8)}
+# The format's non-float dtypes and their sizes: checked like the others, then refused (701,
+# naming the tensor) or, with skip_non_float, left out of the tensors and the layout.
+ST_NON_FLOAT = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+                "I32": 4, "U32": 4, "I64": 8, "U64": 8}
+
+
+def _dtype_size(dtype: str) -> int:
+    return ST_DTYPES[dtype][1] if dtype in ST_DTYPES else ST_NON_FLOAT[dtype]
 
 
 class _NotInteger:
@@ -70,9 +78,11 @@ def _st_ints(v, what, max_count):
     return [_st_int(x, what) for x in v]
 
 
-def parse_safetensors_header(blob: bytes, max_tensors: int = ST_MAX_TENSORS):
+def parse_safetensors_header(blob: bytes, max_tensors: int = ST_MAX_TENSORS, skip_non_float: bool = False):
     """The tensors of a .safetensors file's bytes as [(name, dtype, shape, begin, end)] sorted
-    by name bytes, and where the data starts; raises UplinkError with the Swift reader's code."""
+    by name bytes, and where the data starts; raises UplinkError with the Swift reader's code.
+    A non-float tensor (an int64 counter, a bool mask) is refused (701), or with
+    ``skip_non_float`` left out, as Swift's ``--skip-non-float``."""
     if len(blob) < 8:
         raise UplinkError(703, "safetensors: file is shorter than the 8-byte header length")
     (hlen,) = struct.unpack_from("<Q", blob, 0)
@@ -133,7 +143,7 @@ def parse_safetensors_header(blob: bytes, max_tensors: int = ST_MAX_TENSORS):
                 raise UplinkError(703, f"safetensors: data_offsets of {_q(name)} holds {len(offsets)} numbers, not 2")
         if dtype is None or shape is None or offsets is None:
             raise UplinkError(703, f"safetensors: tensor {_q(name)} lacks dtype, shape or data_offsets")
-        if dtype not in ST_DTYPES:
+        if dtype not in ST_DTYPES and dtype not in ST_NON_FLOAT:
             raise UplinkError(701, f"safetensors: tensor {_q(name)} has dtype {_q(dtype)}")
         entries.append((name, dtype, shape, offsets[0], offsets[1]))
     if not entries:
@@ -146,8 +156,8 @@ def parse_safetensors_header(blob: bytes, max_tensors: int = ST_MAX_TENSORS):
         count = _shape_count(shape)
         if count > MAX_DIM:
             raise UplinkError(406, f"safetensors: tensor {_q(name)} has more than 2^48 elements")
-        if begin > end or end - begin != count * ST_DTYPES[dtype][1]:
-            raise UplinkError(703, f"safetensors: tensor {_q(name)} spans {begin}..{end}, needs {count * ST_DTYPES[dtype][1]} bytes")
+        if begin > end or end - begin != count * _dtype_size(dtype):
+            raise UplinkError(703, f"safetensors: tensor {_q(name)} spans {begin}..{end}, needs {count * _dtype_size(dtype)} bytes")
     entries.sort(key=lambda e: _name_key(e[0]))
     for a, b in zip(entries, entries[1:]):
         if _name_key(a[0]) == _name_key(b[0]):  # json keys are unique already; kept for clarity
@@ -162,17 +172,26 @@ def parse_safetensors_header(blob: bytes, max_tensors: int = ST_MAX_TENSORS):
     for name, *_ in entries:
         if name == "":
             raise UplinkError(303, "safetensors: a tensor name is empty")
-    return entries, 8 + hlen
+    floats = [e for e in entries if e[1] in ST_DTYPES]
+    if len(floats) < len(entries):
+        if not skip_non_float:
+            name, dtype = next((e[0], e[1]) for e in entries if e[1] not in ST_DTYPES)
+            raise UplinkError(701, f"safetensors: tensor {_q(name)} has dtype {dtype}, not a float type; "
+                                   "leave such tensors out with --skip-non-float (skip_non_float=True)")
+        if not floats:
+            raise UplinkError(701, "safetensors: the file holds no float tensor")
+    return floats, 8 + hlen
 
 
-def read_safetensors(source) -> dict:
-    """Tensors of a .safetensors file (a path or its bytes) as float32 arrays, in name-byte order."""
+def read_safetensors(source, skip_non_float: bool = False) -> dict:
+    """Tensors of a .safetensors file (a path or its bytes) as float32 arrays, in name-byte order;
+    non-float tensors are refused (701) or, with ``skip_non_float``, left out."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         blob = bytes(source)
     else:
         with open(source, "rb") as f:
             blob = f.read()
-    entries, start = parse_safetensors_header(blob)
+    entries, start = parse_safetensors_header(blob, skip_non_float=skip_non_float)
     data = memoryview(blob)[start:]
     tensors = {}
     for name, dtype, shape, begin, end in entries:
@@ -262,10 +281,10 @@ def write_npy(arr: np.ndarray) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + a.tobytes()
 
 
-def read_tensor_file(path: str) -> dict:
+def read_tensor_file(path: str, skip_non_float: bool = False) -> dict:
     """Tensors of a .safetensors or .npy file, as float32 arrays by name (a .npy is arr_0)."""
     with open(path, "rb") as f:
         blob = f.read()
     if path.endswith(".npy"):
         return {"arr_0": read_npy(blob)}
-    return read_safetensors(blob)
+    return read_safetensors(blob, skip_non_float=skip_non_float)
