@@ -74,6 +74,11 @@ extension UplinkCommand {
                     return
                 }
                 let swept = try Scenario.Override(assignment: sweep, option: "--sweep")
+                // An option applies after the overrides: it would make every swept value the same run.
+                let byOption: [(String, Bool)] = [("rounds", rounds != nil), ("pipelines", !pipeline.isEmpty), ("budgetFitting", budgetFitting), ("dpSeed", dpSeed != nil)]
+                if case .member(let top) = swept.path[0], let clash = byOption.first(where: { $0.0 == top && $0.1 }) {
+                    throw UplinkError(.invalidArgument, "--sweep \(swept.key) and --\(clash.0 == "pipelines" ? "pipeline" : clash.0 == "budgetFitting" ? "budget-fitting" : clash.0 == "dpSeed" ? "dp-seed" : clash.0) set the same field; the option would override every swept value")
+                }
                 let values = Scenario.sweepValues(swept.valueText)
                 guard (1...100).contains(values.count), !values.contains(where: \.isEmpty) else {
                     throw UplinkError(.invalidArgument, "--sweep \(swept.key): give 1 to 100 comma-separated values, none empty, got \"\(swept.valueText)\"")
@@ -181,8 +186,11 @@ extension UplinkCommand {
             if !s.updates.isEmpty || s.model != nil {
                 var updates: [[Float]] = []
                 var layout = global?.layout
+                var loaded: [String: TensorSet] = [:]  // a file listed twice is read once and shared
                 for path in s.replayFiles {
-                    let u = try load(path)
+                    let u: TensorSet
+                    if let cached = loaded[path] { u = cached } else { u = try load(path) }
+                    loaded[path] = u
                     guard u.layout.parameterCount > 0 else { throw UplinkError(.invalidArgument, "\(path): the float tensors hold no values") }
                     if let expected = layout, u.layout != expected {
                         let whose = s.model.map { "the model's (\($0))" } ?? "the first update's (\(s.replayFiles[0]))"

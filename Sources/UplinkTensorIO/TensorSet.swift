@@ -139,12 +139,7 @@ public struct TensorFileReport: Sendable, Hashable {
     public var skipped: [Skipped] = []
     public var converted: [Conversion] = []
 
-    /// A tensor name as it is, or quoted and escaped when it holds control, format or
-    /// line-separator characters.
-    static func shown(_ name: String) -> String {
-        let q = UplinkError.quoted(name)
-        return q == "\"" + name + "\"" ? name : q
-    }
+    static func shown(_ name: String) -> String { UplinkError.shown(name) }
 
     /// One line per skipped group and conversion, for a command's standard error; empty when
     /// the file was all float32.

@@ -107,6 +107,8 @@ import UplinkTestSupport
         #expect(bad.status == 1 && bad.stderr.contains("deadlineSecond: unknown key (did you mean \"deadlineSeconds\"?)"), "\(bad.stderr)")
         let twice = try CLI.run(base + ["--sweep", "deadlineSeconds=30,45", "--sweep", "rounds=1,2", "--report", "out"], in: s.url)
         #expect(twice.status == 1 && twice.stderr.contains("--sweep is given 2 times"), "\(twice.stderr)")
+        let clash = try CLI.run(base + ["--sweep", "rounds=1,2", "--report", "out"], in: s.url)
+        #expect(clash.status == 1 && clash.stderr.contains("--sweep rounds and --rounds set the same field"), "\(clash.stderr)")
         let badSweep = try CLI.run(base + ["--sweep", "deadlineSeconds=30,-1", "--report", "out"], in: s.url)
         #expect(badSweep.status == 1 && badSweep.stderr.contains("deadlineSeconds: must be in (0, 86400], got -1"), "\(badSweep.stderr)")
         #expect(!FileManager.default.fileExists(atPath: s.path("out/results.json")))  // checked before any run

@@ -307,3 +307,65 @@ import UplinkTestSupport
         }
     }
 }
+
+/// Defects an outside code review found, each pinned.
+@Suite struct OwnModelReviewTests {
+    /// `--set` on the default scenario keeps training: the encoded default's empty `updates`
+    /// does not mean replay.
+    @Test func setOnTheDefaultScenarioStillTrains() throws {
+        let s = try Scenario.load(path: nil, overrides: [try Scenario.Override(assignment: "rounds=5")])
+        #expect(s.train && s.rounds == 5 && s.updates.isEmpty)
+        #expect(try Scenario.read(Array(#"{"updates": []}"#.utf8), folder: nil).train)
+    }
+
+    @Test func budgetFittingNeedsTraining() {
+        #expect(scenarioError(#"{"train": false, "budgetFitting": true}"#)?.message.contains("budgetFitting: needs training") == true)
+    }
+
+    /// A path inside a whole object value is read from the working directory too.
+    @Test func pathsInsideWholeValuesAreFromTheWorkingDirectory() throws {
+        let cwd = FileManager.default.currentDirectoryPath
+        do {
+            _ = try Scenario.load(path: nil, overrides: [try Scenario.Override(assignment: #"population=[{"profile": "LTE", "share": 1, "trace": "no-such.csv"}]"#)])
+            Issue.record("a missing trace was accepted")
+        } catch {
+            #expect(error.message.contains("population[0].trace: no file \(cwd)/no-such.csv"), "\(error.message)")
+        }
+    }
+
+    @Test func unbalancedSweepValuesStillSplit() {
+        #expect(Scenario.sweepValues("a],b,c") == ["a]", "b", "c"])
+    }
+
+    /// With a deadline equal to the followed horizon, an upload that never finished is not on time.
+    @Test func unfinishedUploadsAreNeverWithinTheDeadline() throws {
+        let layout = try ModelLayout(name: "w", count: 10_000_000)
+        var options = PipelineComparison.Options(profiles: [LinkProfile(name: "slow", uplinkMbps: 0.001, downlinkMbps: 1, spread: 0, rttMs: 10, variability: 0)])
+        options.clients = 5
+        options.runs = 1
+        options.deadline = PipelineComparison.horizon
+        let c = try PipelineComparison(update: [Float](repeating: 0.5, count: layout.parameterCount), layout: layout,
+                                       pipelines: [try Pipeline(parsing: "fp32 | stored")], options: options)
+        #expect(c.rows[0].uploads[0].withinDeadline == 0)
+        #expect(c.rows[0].uploads[0].median == PipelineComparison.horizon)
+    }
+
+    /// A replayed file's error-feedback state advances only in rounds where one of its clients
+    /// is accepted: with nobody accepted, round 2's frame equals round 1's but for the round.
+    @Test func replayedStateCommitsOnAcceptanceOnly() throws {
+        let layout = try ModelLayout(name: "w", count: 20_000)
+        let u = TestData.heavyTailed(count: layout.parameterCount, seed: 2)
+        var s = Scenario()
+        s.train = false
+        s.clients = 20; s.reportsPerRound = 4; s.rounds = 3
+        s.population = [Scenario.Group(profile: "LTE", share: 1, availability: 1, dropout: 0)]
+        let replay = try ReplayUpdates(layout: layout, updates: [u])
+        let accepted = try Simulator(scenario: s, digits: nil, replaying: replay).run(pipeline: "ef | topk 1% | int8 | lz4")
+        #expect(accepted.rounds.allSatisfy { $0.reported == 4 })
+        // Accepted every round: the residual grows, so later frames differ from the first.
+        var e = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "ef | topk 1% | int8 | lz4"))
+        let first = try e.encode(u, round: 1, sampleCount: 1).count
+        let second = try e.encode(u, round: 2, sampleCount: 1).count
+        #expect(accepted.rounds[0].acceptedBytes == 4 * first && accepted.rounds[1].acceptedBytes == 4 * second)
+    }
+}

@@ -7,6 +7,13 @@ extension UplinkError {
     /// format (bidirectional overrides) and line-separator characters escaped so the message
     /// stays one readable line, and cut after ``maxQuotedLength`` scalars with `…` and the full
     /// length in UTF-8 bytes. The cost is bounded by the limit, not by the input.
+    /// A name from a file as a table or a note shows it: as it is, or ``quoted(_:)`` when it
+    /// holds a character quoting escapes (control, format, line separators, `"`, `\`) or is long.
+    package static func shown(_ text: String) -> String {
+        let q = quoted(text)
+        return q == "\"" + text + "\"" ? text : q
+    }
+
     package static func quoted(_ text: some StringProtocol) -> String {
         var out = "\""
         var taken = 0

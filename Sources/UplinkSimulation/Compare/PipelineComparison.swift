@@ -39,8 +39,8 @@ public struct PipelineComparison: Sendable {
         /// Values the frame transmits for this tensor (all of them for a dense pipeline).
         public var transmitted: Int
         /// The frame's payload bytes (sections) attributed to this tensor in proportion to the
-        /// values it transmits: exact for dense pipelines up to section boundaries, an
-        /// attribution for sparse ones, whose positions and values are coded across tensors.
+        /// values it transmits: exact for a dense `stored` pipeline, an attribution otherwise
+        /// (compression and the positions of a sparse frame work across tensors).
         public var attributedBytes: Double
         /// ‖u − û‖ / ‖u‖ over the tensor (0 for an all-zero tensor decoded exactly).
         public var relativeL2Error: Double
@@ -140,7 +140,7 @@ public struct PipelineComparison: Sendable {
         var rng = SplitMix64(seed: seed ^ 0x434F_4D50_4152_45)
         for byte in profile.name.utf8 { rng = SplitMix64(seed: rng.next() ^ UInt64(byte)) }
         return (0..<count).map { _ in
-            let link = Link(profile: profile, seed: rng.next(), horizon: 2 * horizon)
+            let link = Link(profile: profile, seed: rng.next(), horizon: horizon + 3600)
             return (link, Double(rng.next() >> 11) * 0x1p-53 * 3600)
         }
     }
@@ -224,11 +224,12 @@ public struct PipelineComparison: Sendable {
 
     /// Upload-time quantiles of `bytes` over `clients` (resumable uploads).
     static func upload(bytes: Int, profile: String, clients: [(link: Link, start: Double)], deadline: Double?) -> Upload {
-        let times = clients.map { c -> Double in
+        let finished = clients.map { c -> Double? in
             let t = c.link.transfer(bytes: bytes, uplink: true, start: c.start, mode: .resume, deadline: c.start + horizon)
-            return t.finish.map { $0 - c.start } ?? horizon
-        }.sorted()
-        let within = deadline.map { d in Double(times.count { $0 <= d }) / Double(times.count) }
+            return t.finish.map { $0 - c.start }
+        }
+        let times = finished.map { $0 ?? horizon }.sorted()
+        let within = deadline.map { d in Double(finished.count { $0.map { $0 <= d } ?? false }) / Double(finished.count) }
         return Upload(profile: profile, median: SimulationReport.quantile(times, 0.5)!, p95: SimulationReport.quantile(times, 0.95)!, withinDeadline: within)
     }
 }
@@ -292,12 +293,7 @@ extension PipelineComparison {
         }.joined(separator: "\n\n")
     }
 
-    /// A name from a file as a table shows it: as it is, or quoted and escaped when it holds
-    /// control, format or line-separator characters (which would break the terminal's lines).
-    static func shown(_ name: String) -> String {
-        let q = UplinkError.quoted(name)
-        return q == "\"" + name + "\"" ? name : q
-    }
+    static func shown(_ name: String) -> String { UplinkError.shown(name) }
 
     /// A number for JSON, or null when it is not finite (JSON has no infinity).
     static func json(_ x: Double) -> Any { x.isFinite ? x : NSNull() }

@@ -45,7 +45,7 @@ extension SimulationReport {
             \(settings.map { "<h2>Scenario</h2>\n" + Self.parametersHTML($0, id: "parameters") } ?? "")
             <h2>Pipelines</h2>
             \(Self.table(summaryRows(), id: "summary", wrapParentheses: false))
-            <p class="note">frame: mean accepted frame; up/round: every uplink byte sent in a round; upload: time from the end of training to the last byte (completed uploads); round: time to the K-th report or the deadline; reported: reports per round (share of the selected); late: dropped at the deadline; cut: dropped after an interruption; quit: client dropout; accuracy: after the last round; wall clock: simulated time of all rounds.</p>
+            <p class="note">frame: mean accepted frame (with none accepted, the mean frame clients started uploading); up/round: every uplink byte sent in a round; upload: time from the end of training to the last byte (completed uploads); round: time to the K-th report or the deadline; reported: reports per round (share of the selected); late: dropped at the deadline; cut: dropped after an interruption; quit: client dropout; accuracy: after the last round; wall clock: simulated time of all rounds.</p>
             <h2>Participation by network</h2>
             \(participation.isEmpty ? "<p class=\"empty\">no client was selected</p>" : Self.table(participation, id: "participation", wrapParentheses: true))
             <p class="note">reports accepted / uploads that made the deadline / clients selected, over all rounds.</p>

@@ -85,6 +85,8 @@ extension Scenario {
             var value = o.value
             if o.path.contains(where: { if case .member(let m) = $0 { Self.pathFields.contains(m) } else { false } }) {
                 value = Self.absolutePaths(value, cwd: cwd)
+            } else {
+                value = Self.absolutePathsInside(value, cwd: cwd)
             }
             document = try Self.setting(document, o.path[...], to: value, key: o.key)
         }
@@ -110,6 +112,17 @@ extension Scenario {
         switch v {
         case .string(let s): .string(resolve(s, in: cwd))
         case .array(let items): .array(items.map { absolutePaths($0, cwd: cwd) })
+        default: v
+        }
+    }
+
+    /// `v` with every string under a path field (at any depth) made absolute against `cwd`:
+    /// `population=[{"trace": "x.csv", …}]` as well as `population.0.trace=x.csv`.
+    private static func absolutePathsInside(_ v: JSONValue, cwd: String) -> JSONValue {
+        switch v {
+        case .object(let members):
+            .object(members.map { m in (m.key, pathFields.contains(m.key) ? absolutePaths(m.value, cwd: cwd) : absolutePathsInside(m.value, cwd: cwd)) })
+        case .array(let items): .array(items.map { absolutePathsInside($0, cwd: cwd) })
         default: v
         }
     }
@@ -162,7 +175,7 @@ extension Scenario {
             } else if c == "[" || c == "{" {
                 depth += 1
             } else if c == "]" || c == "}" {
-                depth -= 1
+                depth = max(0, depth - 1)
             } else if c == ",", depth == 0 {
                 out.append(current.trimmingCharacters(in: .whitespaces))
                 current = ""

@@ -53,7 +53,7 @@ extension Scenario {
         if let f = m[.replayUpdate] { s.replayUpdate = resolve(try f.string(), in: folder) }
         if let f = m[.updates] {
             s.updates = try f.list().map { u throws(UplinkError) in resolve(try u.string(), in: folder) }
-            if m[.train] == nil { s.train = false }  // updates are replayed
+            if m[.train] == nil, !s.updates.isEmpty { s.train = false }  // updates are replayed
         }
         if let f = m[.model] { s.model = try f.optional { f throws(UplinkError) in resolve(try f.string(), in: folder) } }
         if let f = m[.skipNonFloat] { s.skipNonFloat = try f.bool() }

@@ -220,6 +220,7 @@ public struct Scenario: Encodable, Sendable {
         if model != nil && train { throw Self.invalid("model", "needs replayed updates (train false): the trained model is the digits MLP") }
         if model != nil && updates.isEmpty { throw Self.invalid("model", "needs updates: the update files of that model, which it checks and whose layout it gives") }
         try check("samplesPerClient", samplesPerClient, 1...1_000_000_000)
+        if budgetFitting && !train { throw Self.invalid("budgetFitting", "needs training (train true): replayed frames are encoded once per file and shared, so there is no per-client frame to fit") }
         try check("localEpochs", localEpochs, 1...1000)
         try check("batchSize", batchSize, 1...1_000_000)
         try check("width", width, 1...4096)

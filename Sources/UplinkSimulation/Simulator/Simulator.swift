@@ -64,7 +64,7 @@ public struct ReplayUpdates: Sendable {
     public var layout: ModelLayout
     public var updates: [[Float]]
     /// The global model's values for the downlink; nil sends the first update's values (the
-    /// same size: with a lossless downlink only the size matters).
+    /// same size; with the default `fp32 | stored` downlink only the size matters).
     public var global: [Float]?
 
     /// Replayed updates; each must have `layout`'s parameter count, and so must `global`.
@@ -218,6 +218,9 @@ public struct Simulator: Sendable {
             let frames = Locked([Int: (frame: [UInt8], encoder: FrameEncoder, fitted: Bool)]())
             let failure = Locked<UplinkError?>(nil)
             let current = encoders
+            // Replay: the encoders before this round, so a file none of whose clients is
+            // accepted keeps its error-feedback state, as a training client does.
+            let replayBefore = replayFrames.map { $0?.encoder }
             if let replay {
                 // One encoding per update file and round (frames carry the round id), shared by
                 // every client that sends that file; only the files someone uploads are encoded.
@@ -335,8 +338,8 @@ public struct Simulator: Sendable {
                 stats.selectedByProfile[c.profile, default: 0] += 1
                 if accepted.contains(i) { stats.reportedByProfile[c.profile, default: 0] += 1 }
                 if !quit.contains(i), let finish = uploads[i]?.transfer.finish, finish <= deadline { stats.inTimeByProfile[c.profile, default: 0] += 1 }
+                if let done = plan.computeDone, done < deadline { stats.readyByProfile[c.profile, default: 0] += 1 }
                 if uploads[i] != nil {
-                    stats.readyByProfile[c.profile, default: 0] += 1
                     stats.uploadedFrames += 1
                     stats.uploadedFrameBytes += built[c.id]!.frame.count
                 }
@@ -366,6 +369,12 @@ public struct Simulator: Sendable {
                 stats.acceptedBytes += b.frame.count
                 if b.fitted { stats.budgetFitted += 1 }
                 if replay == nil { encoders[c.id] = b.encoder }  // state committed on acceptance only
+            }
+            if let replay {
+                let committed = Set(accepted.map { plans[$0].client.id % replay.updates.count })
+                for f in replayFrames.indices where !committed.contains(f) {
+                    if let before = replayBefore[f] { replayFrames[f]?.encoder = before } else { replayFrames[f] = nil }
+                }
             }
             stats.reported = accepted.count
             stats.duration = closeTime
