@@ -154,8 +154,9 @@ public struct TensorFileReport: Sendable, Hashable {
             let n = group.reduce(0) { $0 + $1.count }
             if dtype == "F64" {
                 let worst = group.max { $0.relativeError < $1.relativeError }!
-                out.append(String(format: "converted %d F64 tensor%@ (%d values) to float32: largest error %.3g, worst relative L2 error %.3g (%@)",
-                                  group.count, group.count == 1 ? "" : "s", n, group.map(\.maxAbsoluteError).max()!, worst.relativeError, Self.shown(worst.name)))
+                out.append("converted \(group.count) F64 tensor\(group.count == 1 ? "" : "s") (\(n) values) to float32: "
+                           + String(format: "largest error %.3g, worst relative L2 error %.3g", group.map(\.maxAbsoluteError).max()!, worst.relativeError)
+                           + " (\(Self.shown(worst.name)))")
             } else {
                 out.append("converted \(group.count) \(dtype) tensor\(group.count == 1 ? "" : "s") (\(n) values) to float32 exactly")
             }

@@ -369,3 +369,14 @@ import UplinkTestSupport
         #expect(accepted.rounds[0].acceptedBytes == 4 * first && accepted.rounds[1].acceptedBytes == 4 * second)
     }
 }
+
+/// Counts past 2^32 print whole in the per-tensor table.
+@Suite struct OwnModelLargeCountTests {
+    @Test func perTensorCountsPast32Bits() throws {
+        var c = try OwnModelTests.comparison(["fp16 | lz4"], perTensor: true)
+        c.rows[0].tensors![0].parameters = 10_000_000_000
+        c.rows[0].tensors![0].transmitted = 5_000_000_123
+        let text = c.tensorTables(top: 3)
+        #expect(text.contains("10000000000") && text.contains("5000000123 (50%)"), "\(text)")
+    }
+}

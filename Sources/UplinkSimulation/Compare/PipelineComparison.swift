@@ -284,7 +284,7 @@ extension PipelineComparison {
             for i in order.prefix(top) {
                 let t = tensors[i]
                 lines.append([Self.shown(t.name), "[" + t.shape.map(String.init).joined(separator: ", ") + "]", String(t.parameters),
-                              t.parameters == 0 ? "—" : String(format: "%d (%.3g%%)", t.transmitted, 100 * Double(t.transmitted) / Double(t.parameters)),
+                              t.parameters == 0 ? "—" : "\(t.transmitted) " + String(format: "(%.3g%%)", 100 * Double(t.transmitted) / Double(t.parameters)),
                               AxisUnit.bytes.text(t.attributedBytes), String(format: "%.1f%%", 100 * t.attributedBytes / payload),
                               String(format: "%.3g", t.relativeL2Error), t.cosine.map { String(format: "%.4f", $0) } ?? "—"])
             }
