@@ -106,6 +106,16 @@ public struct AcceptedUpdate: Sendable, Hashable {
     public var bytes: Int
     /// Values it transmitted.
     public var transmitted: Int
+
+    package init(clientID: String, samples: UInt64, weight: Double, norm: Double, scale: Double, bytes: Int, transmitted: Int) {
+        self.clientID = clientID
+        self.samples = samples
+        self.weight = weight
+        self.norm = norm
+        self.scale = scale
+        self.bytes = bytes
+        self.transmitted = transmitted
+    }
 }
 
 /// One round of server-side aggregation: frames arrive (from many uploads at once), each is
@@ -138,6 +148,7 @@ public final class RoundAggregator: Sendable {
     public let policy: RoundPolicy
     private let decoder: FrameDecoder
     private let shards: [ShardBox]
+    var shardBoxes: [ShardBox] { shards }
     private let registry = Locked(Registry())
 
     struct Shard {
@@ -291,6 +302,31 @@ public final class RoundAggregator: Sendable {
             throw error
         }
         return accepted
+    }
+
+    /// Adds another replica's partial sum (``PartialAggregate``) of the `clients` it holds, as
+    /// one unit: refused whole (nothing added) when the round is closed, a client is already in
+    /// it, or the strategy keeps no sum. `updates` describe the frames, one per client.
+    package func absorb(_ partial: PartialAggregate, updates: [AcceptedUpdate]) throws(UplinkError) {
+        guard !strategy.needsAllUpdates else { throw UplinkError(.invalidArgument, "\(strategy) needs every update at once: partial sums cannot be merged") }
+        guard partial.round == policy.round else { throw UplinkError(.wrongRound, "partial aggregate is for round \(partial.round), this is round \(policy.round)") }
+        guard partial.sum.count == layout.parameterCount else { throw UplinkError(.invalidArgument, "partial aggregate has \(partial.sum.count) values, the model \(layout.parameterCount)") }
+        let ids = updates.map { Array($0.clientID.utf8) }
+        let first = try registry.withLock { (r) throws(UplinkError) -> Int in
+            guard !r.closed else { throw UplinkError(.roundClosed, "round \(policy.round) is closed") }
+            var seen = Set<[UInt8]>()
+            for (id, u) in zip(ids, updates) where r.clients.contains(id) || !seen.insert(id).inserted {
+                throw UplinkError(.duplicateClient, "client \(UplinkError.quoted(u.clientID)) is already in round \(policy.round)")
+            }
+            for id in ids { r.clients.insert(id) }
+            defer { r.next += updates.count }
+            return r.next
+        }
+        shards[0].state.withLock { s in
+            for i in 0..<s.sum.count { s.sum[i] += partial.sum[i] }
+            s.weight += partial.weight
+            for (k, u) in updates.enumerated() { s.accepted.append((first + k, u)) }
+        }
     }
 
     /// The updates accepted so far, in acceptance order.

@@ -27,6 +27,15 @@ extension UplinkCommand {
         @Option(help: "Data directory: ledger, uploads, accepted frames, published models. Reuse it to resume after a restart.")
         var data: String
 
+        @Option(help: "The ledger: a postgres://user[:password]@host[:port]/database URL shared by several replicas (each then needs the same --data on shared storage and its own --replica). Default: SQLite in --data, one machine.")
+        var database: String?
+
+        @Option(help: "This replica's name, unique among the replicas of one --database (letters, digits, '.', '-').")
+        var replica = "main"
+
+        @Option(name: .customLong("merge-wait"), help: "Seconds the replica closing a round waits for another running replica's partial sum before decoding that replica's frames itself.")
+        var mergeWait = 10.0
+
         @Option(name: .customLong("token-secret"), help: "File holding the HMAC-SHA256 secret for bearer tokens (at least 32 bytes; head -c 32 /dev/urandom > FILE).")
         var tokenSecret: String
 
@@ -169,6 +178,9 @@ extension UplinkCommand {
             default: throw UplinkError(.invalidArgument, "--tls-cert and --tls-key go together")
             }
             config.insecurePlaintext = insecurePlaintext
+            config.database = database
+            config.replica = replica
+            config.mergeWaitSeconds = mergeWait
             try config.validate()
             return config
         }

@@ -43,6 +43,15 @@ struct ModelInfo: Sendable, Hashable {
 /// The coordinator: the round in progress (its ``RoundMachine`` and ``RoundAggregator``), the
 /// upload resources, and the ledger that makes both survive a crash. Every method blocks (file
 /// and database I/O): call them from the server's I/O thread pool.
+///
+/// Several coordinators (replicas) may share one round: the same PostgreSQL ledger
+/// (`--database`) and the same data directory on shared storage. Then every check-in and
+/// acceptance takes the round's lock in the database, replays what the other replicas recorded
+/// since (so every replica's machine decides alike), and records its own; each replica sums the
+/// frames it accepted; the replica that wins the round's close lock merges the others' partial
+/// sums with its own, rebuilds from their frames whatever a dead replica held, and publishes
+/// the next model (`docs/scaling.md`). With SQLite there is one replica and the same code runs
+/// with nothing to replay or merge.
 final class Coordinator: Sendable {
     let config: ServerConfiguration
     let data: DataDirectory
@@ -50,6 +59,8 @@ final class Coordinator: Sendable {
     let logger: Logger
     let metrics: ServerMetrics
     let authority: TokenAuthority
+    /// This replica's name (`--replica`), recorded with each frame it accepts.
+    let replica: String
     /// Called once when the last round (``ServerConfiguration/rounds``) has closed.
     let onFinished: @Sendable () -> Void
 
@@ -59,18 +70,33 @@ final class Coordinator: Sendable {
         var global: [Float]
         var optimizer: ServerOptimizer
         var model: ModelInfo
+        /// The next accepted-frame sequence number (over all replicas) not yet replayed.
         var nextSequence: Int
+        /// The next check-in sequence number not yet replayed.
+        var nextCheckIn: Int
+        /// The frames in this replica's sum: ledger sequence number and weight.
+        var mine: [(sequence: UInt64, weight: Double)] = []
+        /// How many of `mine` the partial aggregate on the shared store holds.
+        var partialWritten = 0
+        /// The round's ledger row says another replica is closing it.
+        var closing = false
         var finished: Bool
+        /// A ledger write failed after the machine changed: reload before the next decision.
+        var stale = false
     }
 
     private let current: Locked<RoundState>
     private let slots = Locked<[String: UploadSlot]>([:])
     private let models = Locked<[UInt64: ModelInfo]>([:])
+    private let finishedOnce = Locked(false)
     private let clock: @Sendable () -> Double
     /// Upload appends in flight (bodies being received).
     let inFlight = Locked(0)
     /// The largest upload accepted (`max-size`): ``uploadBound(_:)``.
     let maxUploadBytes: Int
+    /// Seconds an upload's append lease lasts without renewal (a dead replica's uploads are
+    /// free again after it).
+    static let leaseSeconds = 10.0
 
     /// The largest frame the allowed pipelines make for this model, with a margin: each
     /// pipeline encodes a sample of up to 2^16 incompressible values large enough to pass any
@@ -106,19 +132,29 @@ final class Coordinator: Sendable {
         self.metrics = metrics
         self.clock = clock
         self.onFinished = onFinished
+        self.replica = config.replica
         self.authority = try TokenAuthority(secret: config.tokenSecret)
         self.maxUploadBytes = try Self.uploadBound(config)
         let data = try DataDirectory(config.dataDirectory)
         self.data = data
-        let ledger = try Ledger(path: data.database, fingerprint: config.layout.fingerprint, parameterCount: config.layout.parameterCount)
+        let db = try openLedgerDatabase(config.database ?? data.database)
+        if db.dialect == .postgres && config.strategy.needsAllUpdates {
+            throw UplinkError(.invalidArgument, "\(config.strategy) needs every update in one place: with --database postgres each replica holds only its own frames, so only the mean-based strategies can be merged; run it on one machine (SQLite)")
+        }
+        // One process per replica name: the lock is held for the process's life and freed by
+        // the database when the process (or its connection) dies.
+        guard try db.holdForever(LockKey.replica(config.replica)) else {
+            throw UplinkError(.stateMismatch, "replica \(UplinkError.quoted(config.replica)) is already running against \(db.location): give each replica its own --replica")
+        }
+        let ledger = try Ledger(database: db, fingerprint: config.layout.fingerprint, parameterCount: config.layout.parameterCount)
         self.ledger = ledger
         let started = clock()
-        let state = try Self.recover(config: config, data: data, ledger: ledger, logger: logger, now: started)
+        let state = try Self.recover(config: config, data: data, ledger: ledger, logger: logger, replica: config.replica, now: started)
         current = Locked(state)
         models.withLock { $0[state.model.round] = state.model }
-        let recovered = Int(state.machine.reported.count)
         logger.info("coordinator ready", metadata: [
-            "round": "\(state.machine.round)", "accepted": "\(recovered)", "recoverySeconds": "\(String(format: "%.3f", clock() - started))",
+            "round": "\(state.machine.round)", "accepted": "\(state.machine.reported.count)", "mine": "\(state.mine.count)", "replica": "\(config.replica)",
+            "ledger": "\(db.dialect.rawValue)", "recoverySeconds": "\(String(format: "%.3f", clock() - started))",
         ])
         metrics.setRound(state.machine.round)
         if !state.finished { try advance() }
@@ -132,36 +168,27 @@ final class Coordinator: Sendable {
         RoundPolicy(round: round, normBound: config.normBound, normPolicy: config.normPolicy, limits: .forModel(config.layout), maxSamples: config.maxSamples)
     }
 
-    /// Rebuilds the round in progress from the ledger: its machine from the recorded check-ins
-    /// and reports, its sum from the accepted frames in acceptance order (the same order, so
-    /// the same bits, as before the crash).
-    private static func recover(config: ServerConfiguration, data: DataDirectory, ledger: Ledger, logger: Logger, now: Double) throws(UplinkError) -> RoundState {
+    /// Rebuilds the round in progress from the ledger: its machine from every recorded
+    /// check-in and report (any replica's), this replica's sum from the frames it accepted, in
+    /// acceptance order (the same order, so the same bits, as before a crash).
+    private static func recover(config: ServerConfiguration, data: DataDirectory, ledger: Ledger, logger: Logger, replica: String, now: Double) throws(UplinkError) -> RoundState {
         if try ledger.lastRound() == nil {
             var optimizer = ServerOptimizer(strategy: config.strategy, layout: config.layout)
             try publish(config: config, data: data, round: 1, model: config.initialModel, optimizer: &optimizer)
             try ledger.openRound(1, at: now)
         }
         guard let last = try ledger.lastRound() else { throw UplinkError(.io, "the ledger lost its first round") }
-        let round = last.round
-        let limit = Int64.max
-        let global = try FrameDecoder(limits: .forModel(config.layout)).decode(try Durable.read(data.globalModel(round), maxBytes: limit), layout: config.layout).values
-        let optimizer = try ServerOptimizer(serialized: try Durable.read(data.optimizerState(round), maxBytes: limit), strategy: config.strategy, layout: config.layout)
-        let downlink = data.downlinkModel(round)
-        let model = ModelInfo(round: round, path: downlink, bytes: Int(Durable.fileSize(downlink) ?? 0), etag: try etag(of: downlink))
-        var machine = RoundMachine(round: round, rules: config.rules, openedAt: last.openedAt)
-        let aggregator = try RoundAggregator(layout: config.layout, strategy: config.strategy, policy: policy(config, round: round))
-        var next = 0
-        if last.state == "open" {
-            for c in try ledger.checkIns(round: round) { _ = machine.checkIn(c.client, at: c.at) }
-            let recorded = try ledger.accepted(round: round)
-            // A frame moved into the round's directory by a process that died before the ledger
-            // recorded it was never acknowledged: it goes back to its upload, whose client
-            // completes it again (and gets the answer it never received).
+        if last.state == "open" && ledger.db.dialect == .sqlite {
+            // A ledger of schema 1 renamed a frame into the round's directory before recording
+            // it: one left by a process that died in between was never acknowledged and goes
+            // back to its upload. (Schema 2 records first and renames after, so this finds
+            // nothing it wrote; with replicas the scan would race their renames: SQLite only.)
+            let recorded = try ledger.accepted(round: last.round)
             let known = Set(recorded.map { ($0.file as NSString).lastPathComponent })
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: data.roundDirectory(round))) ?? []
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: data.roundDirectory(last.round))) ?? []
             for name in names where name.hasSuffix(".upl") && !known.contains(name) {
                 let id = String(name.dropLast(4).split(separator: "-").last ?? "")
-                let path = data.roundDirectory(round) + "/" + name
+                let path = data.roundDirectory(last.round) + "/" + name
                 if let upload = try ledger.upload(id), upload.state == "open" {
                     try Durable.rename(path, to: data.part(id))
                     logger.notice("returned an unrecorded frame to its upload", metadata: ["upload": "\(id)"])
@@ -169,21 +196,62 @@ final class Coordinator: Sendable {
                     unlink(path)
                 }
             }
-            for row in recorded {
-                let frame = try Durable.read(row.file, maxBytes: Int64(config.maxFrameBytes))
-                try aggregator.commit(try aggregator.prepare(frame), clientID: row.client)
-                _ = machine.report(row.client, at: row.at)
-                next = row.sequence + 1
+            // Part files of uploads that are no longer open are leftovers of a crash.
+            for state in ["cancelled", "expired", "rejected"] {
+                for u in try ledger.uploads(state: state) { unlink(data.part(u.id)) }
             }
-        } else {
+        }
+        return try load(last, config: config, data: data, ledger: ledger, replica: replica)
+    }
+
+    /// The state of round `row` from the ledger and the shared store.
+    private static func load(_ row: Ledger.RoundRow, config: ServerConfiguration, data: DataDirectory, ledger: Ledger, replica: String) throws(UplinkError) -> RoundState {
+        let round = row.round
+        let limit = Int64.max
+        let global = try FrameDecoder(limits: .forModel(config.layout)).decode(try Durable.read(data.globalModel(round), maxBytes: limit), layout: config.layout).values
+        let optimizer = try ServerOptimizer(serialized: try Durable.read(data.optimizerState(round), maxBytes: limit), strategy: config.strategy, layout: config.layout)
+        let downlink = data.downlinkModel(round)
+        let model = ModelInfo(round: round, path: downlink, bytes: Int(Durable.fileSize(downlink) ?? 0), etag: try etag(of: downlink))
+        var machine = RoundMachine(round: round, rules: config.rules, openedAt: row.openedAt)
+        let aggregator = try RoundAggregator(layout: config.layout, strategy: config.strategy, policy: policy(config, round: round))
+        var state = RoundState(machine: machine, aggregator: aggregator, global: global, optimizer: optimizer, model: model, nextSequence: 0, nextCheckIn: 0, finished: false)
+        guard row.state == "open" || row.state == "closing" else {
             // The last round finished and no next one was opened: the run is over.
             machine.advance(to: .infinity)
+            state.machine = machine
+            state.finished = true
+            return state
         }
-        // Part files of uploads that are no longer open are leftovers of a crash.
-        for state in ["cancelled", "expired", "rejected"] {
-            for u in try ledger.uploads(state: state) { unlink(data.part(u.id)) }
+        state.closing = row.state == "closing"
+        for c in try ledger.checkIns(round: round) {
+            _ = machine.checkIn(c.client, at: c.at)
+            state.nextCheckIn = c.sequence + 1
         }
-        return RoundState(machine: machine, aggregator: aggregator, global: global, optimizer: optimizer, model: model, nextSequence: next, finished: last.state != "open")
+        for a in try ledger.accepted(round: round) {
+            if a.replica == replica || a.replica.isEmpty {
+                // Frames this replica accepted (or a schema-1 ledger's) go back into its sum.
+                if Durable.fileSize(a.file) == nil, Durable.fileSize(data.part(a.upload)) != nil {
+                    Logger(label: "uplink.serve").notice("moved a recorded frame out of its upload file (the process had stopped in between)", metadata: ["upload": "\(a.upload)"])
+                }
+                let frame = try readAccepted(a, data: data, config: config)
+                let accepted = try aggregator.commit(try aggregator.prepare(frame), clientID: a.client)
+                state.mine.append((UInt64(a.sequence), accepted.weight))
+            }
+            _ = machine.report(a.client, at: a.at)
+            state.nextSequence = a.sequence + 1
+        }
+        state.machine = machine
+        return state
+    }
+
+    /// The bytes of an accepted frame: its file in the round's directory, or, when the process
+    /// that recorded it died before moving it there, its upload's part file (moved now).
+    static func readAccepted(_ row: Ledger.AcceptedRow, data: DataDirectory, config: ServerConfiguration) throws(UplinkError) -> [UInt8] {
+        if Durable.fileSize(row.file) == nil, Durable.fileSize(data.part(row.upload)) != nil {
+            try Durable.makeDirectory((row.file as NSString).deletingLastPathComponent)
+            try Durable.renameIfPresent(data.part(row.upload), to: row.file)
+        }
+        return try Durable.read(row.file, maxBytes: Int64(config.maxFrameBytes))
     }
 
     /// Writes the models clients of `round` start from: the exact global model, its downlink
@@ -201,28 +269,184 @@ final class Coordinator: Sendable {
         return "\"" + MessageAuthentication.sha256Hex(bytes) + "\""
     }
 
+    // MARK: Keeping up with the other replicas
+
+    /// Moves to the ledger's newest round when another replica finished this one (or reloads
+    /// after a failed write).
+    private func sync(_ s: inout RoundState) throws(UplinkError) {
+        guard !s.finished || s.stale else { return }
+        guard let last = try ledger.lastRound() else { return }
+        let moved = last.round != s.machine.round || !(last.state == "open" || last.state == "closing")
+        guard moved || s.stale else { return }
+        let old = s.machine.round
+        s = try Self.load(last, config: config, data: data, ledger: ledger, replica: replica)
+        models.withLock { $0[s.model.round] = s.model }
+        metrics.setRound(s.machine.round)
+        if last.round != old { dropUploads(of: old) }
+        if s.finished { announceFinished() }
+    }
+
+    /// Replays into the machine what other replicas recorded since the last look (inside the
+    /// round's lock, so nothing is recorded meanwhile).
+    private func catchUp(_ s: inout RoundState, _ tx: LedgerSession) throws(UplinkError) {
+        let round = s.machine.round
+        for c in try tx.checkIns(round: round, from: s.nextCheckIn) {
+            _ = s.machine.checkIn(c.client, at: c.at)
+            s.nextCheckIn = c.sequence + 1
+        }
+        for a in try tx.accepted(round: round, from: s.nextSequence) {
+            _ = s.machine.report(a.client, at: a.at)
+            s.nextSequence = a.sequence + 1
+        }
+        if let row = try tx.round(round) {
+            s.closing = row.state == "closing"
+            if row.state != "open" && row.state != "closing" { s.stale = true }
+        }
+    }
+
+    private func announceFinished() {
+        let first = finishedOnce.withLock { done -> Bool in
+            defer { done = true }
+            return !done
+        }
+        if first { onFinished() }
+    }
+
     // MARK: Rounds
 
     /// Applies the deadline; finishes the round (and opens the next) when it closed or was
     /// abandoned. Called by the clock service and after every report.
     func advance() throws(UplinkError) {
         try current.withLock { (s) throws(UplinkError) in
+            try sync(&s)
+            guard !s.finished else { return }
+            try ledger.locked(round: s.machine.round) { (tx) throws(UplinkError) in try catchUp(&s, tx) }
+            if s.stale { try sync(&s) }
             guard !s.finished else { return }
             s.machine.advance(to: clock())
-            if !s.machine.isOpen { try finish(&s) }
+            if !s.machine.isOpen || s.closing { try finish(&s) }
         }
     }
 
+    /// Closes the round if this replica wins its close lock (merging every replica's frames and
+    /// publishing the next model); otherwise leaves its own partial sum for the replica that does.
     private func finish(_ s: inout RoundState) throws(UplinkError) {
+        let round = s.machine.round
+        let outcome = try ledger.db.withExclusiveLock(LockKey.close(round)) { () throws(UplinkError) -> RoundState? in
+            // The round's frames are final once it is marked closing, under the round's lock.
+            let rows = try ledger.locked(round: round) { (tx) throws(UplinkError) -> [Ledger.AcceptedRow]? in
+                try catchUp(&s, tx)
+                guard let row = try tx.round(round), row.state == "open" || row.state == "closing" else { return nil }
+                try tx.tx.execute("UPDATE rounds SET state = 'closing' WHERE round = ? AND state = 'open'", [.int(Int64(bitPattern: round))])
+                return try tx.accepted(round: round, from: 0)
+            }
+            guard let rows else { return nil }
+            s.machine.advance(to: .infinity)
+            CrashPoint.reach("close-marked")
+            return try close(&s, rows: rows)
+        }
+        switch outcome {
+        case .some(.some(let next)):
+            s = next
+        case .some(.none):
+            s.stale = true
+            try sync(&s)
+        case .none:
+            // Another replica is closing it: it needs this replica's sum.
+            try writePartial(&s)
+        }
+    }
+
+    /// Leaves this replica's partial sum on the shared store for the closing replica.
+    private func writePartial(_ s: inout RoundState) throws(UplinkError) {
+        guard !s.mine.isEmpty, s.partialWritten != s.mine.count else { return }
+        let snap = try s.aggregator.snapshot()
+        let partial = PartialAggregate(round: s.machine.round, fingerprint: config.layout.fingerprint, replica: replica, weight: snap.weight, entries: s.mine, sum: snap.sum)
+        try Durable.makeDirectory(data.roundDirectory(s.machine.round))
+        try DurableFile.replace(data.partialAggregate(round: s.machine.round, replica: replica), with: partial.serialized())
+        s.partialWritten = s.mine.count
+        logger.info("partial aggregate written", metadata: ["round": "\(s.machine.round)", "frames": "\(s.mine.count)", "replica": "\(replica)"])
+    }
+
+    /// The round's sum over all replicas: this replica's own, the partial aggregates the others
+    /// left (waiting up to ``ServerConfiguration/mergeWaitSeconds`` for a running replica's),
+    /// and every frame no partial holds decoded again from the shared store, each frame once.
+    private func merge(_ s: RoundState, rows: [Ledger.AcceptedRow]) throws(UplinkError) -> (RoundAggregator, rebuilt: Int, partials: Int) {
+        let round = s.machine.round
+        let merged = try RoundAggregator(layout: config.layout, strategy: config.strategy, policy: Self.policy(config, round: round))
+        let bySequence = Dictionary(rows.map { (UInt64($0.sequence), $0) }, uniquingKeysWith: { a, _ in a })
+        var covered = Set<UInt64>()
+        func updates(_ entries: [(sequence: UInt64, weight: Double)]) -> [AcceptedUpdate] {
+            entries.map { e in
+                let r = bySequence[e.sequence]!
+                return AcceptedUpdate(clientID: r.client, samples: r.samples, weight: e.weight, norm: 0, scale: 1, bytes: r.bytes, transmitted: 0)
+            }
+        }
+        var partials = 0
+        if config.strategy.needsAllUpdates {
+            // One replica (SQLite): the round's own aggregator holds every frame.
+            return (s.aggregator, 0, 0)
+        }
+        let own = s.mine.filter { bySequence[$0.sequence] != nil }
+        if !own.isEmpty {
+            let snap = try s.aggregator.snapshot()
+            try merged.absorb(PartialAggregate(round: round, fingerprint: config.layout.fingerprint, replica: replica, weight: snap.weight, entries: own, sum: snap.sum), updates: updates(own))
+            for e in own { covered.insert(e.sequence) }
+        }
+        // The others' partials: wait while a running replica holds frames no partial covers.
+        let others = Set(rows.map(\.replica)).subtracting([replica, ""])
+        var taken: [String: PartialAggregate] = [:]
+        let waitUntil = clock() + config.mergeWaitSeconds
+        while true {
+            var waiting: [String] = []
+            for r in others.sorted() where taken[r] == nil {
+                let theirs = rows.filter { $0.replica == r }.map { UInt64($0.sequence) }
+                if let bytes = try? Durable.read(data.partialAggregate(round: round, replica: r), maxBytes: Int64(config.layout.parameterCount) * 8 + 16 * Int64(rows.count) + 4096),
+                   let p = try? PartialAggregate(serialized: bytes, fingerprint: config.layout.fingerprint, parameterCount: config.layout.parameterCount),
+                   p.round == round, p.replica == r,
+                   p.entries.allSatisfy({ bySequence[$0.sequence]?.replica == r && !covered.contains($0.sequence) }),
+                   Set(p.entries.map(\.sequence)).count == p.entries.count,
+                   p.entries.count == theirs.count {
+                    taken[r] = p
+                    continue
+                }
+                if try !ledger.db.isLockFree(LockKey.replica(r)) { waiting.append(r) }
+            }
+            if waiting.isEmpty || clock() >= waitUntil {
+                if !waiting.isEmpty { logger.warning("merging without the partial sums of running replicas", metadata: ["round": "\(round)", "replicas": "\(waiting)"]) }
+                break
+            }
+            usleep(50_000)
+        }
+        for (_, p) in taken.sorted(by: { $0.key < $1.key }) {
+            try merged.absorb(p, updates: updates(p.entries))
+            for e in p.entries { covered.insert(e.sequence) }
+            partials += 1
+        }
+        // Whatever no partial holds (a replica that died, or did not answer in time) is decoded
+        // again from its accepted frame, in acceptance order.
+        var rebuilt = 0
+        for row in rows where !covered.contains(UInt64(row.sequence)) {
+            let frame = try Self.readAccepted(row, data: data, config: config)
+            try merged.commit(try merged.prepare(frame), clientID: row.client)
+            rebuilt += 1
+        }
+        return (merged, rebuilt, partials)
+    }
+
+    /// Merges, publishes and records the end of the round; the next round's state.
+    private func close(_ s: inout RoundState, rows: [Ledger.AcceptedRow]) throws(UplinkError) -> RoundState? {
         let round = s.machine.round
         let closedAt = s.machine.closedAt ?? clock()
         var global = s.global
         var optimizer = s.optimizer
+        // The round's verdict from the machine, whose reports are the recorded ones.
         var outcome = s.machine.state == .closed ? "closed" : "abandoned"
         var reason = s.machine.closeReason.map { $0 == .target ? "target" : "deadline" } ?? "deadline"
-        if s.machine.state == .closed {
+        let (merged, rebuilt, partials) = try merge(s, rows: rows)
+        if outcome == "closed" {
             do {
-                let result = try s.aggregator.close()
+                let result = try merged.close()
                 try result.apply(to: &global, optimizer: &optimizer)
             } catch {
                 // A round whose result is not finite (or empty) leaves the model as it was.
@@ -233,38 +457,40 @@ final class Coordinator: Sendable {
                 reason = "error \(error.code)"
             }
         } else {
-            _ = try? s.aggregator.close()
+            _ = try? merged.close()
         }
+        _ = try? s.aggregator.close()
         let last = config.rounds.map { round >= UInt64($0) } ?? false
         let next = round + 1
-        if !last { try Self.publish(config: config, data: data, round: next, model: global, optimizer: &optimizer) }
-        CrashPoint.reach("close-published")
-        let opensAt = clock()
-        try ledger.finishRound(round, state: outcome, at: closedAt, reason: reason, next: last ? nil : next, nextOpensAt: opensAt)
-        CrashPoint.reach("close-recorded")
-        metrics.roundFinished(outcome: outcome, seconds: closedAt - s.machine.openedAt, reports: s.machine.reported.count)
-        logger.info("round finished", metadata: [
-            "round": "\(round)", "outcome": "\(outcome)", "reason": "\(reason)", "reports": "\(s.machine.reported.count)",
-        ])
-        // Drop the finished round's open uploads.
-        let stale = slots.withLock { m -> [UploadSlot] in
-            let mine = m.values.filter { $0.round == round }
-            for u in mine { m[u.id] = nil }
-            return mine
-        }
-        for u in stale {
-            u.state.withLock { $0.phase = "expired" }
-            unlink(data.part(u.id))
-        }
         if last {
-            s.finished = true
-            s.global = global
-            s.optimizer = optimizer
             // Keep the final model where the next round's would be: models/final.upl.
             var exact = FrameEncoder(layout: config.layout, pipeline: try Pipeline(parsing: "fp32 | lz4"))
             try DurableFile.replace(data.models + "/final.upl", with: try exact.encode(global, round: round))
-            onFinished()
-            return
+        } else {
+            try Self.publish(config: config, data: data, round: next, model: global, optimizer: &optimizer)
+        }
+        CrashPoint.reach("close-published")
+        let opensAt = clock()
+        let recorded = try ledger.locked(round: round) { (tx) throws(UplinkError) -> Bool in
+            try tx.tx.execute("UPDATE rounds SET state = 'open' WHERE round = ? AND state = 'closing'", [.int(Int64(bitPattern: round))])
+            return try tx.finishRound(round, state: outcome, at: closedAt, reason: reason, next: last ? nil : next, nextOpensAt: opensAt)
+        }
+        guard recorded else { return nil }
+        CrashPoint.reach("close-recorded")
+        for r in Set(rows.map(\.replica)) where !r.isEmpty { unlink(data.partialAggregate(round: round, replica: r)) }
+        metrics.roundFinished(outcome: outcome, seconds: closedAt - s.machine.openedAt, reports: rows.count)
+        logger.info("round finished", metadata: [
+            "round": "\(round)", "outcome": "\(outcome)", "reason": "\(reason)", "reports": "\(rows.count)",
+            "partials": "\(partials)", "rebuilt": "\(rebuilt)", "replica": "\(replica)",
+        ])
+        dropUploads(of: round)
+        if last {
+            var done = s
+            done.finished = true
+            done.global = global
+            done.optimizer = optimizer
+            announceFinished()
+            return done
         }
         let downlink = data.downlinkModel(next)
         let info = ModelInfo(round: next, path: downlink, bytes: Int(Durable.fileSize(downlink) ?? 0), etag: try Self.etag(of: downlink))
@@ -276,11 +502,27 @@ final class Coordinator: Sendable {
             for path in [data.globalModel(old), data.downlinkModel(old), data.optimizerState(old)] { unlink(path) }
             models.withLock { $0[old] = nil }
         }
-        s = RoundState(
+        metrics.setRound(next)
+        return RoundState(
             machine: RoundMachine(round: next, rules: config.rules, openedAt: opensAt),
             aggregator: try RoundAggregator(layout: config.layout, strategy: config.strategy, policy: Self.policy(config, round: next)),
-            global: global, optimizer: optimizer, model: info, nextSequence: 0, finished: false)
-        metrics.setRound(next)
+            global: global, optimizer: optimizer, model: info, nextSequence: 0, nextCheckIn: 0, finished: false)
+    }
+
+    /// Forgets a finished round's open uploads (their part files are dropped).
+    private func dropUploads(of round: UInt64) {
+        let stale = slots.withLock { m -> [UploadSlot] in
+            let mine = m.values.filter { $0.round == round }
+            for u in mine { m[u.id] = nil }
+            return mine
+        }
+        for u in stale {
+            let wasOpen = u.state.withLock { st -> Bool in
+                defer { if st.phase == "open" { st.phase = "expired" } }
+                return st.phase == "open"
+            }
+            if wasOpen { unlink(data.part(u.id)) }
+        }
     }
 
     /// The current round's number and whether the run is over.
@@ -289,26 +531,43 @@ final class Coordinator: Sendable {
     func checkIn(client: String) throws(UplinkError) -> CheckInResult {
         try advance()
         return try current.withLock { (s) throws(UplinkError) -> CheckInResult in
+            try sync(&s)
             guard !s.finished else { return .finished }
-            let t = clock()
-            // A client whose update is in comes back for the next round.
-            if s.machine.reported.contains(client) {
-                metrics.checkIn("retry")
-                return .retry(after: max(1, s.machine.timeLeft(at: t).rounded(.up)), reason: "already-reported")
-            }
-            let before = s.machine.selected.count
-            switch s.machine.checkIn(client, at: t) {
-            case .selected(let deadline):
-                try ledger.recordCheckIn(round: s.machine.round, client: client, at: t, sequence: before)
-                metrics.checkIn("selected")
-                return .selected(round: s.machine.round, deadline: deadline, pipeline: config.pipelines[0].description, model: s.model)
-            case .alreadySelected(let deadline):
-                metrics.checkIn("again")
-                return .selected(round: s.machine.round, deadline: deadline, pipeline: config.pipelines[0].description, model: s.model)
-            case .comeBack(let after):
-                metrics.checkIn("retry")
-                // Jitter spreads the returning clients over the window (pace steering).
-                return .retry(after: (after * Double.random(in: 1...1.25)).rounded(.up), reason: s.machine.isOpen ? "round-full" : "round-closed")
+            let round = s.machine.round
+            do throws(UplinkError) {
+                return try ledger.locked(round: round) { (tx) throws(UplinkError) -> CheckInResult in
+                    try catchUp(&s, tx)
+                    let t = clock()
+                    if s.closing || s.stale {
+                        metrics.checkIn("retry")
+                        return .retry(after: 1, reason: "round-closed")
+                    }
+                    // A client whose update is in comes back for the next round.
+                    if s.machine.reported.contains(client) {
+                        metrics.checkIn("retry")
+                        return .retry(after: max(1, s.machine.timeLeft(at: t).rounded(.up)), reason: "already-reported")
+                    }
+                    switch s.machine.checkIn(client, at: t) {
+                    case .selected(let deadline):
+                        // Marked stale first: if the record fails, the machine is rebuilt from the ledger.
+                        s.stale = true
+                        try tx.recordCheckIn(round: round, client: client, at: t, sequence: s.nextCheckIn)
+                        s.stale = false
+                        s.nextCheckIn += 1
+                        metrics.checkIn("selected")
+                        return .selected(round: round, deadline: deadline, pipeline: config.pipelines[0].description, model: s.model)
+                    case .alreadySelected(let deadline):
+                        metrics.checkIn("again")
+                        return .selected(round: round, deadline: deadline, pipeline: config.pipelines[0].description, model: s.model)
+                    case .comeBack(let after):
+                        metrics.checkIn("retry")
+                        // Jitter spreads the returning clients over the window (pace steering).
+                        return .retry(after: (after * Double.random(in: 1...1.25)).rounded(.up), reason: s.machine.isOpen ? "round-full" : "round-closed")
+                    }
+                }
+            } catch {
+                s.stale = true
+                throw error
             }
         }
     }
@@ -327,11 +586,14 @@ final class Coordinator: Sendable {
     /// Creates an upload resource for `client` in `round` of `length` bytes.
     func createUpload(client: String, round: UInt64, length: Int64) throws(UplinkError) -> Result<UploadSlot, Problem> {
         try advance()
-        let check: Problem? = current.withLock { s in
+        let check: Problem? = try current.withLock { (s) throws(UplinkError) -> Problem? in
+            try sync(&s)
             if s.finished { return Problem.roundClosed(round, "the run is over") }
-            if round != s.machine.round || !s.machine.isOpen {
+            if round != s.machine.round || !s.machine.isOpen || s.closing {
                 return round > s.machine.round ? Problem.notFound("round \(round) has not started") : Problem.roundClosed(round, "round \(round) is closed")
             }
+            // Selection may have happened on another replica: look at the ledger first.
+            try ledger.locked(round: round) { (tx) throws(UplinkError) in try catchUp(&s, tx) }
             switch s.machine.canReport(client, at: clock()) {
             case nil: return nil
             case .notSelected?: return Problem.notSelected(round)
@@ -344,25 +606,26 @@ final class Coordinator: Sendable {
         // Only one update per client counts in a round: a new creation replaces the client's
         // older open uploads of this round (one whose 201 was lost to a cut is otherwise an
         // orphan that would count against the limit until its max-age).
-        for old in try ledger.openUploads(client: client, round: round) {
+        for old in try ledger.transaction({ (tx) throws(UplinkError) in try tx.openUploads(client: client, round: round) }) {
             if let slot = try slot(old) { try cancel(slot) }
             metrics.uploadFinished("replaced")
         }
-        guard try ledger.openUploads(client: client) < config.limits.maxOpenUploadsPerClient else {
+        guard try ledger.transaction({ (tx) throws(UplinkError) in try tx.openUploads(client: client) }) < config.limits.maxOpenUploadsPerClient else {
             return .failure(.tooManyUploads(config.limits.maxOpenUploadsPerClient))
         }
         let id = MessageAuthentication.randomBytes(16).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
         let t = clock()
         let row = Ledger.UploadRow(id: id, round: round, client: client, length: length, offset: 0, createdAt: t, expiresAt: t + Double(config.limits.maxAgeSeconds), state: "open")
         let file = try PartialFile(path: data.part(id), durableOffset: 0, create: true)
-        try ledger.createUpload(row)
+        try ledger.transaction { (tx) throws(UplinkError) in try tx.createUpload(row) }
         let slot = UploadSlot(row: row, file: file)
         slots.withLock { $0[id] = slot }
         metrics.uploadCreated()
         return .success(slot)
     }
 
-    /// The upload resource `id`, loaded from the ledger after a restart; `nil` if unknown.
+    /// The upload resource `id`, loaded from the ledger after a restart (or when another
+    /// replica created it); `nil` if unknown.
     func slot(_ id: String) throws(UplinkError) -> UploadSlot? {
         guard id.utf8.count == 32, id.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
         if let s = slots.withLock({ $0[id] }) { return s }
@@ -381,10 +644,74 @@ final class Coordinator: Sendable {
         }
     }
 
+    /// Takes the upload's append lease in the ledger for the request holding `ticket` (so no
+    /// other replica writes it meanwhile), and brings the slot up to the ledger: its durable
+    /// offset, or the verdict another replica gave it. When another replica holds it, asks that
+    /// replica to end its append and waits up to `wait` seconds. Whether the lease is held (or
+    /// the upload is no longer open).
+    func claim(_ slot: UploadSlot, ticket: Int, wait: Double = 3) throws(UplinkError) -> Bool {
+        let owner = "\(replica)/\(ticket)"
+        let until = clock() + wait
+        while true {
+            let t = clock()
+            let (row, owned) = try ledger.transaction { (tx) throws(UplinkError) in
+                try tx.claim(slot.id, owner: owner, replica: replica, now: t, leaseUntil: t + Self.leaseSeconds)
+            }
+            guard let row else { return true }
+            if row.state != "open" {
+                slot.state.withLock { st in
+                    if st.phase == "open" || st.phase == "completing" {
+                        st.phase = row.state
+                        st.response = row.response.map { StoredResponse(json: $0) }
+                        if row.state == "accepted" { st.durableOffset = slot.length }
+                    }
+                }
+                return true
+            }
+            if owned {
+                // Bytes past the recorded offset (another holder's, unacknowledged) are cut off.
+                let cached = slot.durableOffset
+                if row.offset != cached || (Durable.fileSize(data.part(slot.id)) ?? row.offset) > row.offset {
+                    try slot.file.truncate(to: row.offset)
+                }
+                slot.state.withLock {
+                    $0.durableOffset = row.offset
+                    $0.lease = owner
+                }
+                return true
+            }
+            if clock() >= until { return false }
+            usleep(50_000)
+        }
+    }
+
+    /// Gives the append lease back (the request ended).
+    func releaseLease(_ slot: UploadSlot, ticket: Int) {
+        let owner = "\(replica)/\(ticket)"
+        slot.state.withLock { if $0.lease == owner { $0.lease = nil } }
+        do {
+            try ledger.transaction { (tx) throws(UplinkError) in try tx.release(slot.id, owner: owner) }
+        } catch {
+            logger.warning("cannot release an upload lease (it runs out by itself)", metadata: ["upload": "\(slot.id)", "error": "\(error)"])
+        }
+    }
+
+    /// Renews this replica's append leases and ends the appends another replica asked for.
+    func renewLeases() throws(UplinkError) {
+        let t = clock()
+        let asked = try ledger.transaction { (tx) throws(UplinkError) in try tx.renewLeases(replica: replica, leaseUntil: t + Self.leaseSeconds) }
+        for id in asked {
+            if let slot = slots.withLock({ $0[id] }) { slot.interruptHolder() }
+        }
+    }
+
     /// Records that the bytes up to `offset` are fsynced.
     func recordOffset(_ slot: UploadSlot, _ offset: Int64) throws(UplinkError) {
         CrashPoint.reach("patch-synced")
-        try ledger.setOffset(slot.id, offset)
+        guard let owner = slot.state.withLock({ $0.lease }) else { throw UplinkError(.io, "upload \(slot.id): this request no longer holds its lease") }
+        let t = clock()
+        let recorded = try ledger.transaction { (tx) throws(UplinkError) in try tx.setOffset(slot.id, offset, owner: owner, leaseUntil: t + Self.leaseSeconds) }
+        guard recorded else { throw UplinkError(.io, "upload \(slot.id) was taken over by another replica") }
         slot.state.withLock { $0.durableOffset = max($0.durableOffset, offset) }
         CrashPoint.reach("offset-recorded")
     }
@@ -398,14 +725,15 @@ final class Coordinator: Sendable {
     }
 
     /// Validates the complete frame of `slot` and adds it to the round: the frame is refused
-    /// (with its code) or added to the sum, moved to the round's directory and recorded in the
-    /// ledger, all before this returns, so the `2xx` it leads to acknowledges a durable update.
+    /// (with its code) or added to the sum, recorded in the ledger and moved to the round's
+    /// directory, all before this returns, so the `2xx` it leads to acknowledges a durable update.
     func complete(_ slot: UploadSlot, client: String) throws(UplinkError) -> StoredResponse {
         if let stored = slot.state.withLock({ $0.response }) { return stored }
+        try advance()
         // A round that closed (or an upload that expired) while the body streamed: the late
         // upload's answer, before its (removed) file is touched.
-        let (liveRound, over) = current.withLock { ($0.machine.round, $0.finished) }
-        if slot.round != liveRound || over || slot.phase != "open" {
+        let (liveRound, over, closing) = current.withLock { ($0.machine.round, $0.finished, $0.closing) }
+        if slot.round != liveRound || over || closing || slot.phase != "open" {
             let problem = slot.phase == "expired" && slot.round == liveRound && !over
                 ? Problem.notFound("upload \(slot.id) outlived its max-age")
                 : Problem.roundClosed(slot.round, "round \(slot.round) closed before upload \(slot.id) completed")
@@ -422,7 +750,7 @@ final class Coordinator: Sendable {
                 throw UplinkError(.pipelineNotAllowed, "frame pipeline \(UplinkError.quoted(header.pipeline.description)) is not one this round allows: \(config.pipelines.map { UplinkError.quoted($0.description) }.joined(separator: ", "))")
             }
             let prepared = try aggregator.prepare(frame)
-            outcome = .success(try commit(prepared, frame: frame, slot: slot, client: client))
+            outcome = .success(try commit(prepared, slot: slot, client: client))
         } catch {
             outcome = .failure(error)
         }
@@ -431,7 +759,7 @@ final class Coordinator: Sendable {
             try advance()
             return response
         case .failure(let error):
-            let problem = error.code == .roundClosed ? Problem.roundClosed(slot.round, error.message) : Problem.frameRejected(error, status: error.code == .duplicateClient ? 409 : 422)
+            let problem = error.code == .roundClosed ? Problem.roundClosed(slot.round, error.message) : Problem.frameRejected(error, status: [.duplicateClient, .duplicateFrame].contains(error.code) ? 409 : 422)
             let stored = StoredResponse(status: problem.status, contentType: "application/problem+json", body: problem.json)
             try ledger.finishUpload(slot.id, state: "rejected", code: Int(error.code.rawValue), message: error.message, response: stored.stored)
             slot.state.withLock {
@@ -461,33 +789,50 @@ final class Coordinator: Sendable {
         allowed == frame || allowed.description == frame.description || allowed.descriptor == frame.descriptor
     }
 
-    private func commit(_ prepared: PreparedUpdate, frame: [UInt8], slot: UploadSlot, client: String) throws(UplinkError) -> StoredResponse {
+    private func commit(_ prepared: PreparedUpdate, slot: UploadSlot, client: String) throws(UplinkError) -> StoredResponse {
         try current.withLock { (s) throws(UplinkError) -> StoredResponse in
-            let t = clock()
+            try sync(&s)
             guard s.machine.round == slot.round, !s.finished else { throw UplinkError(.roundClosed, "round \(slot.round) is closed") }
-            switch s.machine.canReport(client, at: t) {
-            case .notSelected?: throw UplinkError(.notSelected, "client \(UplinkError.quoted(client)) was not selected for round \(slot.round)")
-            case .alreadyReported?: throw UplinkError(.duplicateClient, "client \(UplinkError.quoted(client)) already sent an update in round \(slot.round)")
-            case .roundClosed?: throw UplinkError(.roundClosed, "round \(slot.round) closed before the upload completed")
-            case nil: break
-            }
-            let accepted = try s.aggregator.commit(prepared, clientID: client)
-            CrashPoint.reach("accept-summed")
-            // From here the update is in the sum: it must reach the ledger, or the process ends
-            // (a restart rebuilds the sum from the ledger, which then does not have it).
-            let sequence = s.nextSequence
+            var summed = false
             do throws(UplinkError) {
-                try Durable.makeDirectory(data.roundDirectory(slot.round))
-                let file = data.acceptedFile(round: slot.round, sequence: sequence, upload: slot.id)
-                try slot.file.sync()
-                try Durable.rename(data.part(slot.id), to: file)
-                CrashPoint.reach("accept-renamed")
-                let body = Self.acceptanceJSON(round: slot.round, client: client, sequence: sequence, accepted: accepted, upload: slot.id)
-                let stored = StoredResponse(status: 200, contentType: "application/json", body: body)
-                try ledger.accept(Ledger.AcceptedRow(round: slot.round, sequence: sequence, client: client, upload: slot.id, file: file, samples: accepted.samples, bytes: accepted.bytes, at: t), response: stored.stored)
+                let (stored, sequence, accepted, t) = try ledger.locked(round: slot.round) { (tx) throws(UplinkError) -> (StoredResponse, Int, AcceptedUpdate, Double) in
+                    try catchUp(&s, tx)
+                    let t = clock()
+                    guard !s.closing, !s.stale else { throw UplinkError(.roundClosed, "round \(slot.round) closed before the upload completed") }
+                    switch s.machine.canReport(client, at: t) {
+                    case .notSelected?: throw UplinkError(.notSelected, "client \(UplinkError.quoted(client)) was not selected for round \(slot.round)")
+                    case .alreadyReported?: throw UplinkError(.duplicateClient, "client \(UplinkError.quoted(client)) already sent an update in round \(slot.round)")
+                    case .roundClosed?: throw UplinkError(.roundClosed, "round \(slot.round) closed before the upload completed")
+                    case nil: break
+                    }
+                    let digest = prepared.contentDigest.isEmpty ? "" : prepared.contentDigest.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+                    if try tx.hasDigest(round: slot.round, digest: digest) {
+                        throw UplinkError(.duplicateFrame, "an identical frame was already accepted in round \(slot.round); a copy counts once")
+                    }
+                    let accepted = try s.aggregator.commit(prepared, clientID: client)
+                    summed = true
+                    CrashPoint.reach("accept-summed")
+                    // From here the update is in the sum: it must reach the ledger, or the process
+                    // ends (a restart rebuilds the sum from the ledger, which then does not have it).
+                    let sequence = s.nextSequence
+                    let file = data.acceptedFile(round: slot.round, sequence: sequence, upload: slot.id)
+                    try slot.file.sync()
+                    let body = Self.acceptanceJSON(round: slot.round, client: client, sequence: sequence, accepted: accepted, upload: slot.id)
+                    let stored = StoredResponse(status: 200, contentType: "application/json", body: body)
+                    try tx.accept(Ledger.AcceptedRow(
+                        round: slot.round, sequence: sequence, client: client, upload: slot.id, file: file, samples: accepted.samples, bytes: accepted.bytes, at: t,
+                        replica: replica, digest: digest), response: stored.stored)
+                    return (stored, sequence, accepted, t)
+                }
                 CrashPoint.reach("accept-recorded")
+                // Recorded: the frame moves to the round's directory (a crash before this leaves it
+                // in the part file, where ``readAccepted`` finds it).
+                try Durable.makeDirectory(data.roundDirectory(slot.round))
+                try Durable.renameIfPresent(data.part(slot.id), to: data.acceptedFile(round: slot.round, sequence: sequence, upload: slot.id))
+                CrashPoint.reach("accept-renamed")
                 _ = s.machine.report(client, at: t)
-                s.nextSequence += 1
+                s.nextSequence = sequence + 1
+                s.mine.append((UInt64(sequence), accepted.weight))
                 slot.state.withLock {
                     $0.phase = "accepted"
                     $0.response = stored
@@ -495,9 +840,10 @@ final class Coordinator: Sendable {
                 }
                 metrics.frameAccepted(bytes: accepted.bytes)
                 metrics.uploadFinished("accepted")
-                logger.info("frame accepted", metadata: ["round": "\(slot.round)", "client": "\(client)", "sequence": "\(sequence)", "bytes": "\(accepted.bytes)"])
+                logger.info("frame accepted", metadata: ["round": "\(slot.round)", "client": "\(client)", "sequence": "\(sequence)", "bytes": "\(accepted.bytes)", "replica": "\(replica)"])
                 return stored
             } catch {
+                guard summed else { throw error }
                 logger.critical("an accepted update could not be made durable; stopping so a restart rebuilds the round from the ledger", metadata: ["error": "\(error)"])
                 _exit(70)
             }

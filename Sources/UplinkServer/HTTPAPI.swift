@@ -307,29 +307,51 @@ struct HTTPAPI: Sendable {
         return headers
     }
 
-    /// Takes the upload for this request, ending any request that holds it.
-    func take(_ slot: UploadSlot, context: UplinkContext, cancel: @escaping @Sendable () -> Void = {}) async throws -> Int {
-        let channel = context.channel
+    /// Takes the upload for this request, ending any request that holds it: in this process
+    /// (``UploadSlot``), then in the ledger (another replica's append is asked to end, and a
+    /// busy `503` answers when it does not within 3 s).
+    func take(_ slot: UploadSlot, context: UplinkContext?, cancel: @escaping @Sendable () -> Void = {}) async throws -> Int {
+        let channel = context?.channel
         guard let ticket = await slot.acquire(interrupt: {
             cancel()
-            channel.close(promise: nil)
+            channel?.close(promise: nil)
         }) else { throw Problem.uplink(409, "superseded", "a newer request took over this upload", "only the newest request to an upload proceeds") }
+        let claimed: Bool
+        do {
+            claimed = try await io { try coordinator.claim(slot, ticket: ticket) }
+        } catch {
+            slot.release(ticket)
+            throw error
+        }
+        guard claimed else {
+            slot.release(ticket)
+            throw Problem.busy(retryAfter: 1)
+        }
         return ticket
+    }
+
+    /// Ends this request's hold on the upload (the ledger lease is given back on the I/O pool,
+    /// without waiting: a later request of this replica may take it meanwhile).
+    func giveBack(_ slot: UploadSlot, _ ticket: Int) {
+        let coordinator = self.coordinator
+        slot.release(ticket)
+        pool.submit { _ in coordinator.releaseLease(slot, ticket: ticket) }
     }
 
     func head(_ request: Request, id: String, client: String) async throws -> Response {
         let slot = try await ownSlot(id, client: client)
         if ["cancelled", "expired"].contains(slot.phase) { throw gone(slot) }
         // No context channel here: a HEAD does not need to be interruptible, only to interrupt.
-        let ticket = await slot.acquire(interrupt: {})
-        defer { if let ticket { slot.release(ticket) } }
+        let ticket = try await take(slot, context: nil)
+        defer { giveBack(slot, ticket) }
+        if ["cancelled", "expired"].contains(slot.phase) { throw gone(slot) }
         return Response(status: .noContent, headers: uploadHeaders(slot, request))
     }
 
     func delete(_ request: Request, id: String, client: String) async throws -> Response {
         let slot = try await ownSlot(id, client: client)
-        let ticket = await slot.acquire(interrupt: {})
-        defer { if let ticket { slot.release(ticket) } }
+        let ticket = try await take(slot, context: nil)
+        defer { giveBack(slot, ticket) }
         switch slot.phase {
         case "open": try await io { try coordinator.cancel(slot) }
         case "cancelled", "expired": throw gone(slot)
@@ -406,7 +428,7 @@ struct HTTPAPI: Sendable {
             interrupted.withLock { $0 = true }
             work.withLock { $0?.cancel() }
         }
-        defer { slot.release(ticket) }
+        defer { giveBack(slot, ticket) }
         switch slot.phase {
         case "open": break
         case "accepted", "rejected":

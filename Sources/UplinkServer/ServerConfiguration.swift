@@ -71,6 +71,16 @@ public struct ServerConfiguration: Sendable {
     public var tls: (certificate: String, key: String)? = nil
     /// Serve plain HTTP on a non-loopback address (tokens then cross the network in clear).
     public var insecurePlaintext = false
+    /// The ledger: `nil` for the embedded SQLite file in the data directory (one machine), or a
+    /// `postgres://user[:password]@host[:port]/database` URL shared by several replicas, whose
+    /// data directories must then be one shared directory (`docs/scaling.md`).
+    public var database: String? = nil
+    /// This replica's name, unique among the replicas of one ledger: letters, digits, `.` and
+    /// `-`, at most 64. Default `main`.
+    public var replica: String = "main"
+    /// Seconds the replica closing a round waits for a running replica's partial sum before it
+    /// decodes that replica's frames itself. Default 10.
+    public var mergeWaitSeconds: Double = 10
 
     /// A configuration with the required parts; every other field has its documented default.
     public init(dataDirectory: String, layout: ModelLayout, initialModel: [Float], pipelines: [Pipeline], rules: RoundRules, tokenSecret: [UInt8]) throws(UplinkError) {
@@ -101,6 +111,10 @@ public struct ServerConfiguration: Sendable {
               limits.minimumBytesPerSecond >= 0, limits.rateWindowSeconds > 0, limits.idleTimeoutSeconds > 0, limits.requestHeadTimeoutSeconds > 0,
               limits.maxConnections >= 1, limits.syncEveryBytes >= 1, (limits.maxUploadBytes ?? 1) >= 1
         else { throw UplinkError(.invalidArgument, "upload limits must be positive") }
+        guard !replica.isEmpty, replica.utf8.count <= 64,
+              replica.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2E || $0 == 0x2D })
+        else { throw UplinkError(.invalidArgument, "--replica \(UplinkError.quoted(replica)): use 1–64 letters, digits, '.' or '-'") }
+        guard mergeWaitSeconds >= 0, mergeWaitSeconds.isFinite else { throw UplinkError(.invalidArgument, "--merge-wait must be a finite number of seconds ≥ 0") }
         if tls == nil && !insecurePlaintext && !Self.isLoopback(host) {
             throw UplinkError(.invalidArgument, "refusing plain HTTP on \(host): bearer tokens would cross the network in clear; give --tls-cert and --tls-key, or --insecure-plaintext")
         }

@@ -3,7 +3,10 @@ import UplinkCodec
 
 /// The coordinator's files under `--data DIR`:
 ///
-/// - `uplink.sqlite` (+ `-wal`): the round ledger (``Ledger``).
+/// - `uplink.sqlite` (+ `-wal`): the round ledger (``Ledger``), unless `--database` names a
+///   PostgreSQL server (then this directory is the replicas' shared store).
+/// - `rounds/<round>/partial-<replica>.uplp`: a replica's partial sum of the round
+///   (``PartialAggregate``), left for the replica that closes it.
 /// - `uploads/<id>.part`: the bytes of an upload in progress; its durable length is the
 ///   ledger's offset (bytes past it, written but not yet recorded, are cut off on restart).
 /// - `rounds/<round>/<seq>-<upload>.upl`: accepted frames, in acceptance order.
@@ -32,6 +35,8 @@ struct DataDirectory: Sendable {
     func acceptedFile(round: UInt64, sequence: Int, upload: String) -> String {
         roundDirectory(round) + "/" + String(repeating: "0", count: max(0, 6 - String(sequence).count)) + "\(sequence)-\(upload).upl"
     }
+    /// A replica's partial sum of `round`, left for the replica that closes it (`docs/scaling.md`).
+    func partialAggregate(round: UInt64, replica: String) -> String { roundDirectory(round) + "/partial-\(replica).uplp" }
     func globalModel(_ round: UInt64) -> String { models + "/global-\(round).upl" }
     func downlinkModel(_ round: UInt64) -> String { models + "/downlink-\(round).upl" }
     func optimizerState(_ round: UInt64) -> String { models + "/optimizer-\(round).upla" }
@@ -67,6 +72,20 @@ enum Durable {
         let a = (from as NSString).deletingLastPathComponent, b = (to as NSString).deletingLastPathComponent
         try syncDirectory(b)
         if a != b { try syncDirectory(a) }
+    }
+
+    /// Renames `from` to `to` durably unless another process already did (`from` gone and
+    /// `to` there): replicas may both finish moving a recorded frame.
+    static func renameIfPresent(_ from: String, to: String) throws(UplinkError) {
+        if Foundation.rename(from, to) == 0 {
+            let a = (from as NSString).deletingLastPathComponent, b = (to as NSString).deletingLastPathComponent
+            try syncDirectory(b)
+            if a != b { try syncDirectory(a) }
+            return
+        }
+        let failure = errno
+        if failure == ENOENT, fileSize(to) != nil { return }
+        throw UplinkError(.io, "cannot rename \(from) to \(to): \(String(cString: strerror(failure)))")
     }
 
     static func fileSize(_ path: String) -> Int64? {
@@ -149,6 +168,11 @@ final class PartialFile: @unchecked Sendable {
             guard n > 0 else { throw UplinkError(.io, "cannot write upload file \(path): \(Durable.lastError())") }
             done += n
         }
+    }
+
+    /// Cuts the file to `length` bytes (what a previous holder wrote past the recorded offset).
+    func truncate(to length: Int64) throws(UplinkError) {
+        guard ftruncate(fd, off_t(length)) == 0 else { throw UplinkError(.io, "cannot truncate upload file \(path): \(Durable.lastError())") }
     }
 
     /// fsyncs the data written so far.

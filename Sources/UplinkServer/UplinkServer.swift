@@ -21,7 +21,17 @@ public enum UplinkServer {
     public static func run(_ config: ServerConfiguration, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
         let pool = NIOThreadPool(numberOfThreads: 8)
         pool.start()
-        defer { pool.shutdownGracefully { _ in } }
+        do {
+            try await serve(config, logger: logger, pool: pool, onListening: onListening)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+        // Work handed to the pool without waiting (lease releases) finishes before the ledger closes.
+        try? await pool.shutdownGracefully()
+    }
+
+    static func serve(_ config: ServerConfiguration, logger: Logger, pool: NIOThreadPool, onListening: @escaping @Sendable (String) -> Void) async throws {
         let done = AsyncStream<Void>.makeStream()
         let metrics = ServerMetrics()
         let coordinator = try Coordinator(config: config, logger: logger, metrics: metrics) { done.continuation.yield() }
@@ -86,10 +96,12 @@ struct RoundClock: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(250))
             let expire = ticks % 240 == 0
+            let renew = ticks % 4 == 0
             ticks += 1
             do {
                 try await pool.runIfActive {
                     try coordinator.advance()
+                    if renew { try coordinator.renewLeases() }
                     if expire { try coordinator.expireUploads() }
                 }
             } catch {

@@ -24,6 +24,8 @@ final class UploadSlot: Sendable {
         var waiters: [(ticket: Int, resume: CheckedContinuation<Bool, Never>, interrupt: @Sendable () -> Void)] = []
         var held = false
         var nextTicket = 1
+        /// The ledger lease (`<replica>/<ticket>`) the request holding the slot has, if any.
+        var lease: String?
     }
 
     let state: Locked<State>
@@ -76,6 +78,12 @@ final class UploadSlot: Sendable {
             if let immediate { c.resume(returning: immediate) }
         }
         return granted ? ticket : nil
+    }
+
+    /// Ends the request that holds the upload (another replica asked for it).
+    func interruptHolder() {
+        let holder = state.withLock { $0.held ? $0.holder : nil }
+        holder?()
     }
 
     /// Hands the upload to the newest waiter, if any.

@@ -35,12 +35,12 @@ import UplinkTestSupport
         }
     }
 
-    @Test func everyUploadArrivesIdenticalAndCountsOnceWhateverTheCut() throws {
+    @Test(arguments: LedgerBackend.allCases) func everyUploadArrivesIdenticalAndCountsOnceWhateverTheCut(_ backend: LedgerBackend) throws {
         // The round stays open for every trial: K = 1,000, all of them selected.
         let c = try TestCoordinator([
             "--pipeline", Self.pipeline, "--reports", "1000", "--over-selection", "1",
             "--max-append-bytes", "1024", "--max-open-uploads", "4",
-        ])
+        ], backend: backend)
         let proxy = try CuttingProxy(targetPort: c.port)
         defer { proxy.close() }
         let options = ResumableUpload.Options(appendSize: Self.appendSize, requestTimeout: 10, maxRequests: 60, retryDuration: 20, backoff: 0.01)

@@ -8,9 +8,9 @@ import UplinkTestSupport
 /// Rounds on the real server: over-selection, the K-th report, the deadline, abandonment,
 /// late uploads, the next round, and the published model equal to `uplink aggregate` offline.
 @Suite(.serialized) struct ServerRoundTests {
-    @Test func overSelectionThenComeBackLater() throws {
+    @Test(arguments: LedgerBackend.allCases) func overSelectionThenComeBackLater(_ backend: LedgerBackend) throws {
         // K = 2, 1.5×: three clients selected, the fourth told when to come back.
-        let c = try TestCoordinator(["--over-selection", "1.5"])
+        let c = try TestCoordinator(["--over-selection", "1.5"], backend: backend)
         for client in ["a", "b", "c"] { #expect(try c.checkIn(client)["status"] as? String == "selected") }
         let fourth = try c.request("POST", "/v1/checkin", token: c.token("d"))
         let json = try #require(fourth.json())
@@ -23,8 +23,8 @@ import UplinkTestSupport
         #expect(try c.status(round: 1)["state"] as? String == "reporting")
     }
 
-    @Test func theKthReportClosesTheRoundAndTheModelEqualsOfflineAggregation() throws {
-        let c = try TestCoordinator(["--reports", "3", "--over-selection", "2"])
+    @Test(arguments: LedgerBackend.allCases) func theKthReportClosesTheRoundAndTheModelEqualsOfflineAggregation(_ backend: LedgerBackend) throws {
+        let c = try TestCoordinator(["--reports", "3", "--over-selection", "2"], backend: backend)
         let clients = ["p1", "p2", "p3", "p4"]
         for client in clients { _ = try c.checkIn(client) }
         var files: [String] = []
@@ -52,9 +52,9 @@ import UplinkTestSupport
         #expect(served.map(\.bitPattern) == expected.map(\.bitPattern))
     }
 
-    @Test func theDeadlineClosesWithWhatArrivedOrAbandons() throws {
+    @Test(arguments: LedgerBackend.allCases) func theDeadlineClosesWithWhatArrivedOrAbandons(_ backend: LedgerBackend) throws {
         // K = 3, at least 2 to close; a 3 s deadline.
-        let c = try TestCoordinator(["--reports", "3", "--deadline", "3", "--min-fraction", "0.6"])
+        let c = try TestCoordinator(["--reports", "3", "--deadline", "3", "--min-fraction", "0.6"], backend: backend)
         _ = try c.checkIn("x1")
         let (one, _) = c.upload(try TestCoordinator.frame(seed: 300, round: 1), client: "x1", round: 1)
         guard case .accepted = one else { Issue.record("\(one)"); return }
@@ -72,8 +72,8 @@ import UplinkTestSupport
         #expect(try c.model(round: 3).map(\.bitPattern) != (try c.model(round: 2)).map(\.bitPattern))
     }
 
-    @Test func anUploadStillOpenWhenTheRoundClosesIsRefused() throws {
-        let c = try TestCoordinator(["--reports", "1", "--over-selection", "2"])
+    @Test(arguments: LedgerBackend.allCases) func anUploadStillOpenWhenTheRoundClosesIsRefused(_ backend: LedgerBackend) throws {
+        let c = try TestCoordinator(["--reports", "1", "--over-selection", "2"], backend: backend)
         _ = try c.checkIn("slow")
         _ = try c.checkIn("fast")
         let slowFrame = try TestCoordinator.frame(seed: 400, round: 1)
@@ -92,14 +92,14 @@ import UplinkTestSupport
         #expect(try c.status(round: 1)["accepted"] as? Int == 1)
     }
 
-    @Test func roundsLimitEndsTheRunWithExitZero() throws {
-        let c = try TestCoordinator(["--reports", "1", "--rounds", "2"])
+    @Test(arguments: LedgerBackend.allCases) func roundsLimitEndsTheRunWithExitZero(_ backend: LedgerBackend) throws {
+        let c = try TestCoordinator(["--reports", "1", "--rounds", "2"], backend: backend)
         for round in 1...2 {
             #expect(try c.checkIn("r")["round"] as? Int == round)
             let (o, _) = c.upload(try TestCoordinator.frame(seed: UInt64(500 + round), round: UInt64(round)), client: "r", round: UInt64(round))
             guard case .accepted = o else { Issue.record("round \(round): \(o)"); return }
         }
-        #expect(c.server.waitForExit(timeout: 15) == 0)
+        #expect(c.server.waitForExit(timeout: 15) == 0, "\(c.server.stderrText.suffix(4000))")
         #expect(FileManager.default.fileExists(atPath: c.data.appendingPathComponent("models/final.upl").path))
     }
 }

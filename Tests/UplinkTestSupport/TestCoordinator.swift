@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import UplinkCodec
 import UplinkServer
 import UplinkTensorIO
@@ -20,7 +21,8 @@ public final class TestCoordinator {
 
     /// Starts a server; `arguments` come after the required ones (defaults: K = 2, fp32 | lz4 and
     /// the sparse pipeline allowed, a 600 s deadline).
-    public init(_ arguments: [String] = [], environment: [String: String] = [:], scratch: ScratchDirectory? = nil) throws {
+    /// On `backend` (SQLite in the data directory, or a fresh PostgreSQL database).
+    public init(_ arguments: [String] = [], environment: [String: String] = [:], scratch: ScratchDirectory? = nil, backend: LedgerBackend = .sqlite) throws {
         let s = try scratch ?? ScratchDirectory()
         self.scratch = s
         data = s.url.appendingPathComponent("data")
@@ -33,7 +35,7 @@ public final class TestCoordinator {
         if !arguments.contains("--pipeline") { args += ["--pipeline", "fp32 | lz4", "--pipeline", "ef | topk 10% | int8 | lz4"] }
         if !arguments.contains("--reports") { args += ["--reports", "2"] }
         if !arguments.contains("--deadline") { args += ["--deadline", "600"] }
-        self.arguments = args + arguments
+        self.arguments = args + arguments + (try backend.serveArguments())
         self.environment = environment
         server = try ServerProcess(arguments: self.arguments, environment: environment, dataDirectory: data)
     }
@@ -98,5 +100,68 @@ public final class TestCoordinator {
     /// Runs `uplink` (another subcommand) and returns status and output.
     public static func cli(_ arguments: [String], in directory: URL) throws -> ToolResult {
         try runTool(UplinkExecutable.url, arguments, in: directory)
+    }
+}
+
+/// The ledger backend a server test runs on: the same tests pass on both (issue 16).
+public enum LedgerBackend: String, Sendable, CaseIterable, CustomTestStringConvertible {
+    case sqlite, postgres
+    public var testDescription: String { rawValue }
+    /// The `uplink serve` arguments that select it (a fresh PostgreSQL database each time).
+    public func serveArguments() throws -> [String] {
+        switch self {
+        case .sqlite: return []
+        case .postgres: return ["--database", try TestPostgres.newDatabase()]
+        }
+    }
+}
+
+/// A real PostgreSQL server for the tests: `UPLINK_TEST_POSTGRES` (a URL, as `scripts/test`
+/// exports after `scripts/postgres start`), or else one this process starts with
+/// `scripts/postgres` and stops when it exits.
+public enum TestPostgres {
+    static let started = Locked<String?>(nil)
+    nonisolated(unsafe) static var ownDirectory: String?
+
+    /// The server's URL (its `uplink` database).
+    public static func url() throws -> String {
+        try started.withLock { (u) throws -> String in
+            if let u { return u }
+            if let env = ProcessInfo.processInfo.environment["UPLINK_TEST_POSTGRES"], !env.isEmpty {
+                u = env
+                return env
+            }
+            let dir = "/tmp/uplink-test-pg-\(getpid())"
+            let port = 56000 + Int(getpid() % 900)
+            let r = try runTool(script, ["start", dir, String(port)], in: URL(fileURLWithPath: "/tmp"))
+            guard r.status == 0 else { throw UplinkError(.io, "scripts/postgres start: \(r.stderr)") }
+            ownDirectory = dir
+            atexit {
+                if let d = TestPostgres.ownDirectory { _ = try? runTool(TestPostgres.script, ["stop", d], in: URL(fileURLWithPath: "/tmp")) }
+            }
+            let url = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            u = url
+            return url
+        }
+    }
+
+    static var script: URL { Fixtures.root.deletingLastPathComponent().appendingPathComponent("scripts/postgres") }
+
+    /// A new, empty database on the server; its URL.
+    public static func newDatabase() throws -> String {
+        let base = try url()
+        guard var u = URLComponents(string: base) else { throw UplinkError(.io, "bad test PostgreSQL URL \(base)") }
+        let name = "t\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        let r = try runTool(script, ["createdb", base, name], in: URL(fileURLWithPath: "/tmp"))
+        guard r.status == 0 else { throw UplinkError(.io, "scripts/postgres createdb: \(r.stderr)") }
+        u.path = "/" + name
+        return u.string!
+    }
+
+    /// Runs `sql` on the database `url` with psql; its output.
+    public static func psql(_ url: String, _ sql: String) throws -> String {
+        let r = try runTool(script, ["psql", url, sql], in: URL(fileURLWithPath: "/tmp"))
+        guard r.status == 0 else { throw UplinkError(.io, "psql: \(r.stderr)") }
+        return r.stdout
     }
 }

@@ -1,27 +1,9 @@
 import CUplinkSQLite
 import UplinkCodec
 
-/// A value bound to or read from a SQLite statement.
-enum SQLValue: Sendable, Hashable {
-    case int(Int64)
-    case real(Double)
-    case text(String)
-    case null
-
-    var int: Int64? { if case .int(let v) = self { return v } else { return nil } }
-    var real: Double? {
-        switch self {
-        case .real(let v): return v
-        case .int(let v): return Double(v)
-        default: return nil
-        }
-    }
-    var text: String? { if case .text(let v) = self { return v } else { return nil } }
-}
-
 /// One SQLite connection to the system library (WAL journal, `synchronous=FULL`: a committed
 /// transaction is on disk, WAL and directory fsynced, before `execute` returns). Not
-/// thread-safe by itself: ``Ledger`` serializes every use behind one lock.
+/// thread-safe by itself: ``SQLiteDatabase`` serializes every use behind one lock.
 final class SQLiteConnection {
     private var db: OpaquePointer?
     let path: String
@@ -50,7 +32,10 @@ final class SQLiteConnection {
 
     /// Runs `sql` with `bindings`, returning every row.
     @discardableResult
-    func execute(_ sql: String, _ bindings: [SQLValue] = []) throws(UplinkError) -> [[SQLValue]] {
+    func execute(_ sql: String, _ bindings: [SQLValue] = []) throws(UplinkError) -> [[SQLValue]] { try run(sql, bindings).rows }
+
+    /// Runs `sql` with `bindings`: its rows and the rows it changed.
+    func run(_ sql: String, _ bindings: [SQLValue]) throws(UplinkError) -> SQLResult {
         var statement: OpaquePointer?
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK, let statement else { throw error("prepare \(sql.prefix(60))") }
         defer { sqlite3_finalize(statement) }
@@ -82,7 +67,7 @@ final class SQLiteConnection {
             }
             rows.append(row)
         }
-        return rows
+        return SQLResult(rows: rows, changes: Int(sqlite3_changes(db)))
     }
 
     /// Runs `body` inside one transaction: all of it is committed (durably) or none.
@@ -96,5 +81,41 @@ final class SQLiteConnection {
             _ = try? execute("ROLLBACK")
             throw error
         }
+    }
+}
+
+extension SQLiteConnection: SQLSession {
+    func execute(_ sql: String, _ bindings: [SQLValue]) throws(UplinkError) -> SQLResult { try run(sql, bindings) }
+}
+
+/// The embedded ledger database: one SQLite file, one connection, every transaction behind one
+/// process lock (`BEGIN IMMEDIATE`).
+final class SQLiteDatabase: LedgerDatabase {
+    let dialect = SQLDialect.sqlite
+    let location: String
+    private let lock = Locked(())
+    private let exclusive = Locked(Set<Int64>())
+    // Only touched under `lock`.
+    private nonisolated(unsafe) let connection: SQLiteConnection
+
+    init(path: String) throws(UplinkError) {
+        location = path
+        connection = try SQLiteConnection(path: path)
+    }
+
+    func transaction<T>(_ body: (any SQLSession) throws(UplinkError) -> T) throws(UplinkError) -> T {
+        try lock.withLock { (_) throws(UplinkError) -> T in
+            try connection.transaction { () throws(UplinkError) -> T in try body(connection) }
+        }
+    }
+
+    func holdForever(_ key: Int64) throws(UplinkError) -> Bool { exclusive.withLock { $0.insert(key).inserted } }
+
+    func isLockFree(_ key: Int64) throws(UplinkError) -> Bool { !exclusive.withLock { $0.contains(key) } }
+
+    func withExclusiveLock<T>(_ key: Int64, _ body: () throws(UplinkError) -> T) throws(UplinkError) -> T? {
+        guard exclusive.withLock({ $0.insert(key).inserted }) else { return nil }
+        defer { _ = exclusive.withLock { $0.remove(key) } }
+        return try body()
     }
 }
