@@ -680,6 +680,13 @@ final class Coordinator: Sendable {
                 }
                 return true
             }
+            // A holder whose replica is not running (its lifetime lock is free) lost the upload
+            // with it: no need to wait for its lease to run out.
+            if let holder = row.owner, let name = holder.split(separator: "/").first.map(String.init), name != replica,
+               try ledger.db.isLockFree(LockKey.replica(name)),
+               try ledger.transaction({ (tx) throws(UplinkError) in try tx.takeOver(slot.id, from: holder, owner: owner, leaseUntil: clock() + Self.leaseSeconds) }) {
+                continue
+            }
             if clock() >= until { return false }
             usleep(50_000)
         }
@@ -861,6 +868,8 @@ final class Coordinator: Sendable {
     // MARK: Status
 
     func status(round: UInt64) throws(UplinkError) -> [String: Any]? {
+        // What the other replicas recorded counts too.
+        try advance()
         guard let row = try ledger.round(round) else { return nil }
         let uploads = try ledger.uploads(round: round)
         var rejected: [Int: Int] = [:]
@@ -870,11 +879,11 @@ final class Coordinator: Sendable {
             if u.state == "rejected", let code = u.code { rejected[code, default: 0] += 1 }
         }
         let accepted = try ledger.accepted(round: round)
-        let (machine, finished) = current.withLock { ($0.machine, $0.finished) }
+        let (machine, finished, closing) = current.withLock { ($0.machine, $0.finished, $0.closing) }
         let live = machine.round == round && !finished
         var out: [String: Any] = [
             "round": round,
-            "state": live ? Self.stateName(machine.state) : row.state,
+            "state": live ? (machine.isOpen && !closing ? Self.stateName(machine.state) : "closing") : row.state,
             "openedAt": Self.iso(row.openedAt),
             "targetReports": config.rules.targetReports,
             "selectionGoal": config.rules.selectionGoal,

@@ -301,6 +301,11 @@ struct LedgerSession {
         return (try upload(id), took)
     }
 
+    /// Takes the upload from `holder` (a replica that is not running) for `owner`; whether it did.
+    func takeOver(_ id: String, from holder: String, owner: String, leaseUntil: Double) throws(UplinkError) -> Bool {
+        try tx.execute("UPDATE uploads SET owner = ?, lease_until = ?, interrupt = 0 WHERE id = ? AND state = 'open' AND owner = ?", [.text(owner), .real(leaseUntil), .text(id), .text(holder)]).changes == 1
+    }
+
     /// Gives the upload up (its append ended), if `owner` holds it.
     func release(_ id: String, owner: String) throws(UplinkError) {
         try tx.execute("UPDATE uploads SET owner = NULL, lease_until = NULL WHERE id = ? AND owner = ?", [.text(id), .text(owner)])
