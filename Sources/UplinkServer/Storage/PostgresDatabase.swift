@@ -62,10 +62,7 @@ final class PostgresDatabase: LedgerDatabase, @unchecked Sendable {
         } else {
             // On an event loop nothing may wait: the connections are closed and kept alive
             // until they are (their own deinit insists), and the group is left to the process's end.
-            for c in connections {
-                let keep = Unmanaged.passRetained(c)
-                c.close().whenComplete { _ in keep.release() }
-            }
+            for c in connections { Self.close(c) }
         }
     }
 
@@ -115,9 +112,16 @@ final class PostgresDatabase: LedgerDatabase, @unchecked Sendable {
         if healthy && !c.isClosed && !closed.withLock({ $0 }) {
             idle.withLock { $0.append(c) }
         } else {
-            let _: EventLoopFuture<Void> = c.close()
+            Self.close(c)
         }
         giveSlot()
+    }
+
+    /// Closes `c` without waiting; the close callback keeps it alive until it is closed
+    /// (PostgresConnection must not be freed open).
+    static func close(_ c: PostgresConnection) {
+        let f: EventLoopFuture<Void> = c.close()
+        f.whenComplete { _ in withExtendedLifetime(c) {} }
     }
 
     static func error(_ error: any Error, location: String, doing: String) -> UplinkError {
@@ -206,8 +210,9 @@ final class PostgresDatabase: LedgerDatabase, @unchecked Sendable {
             checkin(c, healthy: true)
             return value
         } catch {
-            _ = try? session.execute("ROLLBACK", [])
-            checkin(c, healthy: false)
+            // A statement that failed leaves the connection usable once rolled back.
+            let rolledBack = (try? session.execute("ROLLBACK", [])) != nil
+            checkin(c, healthy: rolledBack)
             throw error
         }
     }
