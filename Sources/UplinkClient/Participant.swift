@@ -213,7 +213,7 @@ public actor UplinkParticipant {
                                    modelBytes: (model["bytes"] as? NSNumber)?.intValue, uploadURL: uploadURL,
                                    maxUploadBytes: (upload["maxBytes"] as? NSNumber)?.intValue, deadline: Date().addingTimeInterval(left))
                 if let last = state.lastReportedRound, round <= last {
-                    return .retry(after: max(1, left), reason: "already-reported")
+                    return .retry(after: max(1, min(10, left)), reason: "already-reported")
                 }
                 return .selected(a)
             default:

@@ -545,7 +545,8 @@ final class Coordinator: Sendable {
                     // A client whose update is in comes back for the next round.
                     if s.machine.reported.contains(client) {
                         metrics.checkIn("retry")
-                        return .retry(after: max(1, s.machine.timeLeft(at: t).rounded(.up)), reason: "already-reported")
+                        // Soon: the round may close at its K-th report well before the deadline.
+                        return .retry(after: max(1, min(10, s.machine.timeLeft(at: t)).rounded(.up)), reason: "already-reported")
                     }
                     switch s.machine.checkIn(client, at: t) {
                     case .selected(let deadline):
