@@ -61,6 +61,10 @@ final class Coordinator: Sendable {
     let authority: TokenAuthority
     /// This replica's name (`--replica`), recorded with each frame it accepts.
     let replica: String
+    /// This process of the replica (`<name>:<random>`): upload leases name it, and it holds a
+    /// lock of its own for its life, so a lease a dead process left is seen as dead even after
+    /// the replica restarted under the same name.
+    let incarnation: String
     /// Called once when the last round (``ServerConfiguration/rounds``) has closed.
     let onFinished: @Sendable () -> Void
 
@@ -133,6 +137,8 @@ final class Coordinator: Sendable {
         self.clock = clock
         self.onFinished = onFinished
         self.replica = config.replica
+        let incarnation = config.replica + ":" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        self.incarnation = incarnation
         self.authority = try TokenAuthority(secret: config.tokenSecret)
         self.maxUploadBytes = try Self.uploadBound(config)
         let data = try DataDirectory(config.dataDirectory)
@@ -146,6 +152,7 @@ final class Coordinator: Sendable {
         guard try db.holdForever(LockKey.replica(config.replica)) else {
             throw UplinkError(.stateMismatch, "replica \(UplinkError.quoted(config.replica)) is already running against \(db.location): give each replica its own --replica")
         }
+        guard try db.holdForever(LockKey.replica(incarnation)) else { throw UplinkError(.io, "cannot take this process's lock \(incarnation)") }
         let ledger = try Ledger(database: db, fingerprint: config.layout.fingerprint, parameterCount: config.layout.parameterCount)
         self.ledger = ledger
         let started = clock()
@@ -651,12 +658,12 @@ final class Coordinator: Sendable {
     /// replica to end its append and waits up to `wait` seconds. Whether the lease is held (or
     /// the upload is no longer open).
     func claim(_ slot: UploadSlot, ticket: Int, wait: Double = 3) throws(UplinkError) -> Bool {
-        let owner = "\(replica)/\(ticket)"
+        let owner = "\(incarnation)/\(ticket)"
         let until = clock() + wait
         while true {
             let t = clock()
             let (row, owned) = try ledger.transaction { (tx) throws(UplinkError) in
-                try tx.claim(slot.id, owner: owner, replica: replica, now: t, leaseUntil: t + Self.leaseSeconds)
+                try tx.claim(slot.id, owner: owner, replica: incarnation, now: t, leaseUntil: t + Self.leaseSeconds)
             }
             guard let row else { return true }
             if row.state != "open" {
@@ -683,8 +690,8 @@ final class Coordinator: Sendable {
             }
             // A holder whose replica is not running (its lifetime lock is free) lost the upload
             // with it: no need to wait for its lease to run out.
-            if let holder = row.owner, let name = holder.split(separator: "/").first.map(String.init), name != replica,
-               try ledger.db.isLockFree(LockKey.replica(name)),
+            if let holder = row.owner, let process = holder.split(separator: "/").first.map(String.init), process != incarnation,
+               try ledger.db.isLockFree(LockKey.replica(process)),
                try ledger.transaction({ (tx) throws(UplinkError) in try tx.takeOver(slot.id, from: holder, owner: owner, leaseUntil: clock() + Self.leaseSeconds) }) {
                 continue
             }
@@ -695,7 +702,7 @@ final class Coordinator: Sendable {
 
     /// Gives the append lease back (the request ended).
     func releaseLease(_ slot: UploadSlot, ticket: Int) {
-        let owner = "\(replica)/\(ticket)"
+        let owner = "\(incarnation)/\(ticket)"
         slot.state.withLock { if $0.lease == owner { $0.lease = nil } }
         do {
             try ledger.transaction { (tx) throws(UplinkError) in try tx.release(slot.id, owner: owner) }
@@ -707,7 +714,7 @@ final class Coordinator: Sendable {
     /// Renews this replica's append leases and ends the appends another replica asked for.
     func renewLeases() throws(UplinkError) {
         let t = clock()
-        let asked = try ledger.transaction { (tx) throws(UplinkError) in try tx.renewLeases(replica: replica, leaseUntil: t + Self.leaseSeconds) }
+        let asked = try ledger.transaction { (tx) throws(UplinkError) in try tx.renewLeases(replica: incarnation, leaseUntil: t + Self.leaseSeconds) }
         for id in asked {
             if let slot = slots.withLock({ $0[id] }) { slot.interruptHolder() }
         }

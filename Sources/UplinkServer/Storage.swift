@@ -150,7 +150,9 @@ final class PartialFile: @unchecked Sendable {
             close(fd)
             throw UplinkError(.io, "upload file \(path) has \(st.st_size) bytes, fewer than its recorded offset \(durableOffset): it was damaged outside the server")
         }
-        if Int64(st.st_size) > durableOffset { _ = ftruncate(fd, off_t(durableOffset)) }
+        // Only a creator cuts here: an upload another request may be appending to (on another
+        // replica) is cut by ``Coordinator/claim`` under its lease, never by merely opening it.
+        if create && Int64(st.st_size) > durableOffset { _ = ftruncate(fd, off_t(durableOffset)) }
         if create {
             guard fsync(fd) == 0 else { close(fd); throw UplinkError(.io, "cannot fsync \(path): \(Durable.lastError())") }
             try Durable.syncDirectory((path as NSString).deletingLastPathComponent)

@@ -114,7 +114,8 @@ final class ScriptedServer: Sendable {
         } catch UplinkClientError.unreachable(let attempts, let last) {
             #expect(attempts == 6 && last.contains("503"), "\(attempts) \(last)")
         }
-        #expect(Date().timeIntervalSince(t0) < 5)
+        // Far below one Retry-After of 3600 s; loose, because other suites load the machine.
+        #expect(Date().timeIntervalSince(t0) < 20)
         #expect(busy.requests.withLock { $0.count } == 6)
         // Not HTTP at all.
         let garbage = try ScriptedServer { _, _ in Array("SSH-2.0-OpenSSH\r\n\u{0}\u{1}\u{2}".utf8) }

@@ -24,6 +24,14 @@ import UplinkTestSupport
             live.withLock { $0 = replicas.map(\.port) }
         }
 
+        /// Replicas started elsewhere, for the checks and logs.
+        init(adopting replicas: [TestCoordinator], scratch: ScratchDirectory, database: String) throws {
+            self.scratch = scratch
+            self.database = database
+            self.replicas = replicas
+            live.withLock { $0 = replicas.map(\.port) }
+        }
+
         var first: TestCoordinator { replicas[0] }
 
         /// A port of a running replica, chosen at random per request (a load balancer that

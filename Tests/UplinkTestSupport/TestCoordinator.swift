@@ -133,13 +133,14 @@ public enum TestPostgres {
             }
             let dir = "/tmp/uplink-test-pg-\(getpid())"
             let port = 56000 + Int(getpid() % 900)
-            let r = try runTool(script, ["start", dir, String(port)], in: URL(fileURLWithPath: "/tmp"))
-            guard r.status == 0 else { throw UplinkError(.io, "scripts/postgres start: \(r.stderr)") }
+            // Not runTool: the server daemon would keep its pipes open. The URL is the script's.
+            let status = try runDetached(script, ["start", dir, String(port)])
+            guard status == 0 else { throw UplinkError(.io, "scripts/postgres start exited \(status)") }
             ownDirectory = dir
             atexit {
                 if let d = TestPostgres.ownDirectory { _ = try? runTool(TestPostgres.script, ["stop", d], in: URL(fileURLWithPath: "/tmp")) }
             }
-            let url = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let url = "postgres://uplink@127.0.0.1:\(port)/uplink"
             u = url
             return url
         }
@@ -164,4 +165,65 @@ public enum TestPostgres {
         guard r.status == 0 else { throw UplinkError(.io, "psql: \(r.stderr)") }
         return r.stdout
     }
+}
+
+/// A TCP port on 127.0.0.1 nothing listens on now (bound, read, released).
+public func unusedLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw UplinkError(.io, "socket: \(errno)") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard bound == 0 else { throw UplinkError(.io, "bind: \(errno)") }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// nginx (Debian's) in front of replicas, with `scripts/cluster`'s configuration.
+public final class TestNginx {
+    public let port: Int
+    let directory: String
+    static var script: URL { Fixtures.root.deletingLastPathComponent().appendingPathComponent("scripts/cluster") }
+
+    public init(replicaPorts: [Int], in scratch: ScratchDirectory) throws {
+        port = try unusedLoopbackPort()
+        directory = scratch.path("nginx")
+        try FileManager.default.createDirectory(atPath: directory + "/nginx-tmp", withIntermediateDirectories: true)
+        chmod(directory + "/nginx-tmp", 0o777)
+        let conf = try runTool(Self.script, ["nginx-conf", directory, String(port)] + replicaPorts.map(String.init), in: scratch.url)
+        guard conf.status == 0 else { throw UplinkError(.io, "nginx-conf: \(conf.stderr)") }
+        try conf.stdout.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
+        let bin = FileManager.default.fileExists(atPath: "/usr/sbin/nginx") ? "/usr/sbin/nginx" : "/usr/bin/nginx"
+        // Not runTool: a daemon would inherit its pipes and runTool would wait for them forever.
+        let status = try runDetached(URL(fileURLWithPath: bin), ["-p", directory, "-c", directory + "/nginx.conf", "-g", "daemon on;"])
+        guard status == 0 else { throw UplinkError(.io, "nginx exited \(status): \((try? String(contentsOfFile: directory + "/nginx-error.log", encoding: .utf8)) ?? "")") }
+        guard TestCoordinator.wait(seconds: 10, { (try? httpRequest(port: self.port, method: "GET", path: "/healthz", headers: [], body: nil, timeout: 2))?.status == 200 }) else {
+            stop()
+            throw UplinkError(.io, "nginx did not answer on \(port)")
+        }
+    }
+
+    public func stop() {
+        let bin = FileManager.default.fileExists(atPath: "/usr/sbin/nginx") ? "/usr/sbin/nginx" : "/usr/bin/nginx"
+        _ = try? runDetached(URL(fileURLWithPath: bin), ["-p", directory, "-c", directory + "/nginx.conf", "-s", "stop"])
+    }
+
+    deinit { stop() }
+}
+
+/// Runs `executable` with no pipes (standard input, output and error on /dev/null) and waits
+/// for it: for commands that leave a daemon behind, which would hold a pipe open.
+public func runDetached(_ executable: URL, _ arguments: [String], timeout: Double = 120) throws -> Int32 {
+    // SpawnedProcess: reaped by waitpid here and started without the test process's other
+    // descriptors (Foundation's Process left the daemon's first process unreaped).
+    let child = try SpawnedProcess(executable: executable.path, arguments: arguments, environment: ProcessInfo.processInfo.environment, stdout: "/dev/null", stderr: "/dev/null")
+    guard let status = child.waitForExit(deadline: Deadline(seconds: timeout)) else {
+        child.kill9()
+        throw UplinkError(.io, "\(executable.lastPathComponent) did not finish within \(Int(timeout)) s")
+    }
+    return status
 }
