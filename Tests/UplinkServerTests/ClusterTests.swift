@@ -152,6 +152,30 @@ import UplinkTestSupport
         #expect(try cluster.replicas[1].checkIn("after-restart")["round"] as? Int == 2)
     }
 
+    /// The deadline closes the round on every replica alike: with fewer than K reports, each
+    /// replica's frames reach the merged model once, and the abandoned case keeps the model.
+    @Test func theDeadlineClosesTheRoundAcrossReplicas() throws {
+        let cluster = try Cluster(3, ["--reports", "50", "--over-selection", "1", "--deadline", "4", "--min-fraction", "0.1"])
+        let clients = (0..<9).map { "d\($0)" }
+        for (i, client) in clients.enumerated() { _ = try cluster.replicas[i % 3].checkIn(client) }
+        var uploads: [ResumableUpload] = []
+        var acknowledgements: [[String: Any]] = []
+        for (i, client) in clients.enumerated() {
+            let frame = try TestCoordinator.frame(seed: UInt64(2100 + i), round: 1, samples: UInt64(1 + i))
+            // Each client's whole upload on one replica, so every replica holds three frames.
+            var u = ResumableUpload(body: frame, creationPath: "/v1/rounds/1/updates", token: cluster.first.token(client), port: cluster.replicas[i % 3].port)
+            guard case .accepted(let r) = u.run(), let json = r.json() else { Issue.record("\(client): \(String(describing: u.outcome))"); continue }
+            acknowledgements.append(json)
+            uploads.append(u)
+        }
+        try cluster.first.expectRoundHoldsAcrossReplicas(uploads, acknowledgements: acknowledgements, round: 1, cluster: cluster, context: "deadline")
+        let closing = cluster.logs.split(separator: "\n").filter { $0.contains("round finished") && $0.contains("round=1 ") }
+        #expect(closing.count == 1 && closing[0].contains("reason=deadline") && closing[0].contains("partials=2 "), "\(closing)")
+        // Round 2 gets no report: abandoned at its deadline, on every replica, model unchanged.
+        #expect(TestCoordinator.wait(seconds: 15) { (try? cluster.replicas[2].status(round: 2)["state"] as? String) == "abandoned" })
+        #expect(try cluster.replicas[1].model(round: 3).map(\.bitPattern) == cluster.first.model(round: 2).map(\.bitPattern))
+    }
+
     @Test func aSecondProcessWithTheSameReplicaNameIsRefused() throws {
         let cluster = try Cluster(1, [])
         let again = try TestCoordinator.cli(
@@ -168,21 +192,7 @@ extension TestCoordinator {
     /// another grouping).
     func expectRoundHoldsAcrossReplicas(_ uploads: [ResumableUpload], acknowledgements: [[String: Any]], round: UInt64, cluster: ClusterTests.Cluster, context: String) throws {
         #expect(Self.wait(seconds: 20) { (try? status(round: round)["state"] as? String) == "closed" }, "\(context): round \(round) did not close: \(cluster.logs.suffix(3000))")
-        let names = try acceptedFiles(round: round)
-        let ids = uploads.map { $0.location.map { String($0.split(separator: "/").last!) } ?? "?" }
-        #expect(names.count == uploads.count, "\(context): \(names.count) files for \(uploads.count) uploads")
-        for (i, name) in names.enumerated() {
-            let parts = name.dropLast(4).split(separator: "-")
-            #expect(parts.first.flatMap { Int($0) } == i, "\(context): \(name) out of sequence")
-            let id = parts.last.map(String.init) ?? ""
-            guard let owner = ids.firstIndex(of: id) else { Issue.record("\(context): \(name) is no client's upload"); continue }
-            #expect(try acceptedFrame(round: round, name: name) == uploads[owner].body, "\(context): \(name) differs from the frame sent")
-        }
-        #expect(Set(names.compactMap { $0.dropLast(4).split(separator: "-").last.map(String.init) }) == Set(ids), "\(context)")
-        for a in acknowledgements {
-            let file = String(format: "%06d-%@.upl", a["sequence"] as? Int ?? -1, a["upload"] as? String ?? "?")
-            #expect(names.contains(file), "\(context): acknowledged \(file) is not in round \(round)")
-        }
+        let names = try expectAcceptedFilesAre(uploads, acknowledgements: acknowledgements, round: round, context: context)
         #expect(try status(round: round)["accepted"] as? Int == uploads.count)
         let offline = try offlineAggregate(names.map { data.appendingPathComponent("rounds/\(round)/\($0)").path })
         let differ = ClusterTests.expectSameModel(try model(round: round + 1), offline, context)

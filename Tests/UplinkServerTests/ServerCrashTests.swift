@@ -169,12 +169,9 @@ extension TestCoordinator {
         return try Safetensors.read([UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))).values
     }
 
-    /// After `round` closed with `uploads` (one per client): its directory holds exactly their
-    /// frames, byte for byte, one each, numbered 0..<n; every acknowledgement names its file;
-    /// the ledger counts n; the next round is open and empty; and the model published for it
-    /// is, bit for bit, `uplink aggregate` of those files in sequence order.
-    func expectRoundHoldsExactly(_ uploads: [ResumableUpload], acknowledgements: [[String: Any]], round: UInt64, context: String) throws {
-        #expect(Self.wait(seconds: 10) { (try? status(round: round)["state"] as? String) == "closed" }, "\(context): round \(round) did not close")
+    /// The files of `round`: exactly the frames of `uploads`, byte for byte, one each, numbered
+    /// 0..<n, and every acknowledgement names one of them. Returns the file names in order.
+    func expectAcceptedFilesAre(_ uploads: [ResumableUpload], acknowledgements: [[String: Any]], round: UInt64, context: String) throws -> [String] {
         let names = try acceptedFiles(round: round)
         let ids = uploads.map { $0.location.map { String($0.split(separator: "/").last!) } ?? "?" }
         #expect(names.count == uploads.count, "\(context): \(names)")
@@ -191,6 +188,16 @@ extension TestCoordinator {
             let file = String(format: "%06d-%@.upl", sequence, upload)
             #expect(names.contains(file), "\(context): acknowledged \(file) is not in round \(round)")
         }
+        return names
+    }
+
+    /// After `round` closed with `uploads` (one per client): its directory holds exactly their
+    /// frames, byte for byte, one each, numbered 0..<n; every acknowledgement names its file;
+    /// the ledger counts n; the next round is open and empty; and the model published for it
+    /// is, bit for bit, `uplink aggregate` of those files in sequence order.
+    func expectRoundHoldsExactly(_ uploads: [ResumableUpload], acknowledgements: [[String: Any]], round: UInt64, context: String) throws {
+        #expect(Self.wait(seconds: 10) { (try? status(round: round)["state"] as? String) == "closed" }, "\(context): round \(round) did not close")
+        let names = try expectAcceptedFilesAre(uploads, acknowledgements: acknowledgements, round: round, context: context)
         let closed = try status(round: round)
         #expect(closed["accepted"] as? Int == uploads.count, "\(context): \(closed)")
         let next = try self.status(round: round + 1)
