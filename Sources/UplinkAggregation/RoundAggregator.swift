@@ -276,10 +276,7 @@ public final class RoundAggregator: Sendable {
             defer { r.next += 1 }
             return r.next
         }
-        let header = prepared.header
-        let accepted = AcceptedUpdate(
-            clientID: clientID, samples: header.sampleCount, weight: update.weight, norm: update.norm, scale: update.scale,
-            bytes: header.frameLength, transmitted: prepared.transmittedCount)
+        let accepted = describe(update, clientID: clientID)
         do throws(UplinkError) {
             // The shard's own `closed` flag decides: a frame that reaches a shard after the round
             // closed is refused whole, never half-added.
@@ -302,6 +299,15 @@ public final class RoundAggregator: Sendable {
             throw error
         }
         return accepted
+    }
+
+    /// What ``commit(_:clientID:)`` returns for `update`, without adding it (for a caller that
+    /// records the update before adding it).
+    package func describe(_ update: PreparedUpdate, clientID: String) -> AcceptedUpdate {
+        let header = update.frame.header
+        return AcceptedUpdate(
+            clientID: clientID, samples: header.sampleCount, weight: update.weight, norm: update.norm, scale: update.scale,
+            bytes: header.frameLength, transmitted: update.frame.transmittedCount)
     }
 
     /// Adds another replica's partial sum (``PartialAggregate``) of the `clients` it holds, as

@@ -809,8 +809,17 @@ final class Coordinator: Sendable {
             try sync(&s)
             guard s.machine.round == slot.round, !s.finished else { throw UplinkError(.roundClosed, "round \(slot.round) is closed") }
             var summed = false
+            // The frame's bytes reach the disk before the round's lock is taken: the lock is
+            // shared by every replica, so it covers only the checks and the ledger row.
+            try slot.file.sync()
+            // With a sum (every strategy PostgreSQL allows), the update is added after its row
+            // commits, outside the shared lock: the checks under the lock (the ledger's clients
+            // and digests, this replica's round still open under `current`) are the ones
+            // `commit` would make, so adding it cannot fail. Strategies that hold every update
+            // (one replica, SQLite) add it under the lock, where its memory limit may refuse it.
+            let sumAfterRecording = !config.strategy.needsAllUpdates
             do throws(UplinkError) {
-                let (stored, sequence, accepted, t) = try ledger.locked(round: slot.round) { (tx) throws(UplinkError) -> (StoredResponse, Int, AcceptedUpdate, Double) in
+                let (stored, sequence, recorded, t) = try ledger.locked(round: slot.round) { (tx) throws(UplinkError) -> (StoredResponse, Int, AcceptedUpdate, Double) in
                     try catchUp(&s, tx)
                     let t = clock()
                     guard !s.closing, !s.stale else { throw UplinkError(.roundClosed, "round \(slot.round) closed before the upload completed") }
@@ -824,21 +833,30 @@ final class Coordinator: Sendable {
                     if try tx.hasDigest(round: slot.round, digest: digest) {
                         throw UplinkError(.duplicateFrame, "an identical frame was already accepted in round \(slot.round); a copy counts once")
                     }
-                    let accepted = try s.aggregator.commit(prepared, clientID: client)
-                    summed = true
-                    CrashPoint.reach("accept-summed")
-                    // From here the update is in the sum: it must reach the ledger, or the process
-                    // ends (a restart rebuilds the sum from the ledger, which then does not have it).
+                    let accepted: AcceptedUpdate
+                    if sumAfterRecording {
+                        accepted = s.aggregator.describe(prepared, clientID: client)
+                    } else {
+                        accepted = try s.aggregator.commit(prepared, clientID: client)
+                        summed = true
+                        CrashPoint.reach("accept-summed")
+                    }
+                    // From here the update is in the sum (or is recorded and then added): it must
+                    // reach both, or the process ends (a restart rebuilds the sum from the ledger).
                     let sequence = s.nextSequence
                     let file = data.acceptedFile(round: slot.round, sequence: sequence, upload: slot.id)
-                    try slot.file.sync()
                     let body = Self.acceptanceJSON(round: slot.round, client: client, sequence: sequence, accepted: accepted, upload: slot.id)
                     let stored = StoredResponse(status: 200, contentType: "application/json", body: body)
+                    // Whether the row commits is unknown once it is sent: as with the sum, a
+                    // failure from here ends the process and the restart reads the ledger.
+                    summed = true
                     try tx.accept(Ledger.AcceptedRow(
                         round: slot.round, sequence: sequence, client: client, upload: slot.id, file: file, samples: accepted.samples, bytes: accepted.bytes, at: t,
                         replica: replica, digest: digest), response: stored.stored)
                     return (stored, sequence, accepted, t)
                 }
+                let accepted = sumAfterRecording ? try s.aggregator.commit(prepared, clientID: client) : recorded
+                if sumAfterRecording { CrashPoint.reach("accept-summed") }
                 CrashPoint.reach("accept-recorded")
                 // Recorded: the frame moves to the round's directory (a crash before this leaves it
                 // in the part file, where ``readAccepted`` finds it).
