@@ -335,6 +335,20 @@ final class Coordinator: Sendable {
         }
     }
 
+    /// ``advance()`` only when this replica's own view says the round may be over or out of
+    /// date (its deadline passed, its K-th report is in, or the ledger showed a change);
+    /// otherwise nothing, and no ledger round trip. Request handlers call this: the locked
+    /// catch-up they make anyway sees what other replicas recorded, and the clock service runs
+    /// ``advance()`` every 250 ms.
+    func advanceIfDue() throws(UplinkError) {
+        let due = current.withLock { (s) -> Bool in
+            if s.finished { return s.stale }
+            if s.stale || s.closing || !s.machine.isOpen { return true }
+            return s.machine.timeLeft(at: clock()) <= 0
+        }
+        if due { try advance() }
+    }
+
     /// Closes the round if this replica wins its close lock (merging every replica's frames and
     /// publishing the next model); otherwise leaves its own partial sum for the replica that does.
     private func finish(_ s: inout RoundState) throws(UplinkError) {
@@ -536,9 +550,11 @@ final class Coordinator: Sendable {
     var round: (number: UInt64, finished: Bool) { current.withLock { ($0.machine.round, $0.finished) } }
 
     func checkIn(client: String) throws(UplinkError) -> CheckInResult {
-        try advance()
+        try advanceIfDue()
         return try current.withLock { (s) throws(UplinkError) -> CheckInResult in
-            try sync(&s)
+            // A round another replica finished shows up in the catch-up below (stale: the
+            // client retries after 1 s, by when the clock has loaded the next round).
+            if s.stale { try sync(&s) }
             guard !s.finished else { return .finished }
             let round = s.machine.round
             do throws(UplinkError) {
@@ -593,15 +609,16 @@ final class Coordinator: Sendable {
 
     /// Creates an upload resource for `client` in `round` of `length` bytes.
     func createUpload(client: String, round: UInt64, length: Int64) throws(UplinkError) -> Result<UploadSlot, Problem> {
-        try advance()
+        try advanceIfDue()
         let check: Problem? = try current.withLock { (s) throws(UplinkError) -> Problem? in
-            try sync(&s)
+            if s.stale || round > s.machine.round { try sync(&s) }
             if s.finished { return Problem.roundClosed(round, "the run is over") }
             if round != s.machine.round || !s.machine.isOpen || s.closing {
                 return round > s.machine.round ? Problem.notFound("round \(round) has not started") : Problem.roundClosed(round, "round \(round) is closed")
             }
             // Selection may have happened on another replica: look at the ledger first.
             try ledger.locked(round: round) { (tx) throws(UplinkError) in try catchUp(&s, tx) }
+            if s.stale || s.closing { return Problem.roundClosed(round, "round \(round) is closed") }
             switch s.machine.canReport(client, at: clock()) {
             case nil: return nil
             case .notSelected?: return Problem.notSelected(round)
@@ -614,11 +631,13 @@ final class Coordinator: Sendable {
         // Only one update per client counts in a round: a new creation replaces the client's
         // older open uploads of this round (one whose 201 was lost to a cut is otherwise an
         // orphan that would count against the limit until its max-age).
-        for old in try ledger.transaction({ (tx) throws(UplinkError) in try tx.openUploads(client: client, round: round) }) {
-            if let slot = try slot(old) { try cancel(slot) }
+        let (older, open) = try ledger.transaction { (tx) throws(UplinkError) in (try tx.openUploads(client: client, round: round), try tx.openUploads(client: client)) }
+        var replaced = 0
+        for old in older {
+            if let slot = try slot(old) { try cancel(slot); replaced += 1 }
             metrics.uploadFinished("replaced")
         }
-        guard try ledger.transaction({ (tx) throws(UplinkError) in try tx.openUploads(client: client) }) < config.limits.maxOpenUploadsPerClient else {
+        guard open - replaced < config.limits.maxOpenUploadsPerClient else {
             return .failure(.tooManyUploads(config.limits.maxOpenUploadsPerClient))
         }
         let id = MessageAuthentication.randomBytes(16).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
@@ -744,7 +763,7 @@ final class Coordinator: Sendable {
     /// directory, all before this returns, so the `2xx` it leads to acknowledges a durable update.
     func complete(_ slot: UploadSlot, client: String) throws(UplinkError) -> StoredResponse {
         if let stored = slot.state.withLock({ $0.response }) { return stored }
-        try advance()
+        try advanceIfDue()
         // A round that closed (or an upload that expired) while the body streamed: the late
         // upload's answer, before its (removed) file is touched.
         let (liveRound, over, closing) = current.withLock { ($0.machine.round, $0.finished, $0.closing) }
@@ -771,7 +790,8 @@ final class Coordinator: Sendable {
         }
         switch outcome {
         case .success(let response):
-            try advance()
+            // The report may have been the K-th: close the round now, not at the next tick.
+            try advanceIfDue()
             return response
         case .failure(let error):
             let problem = error.code == .roundClosed ? Problem.roundClosed(slot.round, error.message) : Problem.frameRejected(error, status: [.duplicateClient, .duplicateFrame].contains(error.code) ? 409 : 422)
@@ -806,7 +826,7 @@ final class Coordinator: Sendable {
 
     private func commit(_ prepared: PreparedUpdate, slot: UploadSlot, client: String) throws(UplinkError) -> StoredResponse {
         try current.withLock { (s) throws(UplinkError) -> StoredResponse in
-            try sync(&s)
+            if s.stale { try sync(&s) }
             guard s.machine.round == slot.round, !s.finished else { throw UplinkError(.roundClosed, "round \(slot.round) is closed") }
             var summed = false
             // The frame's bytes reach the disk before the round's lock is taken: the lock is
