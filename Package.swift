@@ -51,9 +51,12 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
+        // CRC-32C with the CPU's instructions (detected at run time; C for the target attributes).
+        .target(name: "CUplinkCRC"),
         .target(
             name: "UplinkCodec",
             dependencies: [
+                "CUplinkCRC",
                 // Apple platforms (and WASI) have no system liblz4: there UplinkCodec uses its own
                 // Swift LZ4 codec, which every platform compiles (`UPLINK_LZ4=swift` selects it
                 // where liblz4 is linked; docs/pipeline.md).

@@ -70,6 +70,24 @@ extension UplinkCommand {
                     }
                     accumulateTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                 }
+                // The frame checksum over the update's 4n bytes: the CPU's instructions (when it
+                // has them) against the table, in the same run.
+                let (crcHardware, crcTable) = update.withUnsafeBytes { raw -> (Double, Double) in
+                    var sink: UInt32 = 0
+                    func time(_ f: (UnsafeRawBufferPointer) -> UInt32) -> Double {
+                        var best = Double.infinity
+                        for _ in 0..<max(3, runs) {
+                            let t0 = DispatchTime.now().uptimeNanoseconds
+                            sink ^= f(raw)
+                            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                        }
+                        return best
+                    }
+                    let hw = time { CRC32C.checksum($0) }
+                    let table = time { CRC32C.softwareUpdate(0, $0) }
+                    precondition(sink == sink)  // keeps the checksums from being optimized away
+                    return (hw, table)
+                }
                 let decoded = try decoder.decode(frame, layout: layout)
                 let median = { (a: [Double]) in a.sorted()[a.count / 2] }
                 let enc = median(encodeTimes), acc = median(accumulateTimes)
@@ -80,6 +98,8 @@ extension UplinkCommand {
                     "encode_seconds": enc, "encode_gb_per_s": Double(4 * n) / enc / 1e9, "encode_runs_seconds": encodeTimes,
                     "accumulate_seconds": acc, "accumulate_gb_per_s": Double(4 * n) / acc / 1e9, "accumulate_runs_seconds": accumulateTimes,
                     "transmitted": k,
+                    "crc32c_gb_per_s": Double(4 * n) / crcHardware / 1e9, "crc32c_table_gb_per_s": Double(4 * n) / crcTable / 1e9,
+                    "crc32c_hardware": CRC32C.hardware,
                     "encoder_peak_extra_bytes": encoderExtra,
                     "encoder_peak_over_update_and_residual": Double(resident + encoderExtra) / Double(resident),
                 ]
@@ -94,6 +114,7 @@ extension UplinkCommand {
                     print(String(format: "  encode      %9.3f ms  %6.2f GB/s of float32 input", 1000 * enc, Double(4 * n) / enc / 1e9))
                     print(String(format: "  accumulate  %9.3f ms  %6.2f GB/s", 1000 * acc, Double(4 * n) / acc / 1e9))
                     print("  frame       \(frame.count) bytes, \(ratioToFloat32(float32Bytes: 4 * n, frameBytes: frame.count)), \(k) values sent")
+                    print(String(format: "  crc32c      %6.2f GB/s %@, table %.2f GB/s", Double(4 * n) / crcHardware / 1e9, CRC32C.hardware ? "(CPU instructions)" : "(no CPU instructions: the table)", Double(4 * n) / crcTable / 1e9))
                     print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
                     if let b = out["bits_per_position"] as? Double, let bound = out["bits_per_position_bound"] as? Double {
                         print(String(format: "  positions   %.3f bits each, bound %.3f (%+.2f%%)", b, bound, 100 * (b / bound - 1)))
