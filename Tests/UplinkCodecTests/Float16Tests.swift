@@ -16,6 +16,16 @@ import UplinkTestSupport
         }
     }
 
+    /// The branchless widening (the vectorized decode's) gives the same bits for all 65,536
+    /// halves, NaN payloads included.
+    @Test func branchlessWideningIsIdentical() {
+        var differing: [UInt16] = []
+        for bits in 0...UInt16.max where Float16Bits.toFloatBranchless(bits).bitPattern != Float16Bits.toFloat(bits).bitPattern {
+            differing.append(bits)
+        }
+        #expect(differing.isEmpty, "first: \(differing.prefix(5).map { String($0, radix: 16) })")
+    }
+
     #if !(os(macOS) && arch(x86_64))
     /// Narrowing agrees with the platform's IEEE conversion (round to nearest, ties to even),
     /// including subnormals, ties, and overflow to infinity.

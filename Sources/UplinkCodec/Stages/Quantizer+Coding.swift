@@ -88,7 +88,26 @@ extension Quantizer {
                 throw UplinkError(.malformedStream, "value code \(all) at \(i) is outside the symmetric int\(q.bits) range")
             }
         }
-        // Decoded values must be finite: check in chunks without holding them.
+        // Decoded values must be finite. A float code is finite exactly when its exponent bits
+        // are not all ones: checked on the codes, nothing decoded.
+        let exponent: (width: Int, mask: UInt32)? = switch self {
+        case .fp32: (4, 0x7F80_0000)
+        case .fp16: (2, 0x7C00)
+        case .bf16: (2, 0x7F80)
+        default: nil
+        }
+        if let (width, mask) = exponent, m > 0 {
+            var bad: UInt32 = 0
+            let base = values.baseAddress!
+            if width == 4 {
+                for i in 0..<m { bad |= (UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) & mask) == mask ? 1 : 0 }
+            } else {
+                for i in 0..<m { bad |= (UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) & mask) == mask ? 1 : 0 }
+            }
+            guard bad != 0 else { return }
+        }
+        // Otherwise (integer codes times scales, or a float code found non-finite: its index
+        // for the message) decode in chunks without holding the values.
         try withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.chunk) { (tmp) throws(UplinkError) in
             var start = 0
             while start < m {
@@ -113,18 +132,24 @@ extension Quantizer {
         scales: UnsafeRawBufferPointer, values: UnsafeRawBufferPointer, count m: Int, range: Range<Int>,
         into out: UnsafeMutablePointer<Float>
     ) {
+        guard !range.isEmpty else { return }
         switch self {
+        // Plain counted loops over a raw base pointer: LLVM vectorizes them (an `enumerated()`
+        // range and per-element bounds checks kept the 16-bit cases scalar).
         case .fp32:
-            for (o, i) in range.enumerated() {
-                out[o] = Float(bitPattern: UInt32(littleEndian: values.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+            let base = values.baseAddress! + 4 * range.lowerBound
+            for j in 0..<range.count {
+                out[j] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * j, as: UInt32.self)))
             }
         case .fp16:
-            for (o, i) in range.enumerated() {
-                out[o] = Float16Bits.toFloat(UInt16(littleEndian: values.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            let base = values.baseAddress! + 2 * range.lowerBound
+            for j in 0..<range.count {
+                out[j] = Float16Bits.toFloatBranchless(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * j, as: UInt16.self)))
             }
         case .bf16:
-            for (o, i) in range.enumerated() {
-                out[o] = BFloat16Bits.toFloat(UInt16(littleEndian: values.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            let base = values.baseAddress! + 2 * range.lowerBound
+            for j in 0..<range.count {
+                out[j] = BFloat16Bits.toFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * j, as: UInt16.self)))
             }
         case .int(let q):
             // Block by block: the scale is loaded once per block and the inner loop is a plain
