@@ -27,12 +27,6 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         )
     } + [
-        // Release-build correctness check run by scripts/test (not a benchmark).
-        .executableTarget(
-            name: "StageMatrixCheck",
-            dependencies: [.product(name: "UplinkCodec", package: uplinkPackage)],
-            path: "Checks/StageMatrixCheck"
-        ),
         // Swift LZ4 codec against liblz4, speed as ratios (docs/benchmarks.md); not a benchmark suite.
         .executableTarget(
             name: "LZ4Compare",
