@@ -21,6 +21,7 @@ extension UplinkCommand {
         @Option(help: "Timed runs (the median is reported).") var runs: Int = 7
         @Option(help: "Encoder threads (the error-feedback and top-k passes).") var threads: Int = 1
         @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Also measure the streaming floor of the pipeline's unavoidable memory traffic in the same run, and give each time as a multiple of it.") var roofline = false
 
         @Flag(help: "Leave tensors that are not floating point out of the --in file instead of refusing it.") var skipNonFloat = false
 
@@ -103,6 +104,15 @@ extension UplinkCommand {
                     "encoder_peak_extra_bytes": encoderExtra,
                     "encoder_peak_over_update_and_residual": Double(resident + encoderExtra) / Double(resident),
                 ]
+                if roofline {
+                    let positions = try decoder.prepare(frame, layout: layout).indices
+                    let encodeFloor = Roofline.encodeFloor(n: n, errorFeedback: spec.errorFeedback != nil, dense: spec.sparsifier == nil ? spec.quantizer : nil, runs: runs)
+                    let accumulateFloor = Roofline.accumulateFloor(n: n, quantizer: spec.quantizer, positions: positions, runs: runs)
+                    out["encode_floor_seconds"] = encodeFloor
+                    out["accumulate_floor_seconds"] = accumulateFloor
+                    out["encode_over_floor"] = enc / encodeFloor
+                    out["accumulate_over_floor"] = acc / accumulateFloor
+                }
                 if decoded.indexSummary != nil, k > 0 {
                     out["bits_per_position"] = Double(decoded.header.streamBytes(.indices) * 8) / Double(k)
                     out["bits_per_position_bound"] = IndexCoding.entropyBoundBitsPerPosition(n: n, k: k)
@@ -114,6 +124,9 @@ extension UplinkCommand {
                     print(String(format: "  encode      %9.3f ms  %6.2f GB/s of float32 input", 1000 * enc, Double(4 * n) / enc / 1e9))
                     print(String(format: "  accumulate  %9.3f ms  %6.2f GB/s", 1000 * acc, Double(4 * n) / acc / 1e9))
                     print("  frame       \(frame.count) bytes, \(ratioToFloat32(float32Bytes: 4 * n, frameBytes: frame.count)), \(k) values sent")
+                    if let ef = out["encode_floor_seconds"] as? Double, let af = out["accumulate_floor_seconds"] as? Double {
+                        print(String(format: "  roofline    encode %.2f× its floor (%.3f ms), accumulate %.2f× its floor (%.3f ms)", enc / ef, 1000 * ef, acc / af, 1000 * af))
+                    }
                     print(String(format: "  crc32c      %6.2f GB/s %@, table %.2f GB/s", Double(4 * n) / crcHardware / 1e9, CRC32C.hardware ? "(CPU instructions)" : "(no CPU instructions: the table)", Double(4 * n) / crcTable / 1e9))
                     print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
                     if let b = out["bits_per_position"] as? Double, let bound = out["bits_per_position_bound"] as? Double {
