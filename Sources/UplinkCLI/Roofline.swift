@@ -13,47 +13,57 @@ import UplinkCodec
 ///   destination values, at the frame's own positions.
 ///
 /// Each kernel is a plain counted loop over raw pointers, which LLVM vectorizes; its result is
-/// kept live so the loop cannot be removed.
+/// kept live so the loop cannot be removed. `uplink bench` runs a floor right after each timed
+/// run of the pipeline and reports the median of the per-pair ratios: on a shared machine the
+/// memory bandwidth drifts by tens of percent within seconds, and adjacent runs see the same.
 enum Roofline {
+    /// A floor kernel with its buffers, timed run by run.
+    final class Kernel {
+        private let body: () -> Void
+        private let cleanup: () -> Void
+        init(_ body: @escaping () -> Void, cleanup: @escaping () -> Void) {
+            self.body = body
+            self.cleanup = cleanup
+        }
+        deinit { cleanup() }
+
+        /// Seconds one run takes.
+        func time() -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+    }
+
+    /// The median under the rule every `uplink bench` figure uses: the element at count/2 of
+    /// the sorted values.
+    static func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
+
     /// Bytes per value of a quantizer's codes, as a fraction (sign: 1/8).
     static func codeWidth(_ q: Quantizer) -> (numerator: Int, denominator: Int) {
         let bits = q.bitsPerValue
         return bits >= 8 ? (bits / 8, 1) : (1, 8 / bits)
     }
 
-    /// The median seconds of `runs` calls of `body`.
-    static func median(runs: Int, _ body: () -> Void) -> Double {
-        var times: [Double] = []
-        for _ in 0..<runs {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        }
-        return times.sorted()[times.count / 2]
-    }
-
     /// The encode floor for `n` values: `r += u` when `errorFeedback`, then (dense quantizers
     /// only) the codes written from the sum in the same pass.
-    static func encodeFloor(n: Int, errorFeedback: Bool, dense: Quantizer?, runs: Int) -> Double {
+    static func encodeFloor(n: Int, errorFeedback: Bool, dense: Quantizer?) -> Kernel {
         let u = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: n)
         let r = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: errorFeedback ? n : 1)
-        defer { u.deallocate(); r.deallocate() }
         for i in 0..<n { u[i] = Float(i & 1023).bitPattern }
         for i in 0..<r.count { r[i] = 0 }
         let width: (numerator: Int, denominator: Int) = dense.map(codeWidth) ?? (0, 1)
         let codeBytes = dense == nil ? 0 : (n * width.numerator + width.denominator - 1) / width.denominator
         let codes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(codeBytes, 1), alignment: 64)
-        defer { codes.deallocate() }
         codes.initializeMemory(as: UInt8.self, repeating: 0)
-        var sink: UInt32 = 0
-        let t = median(runs: runs) {
+        return Kernel({
             let up = UnsafeMutableRawPointer(u.baseAddress!).assumingMemoryBound(to: Float.self)
             let rp = UnsafeMutableRawPointer(r.baseAddress!).assumingMemoryBound(to: Float.self)
             if errorFeedback {
                 for i in 0..<n { rp[i] += up[i] }
             }
             let src = errorFeedback ? UnsafeMutableRawPointer(rp).assumingMemoryBound(to: UInt32.self) : u.baseAddress!
-            guard dense != nil else { return }
+            guard dense != nil else { return blackHole(r[0] ^ u[n - 1]) }
             switch width {
             case (4, 1):
                 let c = codes.baseAddress!.assumingMemoryBound(to: UInt32.self)
@@ -74,26 +84,21 @@ enum Roofline {
                     c[j] = UInt8(truncatingIfNeeded: byte)
                 }
             }
-            sink ^= codes.load(as: UInt8.self) == 0 ? 0 : 1
-        }
-        sink ^= r[0] ^ u[n - 1]
-        blackHole(sink)
-        return t
+            blackHole(codes.load(as: UInt8.self) ^ UInt8(truncatingIfNeeded: r[0] ^ u[n - 1]))
+        }, cleanup: { u.deallocate(); r.deallocate(); codes.deallocate() })
     }
 
     /// The decode-and-accumulate floor: dense when `positions` is nil, else scattered at them.
-    static func accumulateFloor(n: Int, quantizer: Quantizer, positions: [Int]?, runs: Int) -> Double {
+    static func accumulateFloor(n: Int, quantizer: Quantizer, positions: [Int]?) -> Kernel {
         let dest = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
-        defer { dest.deallocate() }
         for i in 0..<n { dest[i] = 0 }
         let m = positions?.count ?? n
         let width = codeWidth(quantizer)
         let codeBytes = max(1, (m * width.numerator + width.denominator - 1) / width.denominator)
         let codes = UnsafeMutableRawBufferPointer.allocate(byteCount: codeBytes + 8, alignment: 64)
-        defer { codes.deallocate() }
         for i in 0..<codes.count { codes[i] = UInt8(truncatingIfNeeded: i &* 37) & 0x3F }
         let narrow = positions.map { p in p.map { UInt32(truncatingIfNeeded: $0) } }
-        let t = median(runs: runs) {
+        return Kernel({
             let d = dest.baseAddress!
             if let narrow {
                 // Sparse: 8-bit codes (the common case) scattered at the frame's positions.
@@ -118,9 +123,8 @@ enum Roofline {
                 let c = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 for i in 0..<n { d[i] += Float((c[i / per] >> UInt8((i % per) * bits)) & mask) }
             }
-        }
-        blackHole(dest[n / 2])
-        return t
+            blackHole(d[n / 2])
+        }, cleanup: { dest.deallocate(); codes.deallocate() })
     }
 
     @inline(never)

@@ -20,8 +20,16 @@ import UplinkTestSupport
         let enc = try #require(j["encode_seconds"] as? Double), acc = try #require(j["accumulate_seconds"] as? Double)
         let ef = try #require(j["encode_floor_seconds"] as? Double), af = try #require(j["accumulate_floor_seconds"] as? Double)
         #expect(ef > 0 && af > 0 && enc > 0 && acc > 0)
-        #expect(abs(try #require(j["encode_over_floor"] as? Double) - enc / ef) <= 1e-9 * enc / ef)
-        #expect(abs(try #require(j["accumulate_over_floor"] as? Double) - acc / af) <= 1e-9 * acc / af)
+        // Each multiple is the median of the ratios of adjacent (run, floor run) pairs.
+        func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
+        for stage in ["encode", "accumulate"] {
+            let times = try #require(j["\(stage)_runs_seconds"] as? [Double])
+            let floors = try #require(j["\(stage)_floor_runs_seconds"] as? [Double])
+            #expect(times.count == 3 && floors.count == 3 && floors.allSatisfy { $0 > 0 })
+            #expect(j["\(stage)_floor_seconds"] as? Double == median(floors))
+            let ratio = median(zip(times, floors).map { $0 / $1 })
+            #expect(abs(try #require(j["\(stage)_over_floor"] as? Double) - ratio) <= 1e-12 * ratio)
+        }
         // The frame's size and ratio agree, and the median is one of the runs.
         let bytes = try #require(j["bytes"] as? Int)
         #expect(abs(try #require(j["ratio_to_float32"] as? Double) - Double(4 * n) / Double(bytes)) < 1e-9)

@@ -253,23 +253,33 @@ public struct PreparedFrame: Sendable {
     /// Adds `weight ×` the update to a double-precision `destination`: the server's running sum,
     /// where double accumulators make the result independent of arrival order.
     public func accumulate(into destination: UnsafeMutableBufferPointer<Double>, weight: Double) {
-        precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
-        forEachChunk { start, _, values in
-            if let positions {
-                for (o, v) in values.enumerated() { destination[positions[start + o]] += weight * Double(v) }
-            } else {
-                for (o, v) in values.enumerated() { destination[start + o] += weight * Double(v) }
-            }
-        }
+        apply(into: destination) { d, v in d += weight * Double(v) }
     }
 
-    private func apply(into destination: UnsafeMutableBufferPointer<Float>, _ combine: (inout Float, Float) -> Void) {
+    /// Decodes chunk by chunk and combines each value into its destination. Plain counted loops
+    /// over raw pointers, with the position width chosen once: LLVM vectorizes the dense case.
+    @inline(__always)
+    private func apply<T>(into destination: UnsafeMutableBufferPointer<T>, _ combine: (inout T, Float) -> Void) {
         precondition(destination.count == header.parameterCount, "destination must have the layout's parameter count")
-        forEachChunk { start, _, values in
+        let d = destination.baseAddress!
+        forEachChunk { start, end, values in
+            let v = values.baseAddress!
+            let count = end - start
             if let positions {
-                for (o, v) in values.enumerated() { combine(&destination[positions[start + o]], v) }
+                if positions.isWide {
+                    positions.wide.withUnsafeBufferPointer { p in
+                        let q = p.baseAddress! + start
+                        for o in 0..<count { combine(&d[q[o]], v[o]) }
+                    }
+                } else {
+                    positions.narrow.withUnsafeBufferPointer { p in
+                        let q = p.baseAddress! + start
+                        for o in 0..<count { combine(&d[Int(q[o])], v[o]) }
+                    }
+                }
             } else {
-                for (o, v) in values.enumerated() { combine(&destination[start + o], v) }
+                let dd = d + start
+                for o in 0..<count { combine(&dd[o], v[o]) }
             }
         }
     }

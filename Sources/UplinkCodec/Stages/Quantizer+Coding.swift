@@ -81,22 +81,46 @@ extension Quantizer {
                 guard lo.isFinite else { throw UplinkError(.malformedStream, "offset \(lo) of block \(b) is not finite") }
             }
         }
-        if case .int(let q) = self, q.maxCode < (1 << q.bits) - 1 {
-            // Symmetric codes never use the all-ones pattern.
-            let all = UInt8((1 << q.bits) - 1)
-            for i in 0..<m where code(values, i, bits: q.bits) == all {
-                throw UplinkError(.malformedStream, "value code \(all) at \(i) is outside the symmetric int\(q.bits) range")
+        switch self {
+        case .int(let q):
+            if q.maxCode < (1 << q.bits) - 1 {
+                // Symmetric codes never use the all-ones pattern.
+                let all = UInt8((1 << q.bits) - 1)
+                var bad: UInt8 = 0
+                if q.bits == 8 {
+                    for i in 0..<m { bad |= values[i] == all ? 1 : 0 }
+                } else {
+                    for i in 0..<m { bad |= code(values, i, bits: q.bits) == all ? 1 : 0 }
+                }
+                if bad != 0, let i = (0..<m).first(where: { code(values, $0, bits: q.bits) == all }) {
+                    throw UplinkError(.malformedStream, "value code \(all) at \(i) is outside the symmetric int\(q.bits) range")
+                }
             }
-        }
-        // Decoded values must be finite. A float code is finite exactly when its exponent bits
-        // are not all ones: checked on the codes, nothing decoded.
-        let exponent: (width: Int, mask: UInt32)? = switch self {
-        case .fp32: (4, 0x7F80_0000)
-        case .fp16: (2, 0x7C00)
-        case .bf16: (2, 0x7F80)
-        default: nil
-        }
-        if let (width, mask) = exponent, m > 0 {
+            // A decoded value is monotone in its code, so a block's values are all finite when
+            // its two extremes are: nothing is decoded unless one is not (then for its index).
+            let qm = Float(q.qmax), top = Float(q.maxCode)
+            for b in 0..<blocks {
+                let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: b * bytes, as: UInt32.self)))
+                let finite: Bool
+                if q.symmetric {
+                    finite = ((top - qm) * s).isFinite && ((0 - qm) * s).isFinite
+                } else {
+                    let lo = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: b * 8 + 4, as: UInt32.self)))
+                    finite = (lo + top * s).isFinite
+                }
+                if !finite { try firstNonFinite(scales: scales, values: values, count: m, range: (b * q.block)..<min(m, (b + 1) * q.block)) }
+            }
+        case .sign, .ternary:
+            return  // ±scale, and every scale was checked finite
+        case .fp32, .fp16, .bf16:
+            // A float code is finite exactly when its exponent bits are not all ones: checked
+            // on the codes, nothing decoded.
+            let (width, mask): (Int, UInt32) = switch self {
+            case .fp32: (4, 0x7F80_0000)
+            case .fp16: (2, 0x7C00)
+            default: (2, 0x7F80)
+            }
+            guard m > 0 else { return }
             var bad: UInt32 = 0
             let base = values.baseAddress!
             if width == 4 {
@@ -104,19 +128,19 @@ extension Quantizer {
             } else {
                 for i in 0..<m { bad |= (UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) & mask) == mask ? 1 : 0 }
             }
-            guard bad != 0 else { return }
+            if bad != 0 { try firstNonFinite(scales: scales, values: values, count: m, range: 0..<m) }
         }
-        // Otherwise (integer codes times scales, or a float code found non-finite: its index
-        // for the message) decode in chunks without holding the values.
+    }
+
+    /// Decodes `range` in chunks, without holding the values, and throws
+    /// ``UplinkError/Code/nonFiniteValue`` for its first value that is not finite.
+    private func firstNonFinite(scales: UnsafeRawBufferPointer, values: UnsafeRawBufferPointer, count m: Int, range: Range<Int>) throws(UplinkError) {
         try withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.chunk) { (tmp) throws(UplinkError) in
-            var start = 0
-            while start < m {
-                let end = min(m, start + Self.chunk)
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let end = min(range.upperBound, start + Self.chunk)
                 decode(scales: scales, values: values, count: m, range: start..<end, into: tmp.baseAddress!)
-                var bad: UInt32 = 0
-                for i in 0..<(end - start) { bad |= (tmp[i].bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
-                if bad != 0 {
-                    let i = (0..<(end - start)).first { !tmp[$0].isFinite }!
+                if let i = (0..<(end - start)).first(where: { !tmp[$0].isFinite }) {
                     throw UplinkError(.nonFiniteValue, "frame holds a NaN or infinite value at transmitted index \(start + i)")
                 }
                 start = end
@@ -219,8 +243,10 @@ extension IntQuantizer {
             var scale: Float
             var lo: Float = 0
             if symmetric {
-                var amax: Float = 0
-                for i in start..<end { amax = max(amax, abs(values[i])) }
+                // The largest magnitude, compared as integer bits (finite inputs): vectorizes.
+                var bitsMax: Int32 = 0
+                for i in start..<end { bitsMax = max(bitsMax, Int32(bitPattern: values[i].bitPattern & 0x7FFF_FFFF)) }
+                let amax = Float(bitPattern: UInt32(bitPattern: bitsMax))
                 scale = amax / Float(qmax)
                 scales.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
             } else {
@@ -235,21 +261,88 @@ extension IntQuantizer {
             let inv: Float = scale > 0 ? 1 / scale : 0
             let offset: Float = symmetric ? Float(qmax) : 0
             let top = Float(maxCode)
-            for i in start..<end {
-                let x = values[i]
-                var t = (symmetric ? x : x - lo) * inv + offset
-                t = stochastic ? (t + rng.unitFloat()).rounded(.down) : t.rounded(.toNearestOrEven)
-                t = min(max(t, 0), top)
-                let c = UInt8(t)
-                let byte = i / perByte
-                codes[byte] |= c << UInt8((i % perByte) * bits)
-                if let error {
-                    let decoded = symmetric ? (t - offset) * scale : lo + t * scale
-                    error[i] = x - decoded
+            // (x − lo)·(1/scale) + offset; when 1/scale overflows (a block of magnitudes below
+            // about 1e−36), x/scale instead: 0·∞ would be NaN.
+            let divide = !inv.isFinite
+            if stochastic || divide {
+                for i in start..<end {
+                    let x = values[i]
+                    var t = divide ? (symmetric ? x : x - lo) / scale + offset : (symmetric ? x : x - lo) * inv + offset
+                    t = stochastic ? (t + rng.unitFloat()).rounded(.down) : t.rounded(.toNearestOrEven)
+                    t = t > 0 ? t : 0  // NaN-safe clamp (none can arise; nothing read may trap)
+                    t = t < top ? t : top
+                    let c = UInt8(t)
+                    codes[i / perByte] |= c << UInt8((i % perByte) * bits)
+                    if let error {
+                        let decoded = symmetric ? (t - offset) * scale : lo + t * scale
+                        error[i] = x - decoded
+                    }
                 }
+            } else {
+                Self.roundToNearest(
+                    values.baseAddress! + start, count: end - start, firstIndex: start, lo: symmetric ? 0 : lo, inv: inv,
+                    offset: offset, top: top, scale: scale, symmetric: symmetric, bits: bits, codes: codes,
+                    error: error.map { $0.baseAddress! + start })
             }
             start = end
             b += 1
+        }
+    }
+}
+
+extension IntQuantizer {
+    /// 1.5 · 2^23: for 0 ≤ t < 2^22, `t + magic` rounds t to the nearest integer, ties to even
+    /// (the FPU's rounding of the sum), and leaves that integer in its low mantissa bits.
+    static let magic: Float = 0x1.8p23
+
+    /// The round-to-nearest codes of one block (values `x[0..<count]`, global index `firstIndex`
+    /// onward), and their quantization errors into `error` (which may be `x` itself).
+    ///
+    /// Clamping before rounding gives the same code as rounding before clamping (the bounds are
+    /// integers), and the magic-constant round equals `rounded(.toNearestOrEven)` on [0, 255]:
+    /// the loop then has no libm call and no trapping conversion, and LLVM vectorizes it.
+    @inline(__always)
+    static func roundToNearest(
+        _ x: UnsafePointer<Float>, count: Int, firstIndex: Int, lo: Float, inv: Float, offset: Float, top: Float, scale: Float,
+        symmetric: Bool, bits: Int, codes: UnsafeMutableRawBufferPointer, error: UnsafeMutablePointer<Float>?
+    ) {
+        @inline(__always) func code(_ v: Float) -> (code: UInt8, t: Float) {
+            var t = (v - lo) * inv + offset
+            t = t > 0 ? t : 0
+            t = t < top ? t : top
+            let r = t + magic
+            return (UInt8(truncatingIfNeeded: r.bitPattern), r - magic)
+        }
+        @inline(__always) func decoded(_ t: Float) -> Float { symmetric ? (t - offset) * scale : lo + t * scale }
+        if bits == 8 {
+            let c = codes.baseAddress!.assumingMemoryBound(to: UInt8.self) + firstIndex
+            if let error, UnsafePointer(error) == x {
+                // In place (error feedback): one pointer, so no aliasing check stops vectorization.
+                for i in 0..<count {
+                    let v = error[i]
+                    let (q, t) = code(v)
+                    c[i] = q
+                    error[i] = v - decoded(t)
+                }
+            } else if let error {
+                for i in 0..<count {
+                    let v = x[i]
+                    let (q, t) = code(v)
+                    c[i] = q
+                    error[i] = v - decoded(t)
+                }
+            } else {
+                for i in 0..<count { c[i] = code(x[i]).code }
+            }
+            return
+        }
+        let perByte = 8 / bits
+        for i in 0..<count {
+            let v = x[i]
+            let (q, t) = code(v)
+            let g = firstIndex + i
+            codes[g / perByte] |= q << UInt8((g % perByte) * bits)
+            if let error { error[i] = v - decoded(t) }
         }
     }
 }

@@ -46,25 +46,39 @@ enum TopKSelection {
     }
 
     /// Error feedback's `acc += update` and exact top-k of the result in one pass over memory:
-    /// the threshold comes from a strided sample of `acc + update`, and each 4,096-value chunk is
-    /// added (vectorized) and then scanned for candidates while it is in cache. Returns the
-    /// indices, in increasing order, of the k largest magnitudes of the new `acc`.
-    /// Also returns the largest magnitude bits of the new `acc`.
-    static func accumulateAndSelect(_ update: UnsafeBufferPointer<Float>, into acc: UnsafeMutableBufferPointer<Float>, k: Int, threads: Int = 1) -> ([Int], UInt32) {
+    /// the threshold comes from a strided sample of `acc + update`, and each group of 16 values is
+    /// added (vectorized) and tested against it together; only a group with a candidate is looked
+    /// at one value at a time, and its candidates are kept with their values, so choosing the k
+    /// among them reads nothing from the model-sized array again.
+    ///
+    /// Returns the indices, in increasing order, of the k largest magnitudes of the new `acc`,
+    /// their values, and the largest magnitude bits of the new `acc`.
+    static func accumulateAndSelect(
+        _ update: UnsafeBufferPointer<Float>, into acc: UnsafeMutableBufferPointer<Float>, k: Int, threads: Int = 1
+    ) -> (indices: [Int], values: [Float], max: UInt32) {
         let n = acc.count
-        var accMax: UInt32 = 0
         guard k > 0, k < n else {
+            var accMax: UInt32 = 0
             for i in 0..<n {
                 acc[i] += update[i]
                 accMax = max(accMax, acc[i].bitPattern & 0x7FFF_FFFF)
             }
-            return (k >= n ? Array(0..<n) : [], accMax)
+            return k >= n ? (Array(0..<n), Array(acc), accMax) : ([], [], accMax)
         }
-        let s = min(n, 1 << 14)
+        // The sample: 512 runs of 32 consecutive values spread evenly over the update (2 cache
+        // lines of each array per run: a value-by-value stride cost a cache miss per sample).
+        // Only the speed depends on it: a threshold that misses falls back to the exact radix.
+        let run = 32
+        let s = n <= 1 << 14 ? n : 1 << 14
         var sample = [UInt32](unsafeUninitializedCapacity: s) { buf, count in
-            for j in 0..<s {
-                let i = Int((UInt64(j) &* UInt64(n)) / UInt64(s))
-                buf[j] = key(acc[i] + update[i])
+            if s == n {
+                for i in 0..<n { buf[i] = key(acc[i] + update[i]) }
+            } else {
+                let blocks = s / run
+                for b in 0..<blocks {
+                    let start = Int(UInt64(b) &* UInt64(n - run) / UInt64(blocks - 1))
+                    for j in 0..<run { buf[b * run + j] = key(acc[start + j] + update[start + j]) }
+                }
             }
             count = s
         }
@@ -74,53 +88,171 @@ enum TopKSelection {
         // Each worker adds and scans its own contiguous range; ranges are concatenated in order,
         // so the candidates stay sorted whatever the thread count.
         let workers = max(1, min(threads, n / (1 << 16)))
-        var parts = [(candidates: [Int], max: UInt32, overflow: Bool)](repeating: ([], 0, false), count: workers)
+        var parts = [Candidates](repeating: Candidates(), count: workers)
         parts.withUnsafeMutableBufferPointer { parts in
             let box = UnsafeSendable(parts)
             let shared = UnsafeSendable((update, acc))
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 let (update, acc) = shared.value
                 let lo = n * w / workers, hi = n * (w + 1) / workers
-                var candidates: [Int] = []
-                candidates.reserveCapacity(Int(Double(k) * 1.4 / Double(workers)) + 64)
-                var overflow = false
-                var partMax: UInt32 = 0
-                let chunk = 4096
-                var start = lo
-                while start < hi {
-                    let end = min(hi, start + chunk)
-                    var chunkMax: UInt32 = 0
-                    for i in start..<end {
-                        acc[i] += update[i]
-                        chunkMax = max(chunkMax, acc[i].bitPattern & 0x7FFF_FFFF)
-                    }
-                    partMax = max(partMax, chunkMax)
-                    if !overflow, chunkMax >= t {
-                        for i in start..<end where key(acc[i]) >= t {
-                            if candidates.count == cap { overflow = true; break }
-                            candidates.append(i)
-                        }
-                    }
-                    start = end
-                }
-                box.value[w] = (candidates, partMax, overflow)
+                box.value[w] = addAndScan(update.baseAddress!, acc.baseAddress!, lo..<hi, threshold: t, cap: cap)
             }
         }
-        var candidates: [Int] = []
+        var accMax: UInt32 = 0
+        var total = 0
         var overflow = false
         for part in parts {
             accMax = max(accMax, part.max)
-            overflow = overflow || part.overflow || candidates.count + part.candidates.count > cap
-            if !overflow { candidates += part.candidates }
+            overflow = overflow || part.overflow
+            total += part.indices.count
         }
-        var out: [Int] = []
+        overflow = overflow || total > cap
         let view = UnsafeBufferPointer(acc)
-        if !overflow, candidates.count >= k {
-            pick(view, candidates, k: k, base: 0, into: &out)
-        } else {
-            radix(view, k: k, base: 0, into: &out)
+        if !overflow, total >= k {
+            let indices = parts.count == 1 ? parts[0].indices : parts.flatMap(\.indices)
+            let bits = parts.count == 1 ? parts[0].bits : parts.flatMap(\.bits)
+            return pick(indices: indices, bits: bits, k: k, max: accMax)
         }
-        return (out, accMax)
+        // The sampled threshold missed: the exact k-th magnitude in two more passes, and the
+        // largest magnitude in a third (a worker that overflowed stopped tracking it).
+        var out: [Int] = []
+        radix(view, k: k, base: 0, into: &out)
+        return (out, out.map { acc[$0] }, FrameEncoder.maxMagnitudeBits(view.baseAddress, count: n))
+    }
+
+    /// One worker's candidates of ``accumulateAndSelect(_:into:k:threads:)``: positions, in
+    /// increasing order, with the bit patterns of their new values.
+    struct Candidates {
+        var indices: [Int] = []
+        var bits: [UInt32] = []
+        var max: UInt32 = 0
+        /// More than `cap` candidates: the threshold was far too low (the caller falls back to radix).
+        var overflow = false
+    }
+
+    /// `acc[i] += update[i]` over `range`, returning every new value whose magnitude key is at
+    /// least `t` (unless more than `cap` are: then `overflow`) and the largest key (when no key
+    /// reaches t, t itself: an upper bound; after an overflow, not meaningful).
+    ///
+    /// The buffers are reserved for `cap + 16` candidates up front (pages are touched only as
+    /// they fill), so a group's candidates are written without branches: every value of the
+    /// group is stored and the count advances by one for each that qualifies.
+    static func addAndScan(
+        _ update: UnsafePointer<Float>, _ acc: UnsafeMutablePointer<Float>, _ range: Range<Int>, threshold t: UInt32, cap: Int
+    ) -> Candidates {
+        var found = 0
+        var overflow = false
+        var largest: UInt32 = 0
+        var bitsOut: [UInt32] = []
+        let indices = [Int](unsafeUninitializedCapacity: cap + 16) { ib, ic in
+            bitsOut = [UInt32](unsafeUninitializedCapacity: cap + 16) { bb, bc in
+                let ip = ib.baseAddress!, bp = bb.baseAddress!
+                // Keys are below 2^31, so signed comparisons order them (SSE2 has no unsigned
+                // ones). Groups of 16 as four explicit 4-lane vectors: the scalar loop was not
+                // vectorized. A lane's `(t − 1) − key` is negative exactly when key ≥ t, so
+                // OR-ing them and testing the sign finds a group holding a candidate.
+                let t1 = SIMD4<Int32>(repeating: Int32(bitPattern: t) &- 1)
+                let magnitude = SIMD4<UInt32>(repeating: 0x7FFF_FFFF)
+                var g = range.lowerBound
+                let groups = range.lowerBound + (range.count / 16) * 16
+                let ar = UnsafeMutableRawPointer(acc), ur = UnsafeRawPointer(update)
+                var c = 0
+                // The largest key is tracked only over groups holding a candidate: when any
+                // value reaches t the largest is among them; when none does, t bounds them all.
+                var m = t
+                // Lane weights: a group's candidates become the set bits of one 16-bit mask.
+                let w0 = SIMD4<Int32>(1, 2, 4, 8), w1 = w0 &<< 4, w2 = w0 &<< 8, w3 = w0 &<< 12
+                while g < groups {
+                    @inline(__always) func step(_ q: Int) -> SIMD4<Int32> {
+                        let o = 4 &* (g &+ 4 &* q)
+                        let v = ar.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self) + ur.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                        ar.storeBytes(of: v, toByteOffset: o, as: SIMD4<Float>.self)
+                        return t1 &- unsafeBitCast(unsafeBitCast(v, to: SIMD4<UInt32>.self) & magnitude, to: SIMD4<Int32>.self)
+                    }
+                    let d = (step(0), step(1), step(2), step(3))
+                    let hit = d.0 | d.1 | d.2 | d.3
+                    if (hit[0] | hit[1] | hit[2] | hit[3]) < 0, c <= cap {
+                        // Negative lanes (key ≥ t) → their weights; OR across lanes → the mask.
+                        let lanes = ((d.0 &>> 31) & w0) | ((d.1 &>> 31) & w1) | ((d.2 &>> 31) & w2) | ((d.3 &>> 31) & w3)
+                        var mask = UInt32(bitPattern: lanes[0] | lanes[1] | lanes[2] | lanes[3])
+                        while mask != 0 {
+                            let j = g &+ mask.trailingZeroBitCount
+                            let b = acc[j].bitPattern
+                            ip[c] = j
+                            bp[c] = b
+                            m = max(m, b & 0x7FFF_FFFF)
+                            c &+= 1
+                            mask &= mask &- 1
+                        }
+                    }
+                    g &+= 16
+                }
+                for j in groups..<range.upperBound {
+                    acc[j] += update[j]
+                    let b = acc[j].bitPattern
+                    m = max(m, b & 0x7FFF_FFFF)
+                    if b & 0x7FFF_FFFF >= t, c <= cap {
+                        ip[c] = j
+                        bp[c] = b
+                        c += 1
+                    }
+                }
+                overflow = c > cap
+                found = min(c, cap)
+                largest = m
+                bc = found
+            }
+            ic = found
+        }
+        return Candidates(indices: indices, bits: bitsOut, max: largest, overflow: overflow)
+    }
+
+    /// From candidate positions (increasing, a superset of the top k) and their values' bits,
+    /// exactly the top k positions, in increasing order, with their values.
+    static func pick(indices: [Int], bits: [UInt32], k: Int, max accMax: UInt32) -> (indices: [Int], values: [Float], max: UInt32) {
+        let m = kthLargestKey(bits, k)
+        var above = 0
+        for b in bits { above += b & 0x7FFF_FFFF > m ? 1 : 0 }
+        var ties = k - above
+        var outIndices: [Int] = []
+        var outValues: [Float] = []
+        outIndices.reserveCapacity(k)
+        outValues.reserveCapacity(k)
+        for (j, b) in bits.enumerated() {
+            let kk = b & 0x7FFF_FFFF
+            if kk > m || (kk == m && ties > 0) {
+                if kk == m { ties -= 1 }
+                outIndices.append(indices[j])
+                outValues.append(Float(bitPattern: b))
+            }
+        }
+        return (outIndices, outValues, accMax)
+    }
+
+    /// The k-th largest magnitude key of `bits` (1 ≤ k ≤ count): a 4,096-bin histogram of the
+    /// keys' top bits finds the bin holding it in one pass, and a quickselect among that bin's
+    /// keys alone finishes (candidates span a narrow range of magnitudes, so that bin is small).
+    static func kthLargestKey(_ bits: [UInt32], _ k: Int) -> UInt32 {
+        var lo: UInt32 = .max, hi: UInt32 = 0
+        for b in bits {
+            let kk = b & 0x7FFF_FFFF
+            lo = min(lo, kk)
+            hi = max(hi, kk)
+        }
+        // Bins over [lo, hi]: the shift leaves at most 4,096 of them.
+        let span = hi - lo
+        let shift = UInt32(max(0, 32 - span.leadingZeroBitCount - 12))
+        var hist = [Int32](repeating: 0, count: 4096)
+        hist.withUnsafeMutableBufferPointer { h in
+            for b in bits { h[Int(((b & 0x7FFF_FFFF) - lo) >> shift)] += 1 }
+        }
+        var need = k
+        var bin = Int((span >> shift))
+        while Int(hist[bin]) < need { need -= Int(hist[bin]); bin -= 1 }
+        var inBin = [UInt32]()
+        inBin.reserveCapacity(Int(hist[bin]))
+        for b in bits where ((b & 0x7FFF_FFFF) - lo) >> shift == UInt32(bin) { inBin.append(b & 0x7FFF_FFFF) }
+        return nthLargest(&inBin, need - 1)
     }
 
     /// Deep Gradient Compression's sampled top-k: threshold from a strided sample of

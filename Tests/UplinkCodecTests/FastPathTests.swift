@@ -1,0 +1,184 @@
+import Testing
+@testable import UplinkCodec
+import UplinkTestSupport
+
+/// The vectorized kernels (issue 17) against plain reference implementations: same codes, same
+/// residuals, same selections, same refusals.
+@Suite struct FastPathTests {
+    // MARK: Integer quantization
+
+    /// The quantizer as it was written before the magic-constant round: round to nearest even,
+    /// then clamp, code by code. Returns the codes and the errors `x − decoded`.
+    static func reference(_ x: [Float], _ q: IntQuantizer) -> (codes: [Int], errors: [Float]) {
+        var codes: [Int] = [], errors: [Float] = []
+        var start = 0
+        while start < x.count {
+            let end = min(x.count, start + q.block)
+            let block = x[start..<end]
+            let lo: Float = q.symmetric ? 0 : block.min()!
+            let hi: Float = block.max()!
+            let scale: Float = q.symmetric ? block.map(abs).max()! / Float(q.qmax) : (hi - lo) / Float(q.maxCode)
+            let inv: Float = scale > 0 ? 1 / scale : 0
+            let offset: Float = q.symmetric ? Float(q.qmax) : 0
+            for v in block {
+                var t = inv.isFinite ? (v - lo) * inv + offset : (v - lo) / scale + offset
+                t = min(max(t.rounded(.toNearestOrEven), 0), Float(q.maxCode))
+                codes.append(Int(t))
+                errors.append(v - (q.symmetric ? (t - offset) * scale : lo + t * scale))
+            }
+            start = end
+        }
+        return (codes, errors)
+    }
+
+    static func codes(_ frame: [UInt8], bits: Int, count: Int) throws -> [Int] {
+        let prepared = try FrameDecoder().prepare(frame)
+        return prepared.values.withUnsafeBytes { v in
+            (0..<count).map { Int(Quantizer.fp32.code(v, $0, bits: bits)) }
+        }
+    }
+
+    /// Values at exact half steps (ties), random values, zeros, and a constant block.
+    static func awkward(count: Int, seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        var x = TestData.heavyTailed(count: count, seed: seed, zeroFraction: 0.1, scale: 1)
+        // Block 0: max |x| = 127 (scale 1 in int8 sym), so k + 0.5 lands exactly on a tie.
+        x[0] = 127
+        for i in 1..<min(count, 256) { x[i] = Float(Int(rng.below(254)) - 127) + 0.5 }
+        for i in 256..<min(count, 512) { x[i] = 0.25 }
+        return x
+    }
+
+    @Test(arguments: [8, 4, 2], [true, false])
+    func nearestCodesAndResidualsMatchTheReference(bits: Int, symmetric: Bool) throws {
+        let x = Self.awkward(count: 5000, seed: UInt64(bits))
+        let q = IntQuantizer(bits: bits, block: bits == 8 ? 256 : 100, symmetric: symmetric)
+        let layout = try ModelLayout(name: "x", count: x.count)
+        let spec = "int\(bits) block=\(q.block) \(symmetric ? "sym" : "asym") | stored"
+        let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec)).encodeOnce(x)
+        let ref = Self.reference(x, q)
+        #expect(try Self.codes(frame, bits: bits, count: x.count) == ref.codes)
+        // In place (error feedback): the residual is exactly the reference error.
+        var ef = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "ef | " + spec))
+        let efFrame = try ef.encode(x)
+        #expect(try Self.codes(efFrame, bits: bits, count: x.count) == ref.codes)
+        #expect(ef.errorFeedback!.residual.map(\.bitPattern) == ref.errors.map(\.bitPattern))
+    }
+
+    /// Blocks of magnitudes below about 1e−36: 1/scale overflows to infinity, where 0·∞ was NaN
+    /// and the conversion to a code trapped (found while vectorizing). Now a typed, exact path.
+    @Test(arguments: ["int8", "int4 asym", "int2", "ef | topk 50% | int8"])
+    func tinyMagnitudesQuantizeWithoutTrapping(stage: String) throws {
+        var x = [Float](repeating: 0, count: 600)
+        for i in stride(from: 0, to: 600, by: 3) { x[i] = Float(i % 7) * 1e-40 - 2e-40 }
+        x[5] = 1e-44
+        let layout = try ModelLayout(name: "x", count: x.count)
+        var encoder = FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: stage + " | lz4"))
+        let decoded = try FrameDecoder().decode(try encoder.encode(x)).values
+        let scale = x.map(abs).max()!
+        for (a, b) in zip(x, decoded) { #expect(b.isFinite && abs(a - b) <= scale) }
+        if !stage.contains("topk") {
+            let q = try Pipeline(parsing: stage + " | stored").quantizer
+            guard case .int(let iq) = q else { Issue.record("not an int quantizer"); return }
+            let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: stage + " | stored")).encodeOnce(x)
+            #expect(try Self.codes(frame, bits: iq.bits, count: x.count) == Self.reference(x, iq).codes)
+        }
+    }
+
+    // MARK: Validation without decoding
+
+    static func bytes(_ floats: [Float]) -> [UInt8] { floats.flatMap { f in (0..<4).map { UInt8(truncatingIfNeeded: f.bitPattern >> (8 * $0)) } } }
+
+    static func validate(_ q: Quantizer, scales: [Float], codes: [UInt8], count: Int) throws(UplinkError) {
+        let sc = bytes(scales)
+        try typed {
+            try sc.withUnsafeBytes { s in try codes.withUnsafeBytes { v in try q.validate(scales: s, values: v, count: count) } }
+        }
+    }
+
+    /// A scale so large that a code times it overflows: refused, at the first such value's
+    /// index; the same scale with codes that decode to 0 is a finite update and accepted.
+    @Test func overflowingBlocksAreRefusedAtTheirFirstInfiniteValue() throws {
+        let sym = Quantizer.int(IntQuantizer(bits: 8, block: 4))
+        var codes: [UInt8] = [127, 127, 127, 127, 127, 127, 127, 127]
+        try Self.validate(sym, scales: [1, 3e38], codes: codes, count: 8)
+        codes[6] = 130  // (130 − 127) · 3e38 overflows
+        #expect { try Self.validate(sym, scales: [1, 3e38], codes: codes, count: 8) } throws: {
+            let e = $0 as? UplinkError
+            return e?.code == .nonFiniteValue && e?.message.contains("transmitted index 6") == true
+        }
+        let asym = Quantizer.int(IntQuantizer(bits: 8, block: 4, symmetric: false))
+        try Self.validate(asym, scales: [1, 0, 1e36, 1], codes: [0, 255, 3, 3, 255, 0, 0, 0], count: 8)
+        #expect { try Self.validate(asym, scales: [1, 0, 2e36, 1e38], codes: [0, 255, 3, 3, 0, 0, 255, 0], count: 8) } throws: {
+            let e = $0 as? UplinkError
+            return e?.code == .nonFiniteValue && e?.message.contains("transmitted index 6") == true
+        }
+        // The all-ones code of a symmetric quantizer is refused wherever it is.
+        #expect { try Self.validate(sym, scales: [1, 1], codes: [127, 127, 127, 127, 127, 127, 127, 255], count: 8) } throws: {
+            ($0 as? UplinkError)?.code == .malformedStream
+        }
+        let int4 = Quantizer.int(IntQuantizer(bits: 4, block: 4))
+        #expect { try Self.validate(int4, scales: [1, 1], codes: [0x77, 0x77, 0x77, 0xF7], count: 8) } throws: {
+            ($0 as? UplinkError)?.message.contains("at 7") == true
+        }
+    }
+
+    // MARK: Error feedback's add-and-select
+
+    static func oracle(_ x: [Float], k: Int) -> [Int] {
+        Array(x.indices.sorted { (abs(x[$0]), -$0) > (abs(x[$1]), -$1) }.prefix(k)).sorted()
+    }
+
+    static func check(acc start: [Float], update: [Float], k: Int, threads: Int, _ note: String) {
+        var acc = start
+        let result = update.withUnsafeBufferPointer { u in
+            acc.withUnsafeMutableBufferPointer { TopKSelection.accumulateAndSelect(u, into: $0, k: k, threads: threads) }
+        }
+        let sum = zip(start, update).map { $0 + $1 }
+        #expect(acc.map(\.bitPattern) == sum.map(\.bitPattern), "\(note): the sum")
+        let expected = Self.oracle(sum, k: min(k, sum.count))
+        #expect(result.indices == expected, "\(note): the selection")
+        #expect(result.values.map(\.bitPattern) == expected.map { sum[$0].bitPattern }, "\(note): the values")
+        let trueMax = sum.map { $0.bitPattern & 0x7FFF_FFFF }.max()!
+        #expect(result.max == trueMax, "\(note): the largest magnitude")
+    }
+
+    @Test(arguments: [1, 2])
+    func addAndSelectMatchesTheOracle(threads: Int) {
+        let n = 200_003  // not a multiple of 16: the scalar tail runs
+        let start = TestData.heavyTailed(count: n, seed: 21)
+        let update = TestData.heavyTailed(count: n, seed: 22)
+        for k in [1, 17, 2000, 20_000, 100_000] {
+            Self.check(acc: start, update: update, k: k, threads: threads, "k \(k)")
+        }
+        // k ≥ n and k = 0.
+        Self.check(acc: Array(start[0..<100]), update: Array(update[0..<100]), k: 100, threads: threads, "k = n")
+        var acc = start
+        let none = update.withUnsafeBufferPointer { u in acc.withUnsafeMutableBufferPointer { TopKSelection.accumulateAndSelect(u, into: $0, k: 0) } }
+        #expect(none.indices.isEmpty && none.values.isEmpty)
+    }
+
+    /// Inputs that defeat the sampled threshold both ways, so the exact fallback runs.
+    @Test(arguments: [1, 2])
+    func missedThresholdsFallBackToTheExactSelection(threads: Int) {
+        let n = 1 << 18
+        let zero = [Float](repeating: 0, count: n)
+        // Too many candidates: a few levels, so every value ties with the threshold.
+        var rng = SplitMix64(seed: 5)
+        let levels: [Float] = [0, 0.5, -0.5, 1]
+        let tied = (0..<n).map { _ in levels[Int(rng.below(4))] }
+        Self.check(acc: zero, update: tied, k: 3000, threads: threads, "ties")
+        // Too few: large values only where the sample looks (the first 32 of each of its 512
+        // runs), small ones everywhere else, and k far above what the sample saw.
+        var skewed = [Float](repeating: 1e-3, count: n)
+        let blocks = 512, run = 32
+        for b in 0..<blocks {
+            let s = b * (n - run) / (blocks - 1)
+            for j in 0..<run { skewed[s + j] = Float(1 + j) }
+        }
+        for i in stride(from: 7, to: n, by: 13) { skewed[i] = 2e-3 }
+        Self.check(acc: zero, update: skewed, k: 30_000, threads: threads, "sample-only peaks")
+        // Everything identical.
+        Self.check(acc: zero, update: [Float](repeating: -2, count: n), k: 777, threads: threads, "constant")
+    }
+}
