@@ -101,6 +101,7 @@ extension UplinkCommand {
                 }
                 let decoded = prepared
                 let median = Roofline.median
+                let codec = try Self.codecAlone(frame, pipeline: spec, limits: decoder.limits, runs: runs)
                 let enc = median(encodeTimes), acc = median(accumulateTimes)
                 let k = decoded.transmittedCount
                 var out: [String: Any] = [
@@ -114,7 +115,11 @@ extension UplinkCommand {
                     "encoder_peak_extra_bytes": encoderExtra,
                     "encoder_peak_over_update_and_residual": Double(resident + encoderExtra) / Double(resident),
                 ]
+                out["codec_encode_seconds"] = codec.encode
+                out["codec_decode_seconds"] = codec.decode
                 if roofline {
+                    out["encode_without_codec_over_floor"] = median(zip(encodeTimes, encodeFloorTimes).map { ($0 - codec.encode) / $1 })
+                    out["accumulate_without_codec_over_floor"] = median(zip(accumulateTimes, accumulateFloorTimes).map { ($0 - codec.decode) / $1 })
                     out["encode_floor_seconds"] = median(encodeFloorTimes)
                     out["accumulate_floor_seconds"] = median(accumulateFloorTimes)
                     out["encode_floor_runs_seconds"] = encodeFloorTimes
@@ -136,6 +141,13 @@ extension UplinkCommand {
                     if let ef = out["encode_floor_seconds"] as? Double, let af = out["accumulate_floor_seconds"] as? Double,
                        let er = out["encode_over_floor"] as? Double, let ar = out["accumulate_over_floor"] as? Double {
                         print(String(format: "  roofline    encode %.2f× its floor (%.3f ms), accumulate %.2f× its floor (%.3f ms)", er, 1000 * ef, ar, 1000 * af))
+                        if spec.codec.codec != .stored, let ec = out["encode_without_codec_over_floor"] as? Double,
+                           let ac = out["accumulate_without_codec_over_floor"] as? Double {
+                            print(String(format: "              without the codec: encode %.2f×, accumulate %.2f×", ec, ac))
+                        }
+                    }
+                    if spec.codec.codec != .stored {
+                        print(String(format: "  codec       %@ alone: compress %.3f ms, decompress %.3f ms (the frame's sections)", spec.codec.codec.description, 1000 * codec.encode, 1000 * codec.decode))
                     }
                     print(String(format: "  crc32c      %6.2f GB/s %@, table %.2f GB/s", Double(4 * n) / crcHardware / 1e9, CRC32C.hardware ? "(CPU instructions)" : "(no CPU instructions: the table)", Double(4 * n) / crcTable / 1e9))
                     print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
@@ -144,6 +156,45 @@ extension UplinkCommand {
                     }
                 }
             }
+        }
+
+        /// The codec's own time on this frame's sections, medians of `runs`: compressing each
+        /// section's raw bytes as the frame writer does (sampling included), and decompressing
+        /// each compressed section. Zero for `stored`.
+        static func codecAlone(_ frame: [UInt8], pipeline: Pipeline, limits: FrameLimits, runs: Int) throws -> (encode: Double, decode: Double) {
+            let codec = pipeline.codec.codec
+            guard codec != .stored else { return (0, 0) }
+            let header = try frame.withUnsafeBytes { (f) throws(UplinkError) in try FrameReader.readHeader(f, limits: limits) }
+            var sections: [(codec: SectionCodec, stored: [UInt8], raw: [UInt8])] = []
+            for s in header.sections {
+                let stored = Array(frame[s.offset..<(s.offset + s.storedLength)])
+                var raw = [UInt8](repeating: 0, count: s.rawLength)
+                try typed {
+                    try stored.withUnsafeBytes { src in try raw.withUnsafeMutableBytes { try s.codec.decompress(src, into: $0) } }
+                }
+                sections.append((s.codec, stored, raw))
+            }
+            var scratch = [UInt8](repeating: 0, count: sections.map(\.raw.count).max() ?? 0)
+            var encode: [Double] = [], decode: [Double] = []
+            var sink = 0
+            for _ in 0..<runs {
+                var t0 = DispatchTime.now().uptimeNanoseconds
+                for s in sections {
+                    sink &+= try s.raw.withUnsafeBytes { (r) throws(UplinkError) in try FrameWriter.compressSection(r, codec: codec, level: pipeline.codec.level)?.count ?? 0 }
+                }
+                encode.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                t0 = DispatchTime.now().uptimeNanoseconds
+                for s in sections where s.codec != .stored {
+                    try typed {
+                        try s.stored.withUnsafeBytes { src in
+                            try scratch.withUnsafeMutableBytes { try s.codec.decompress(src, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<s.raw.count])) }
+                        }
+                    }
+                }
+                decode.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            Roofline.blackHole(sink)
+            return (Roofline.median(encode), Roofline.median(decode))
         }
 
         /// Seeded heavy-tailed values (a cube of a uniform, times a scale) with 30% exact zeros.

@@ -35,6 +35,15 @@ import UplinkTestSupport
         #expect(abs(try #require(j["ratio_to_float32"] as? Double) - Double(4 * n) / Double(bytes)) < 1e-9)
         #expect((j["encode_runs_seconds"] as? [Double])?.contains(enc) == true)
         #expect((j["accumulate_runs_seconds"] as? [Double])?.contains(acc) == true)
+        // The codec alone, and the multiples without it.
+        let codecEncode = try #require(j["codec_encode_seconds"] as? Double), codecDecode = try #require(j["codec_decode_seconds"] as? Double)
+        #expect(pipeline.hasSuffix("stored") ? codecEncode == 0 && codecDecode == 0 : codecEncode > 0)
+        for (stage, codec) in [("encode", codecEncode), ("accumulate", codecDecode)] {
+            let times = try #require(j["\(stage)_runs_seconds"] as? [Double])
+            let floors = try #require(j["\(stage)_floor_runs_seconds"] as? [Double])
+            let ratio = median(zip(times, floors).map { ($0 - codec) / $1 })
+            #expect(abs(try #require(j["\(stage)_without_codec_over_floor"] as? Double) - ratio) <= 1e-12 * abs(ratio))
+        }
         #expect(try #require(j["crc32c_gb_per_s"] as? Double) > 0 && (j["crc32c_table_gb_per_s"] as? Double ?? 0) > 0)
     }
 

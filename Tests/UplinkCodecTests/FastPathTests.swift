@@ -181,4 +181,115 @@ import UplinkTestSupport
         // Everything identical.
         Self.check(acc: zero, update: [Float](repeating: -2, count: n), k: 777, threads: threads, "constant")
     }
+
+    // MARK: binary16
+
+    /// The branchless software conversion equals the branchy one, and the CPU's F16C (when
+    /// present) equals both, over every binary16 value, every rounding tie between neighbours
+    /// and a sweep of all float bit patterns.
+    @Test func halfConversionsAgreeEverywhere() {
+        var probes: [Float] = []
+        for h in 0..<65_536 {
+            let f = Float16Bits.toFloat(UInt16(h))
+            guard f.isFinite else { continue }
+            probes.append(f)
+            let next = Float16Bits.toFloat(UInt16(h) &+ 1)
+            if next.isFinite, (h & 0x7FFF) != 0x7BFF {
+                let mid = Float((Double(f) + Double(next)) / 2)  // exact: a tie
+                probes += [mid, mid.nextUp, mid.nextDown]
+            }
+        }
+        for bits in stride(from: UInt32(0), to: 0x7F80_0000, by: 4093) {
+            probes += [Float(bitPattern: bits), -Float(bitPattern: bits)]
+        }
+        probes += [65504, 65519.99, 65520, 1e9, -65520, .leastNonzeroMagnitude, .greatestFiniteMagnitude]
+        for x in probes {
+            #expect(Float16Bits.fromFloatBranchless(x) == Float16Bits.fromFloat(x), "\(x)")
+        }
+        let (available, identical) = Float16Bits.hardwareAgrees(probes)
+        #expect(identical, "F16C differs from the software conversion")
+        // Every code decodes identically through the bulk path (hardware or software).
+        let all = (0..<65_536).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+        var out = [Float](repeating: 0, count: 65_536)
+        all.withUnsafeBytes { src in out.withUnsafeMutableBufferPointer { Float16Bits.decode(src.baseAddress!, count: 65_536, into: $0.baseAddress!) } }
+        for h in 0..<65_536 where !Float16Bits.toFloat(UInt16(h)).isNaN {
+            #expect(out[h].bitPattern == Float16Bits.toFloat(UInt16(h)).bitPattern)
+        }
+        _ = available
+    }
+
+    // MARK: Non-finite values found by the fast checks
+
+    /// A NaN or infinity at the start, inside a word, or in the tail of a float stream: refused
+    /// with its transmitted index (the exponent test runs eight bytes at a time).
+    @Test(arguments: ["fp32", "fp16", "bf16"])
+    func nonFiniteFloatCodesAreFoundAtTheirIndex(name: String) throws {
+        let q = try Pipeline(parsing: name).quantizer
+        let width = q.bitsPerValue / 8
+        for m in [1, 3, 4, 7, 1001] {
+            for bad in Set([0, m / 2, m - 1]) {
+                var codes = [UInt8](repeating: 0, count: m * width)
+                let allOnes: [UInt8] = width == 4 ? [0x00, 0x00, 0x80, 0x7F] : (name == "fp16" ? [0x00, 0x7C] : [0x80, 0x7F])
+                for (j, b) in allOnes.enumerated() { codes[bad * width + j] = b }
+                #expect(throws: UplinkError.self) { try Self.validate(q, scales: [], codes: codes, count: m) }
+                do { try Self.validate(q, scales: [], codes: codes, count: m) } catch {
+                    #expect(error.code == .nonFiniteValue && error.message.contains("transmitted index \(bad)"), "\(name) m \(m) at \(bad): \(error)")
+                }
+                codes[bad * width + width - 1] &= 0x3F  // finite again
+                try Self.validate(q, scales: [], codes: codes, count: m)
+            }
+        }
+    }
+
+    /// Without error feedback a dense integer quantizer checks finiteness itself (no separate
+    /// pass): a NaN or infinity anywhere is still refused, naming tensor and element.
+    @Test(arguments: ["int8 | stored", "int4 asym | lz4", "int2 stochastic seed=3 | zlib", "int8 block=7 | lz4"], [Float.nan, .infinity, -.infinity])
+    func denseIntegerEncodersRefuseNonFiniteValues(spec: String, bad: Float) throws {
+        let layout = try ModelLayout([TensorSpec(name: "a", shape: [300]), TensorSpec(name: "b", shape: [5000])])
+        for at in [0, 299, 300 + 2499, 5299] {
+            var update = TestData.uniform(count: 5300, seed: 4)
+            update[at] = bad
+            #expect { try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: spec)).encodeOnce(update) } throws: { error in
+                guard let e = error as? UplinkError else { return false }
+                let (tensor, element) = at < 300 ? ("a", at) : ("b", at - 300)
+                return e.code == .nonFiniteValue && e.message.contains("\"\(tensor)\"") && e.message.contains("element \(element)")
+            }
+        }
+    }
+
+    // MARK: Sampled sections
+
+    static func sectionCodecs(_ frame: [UInt8]) throws -> [SectionCodec] {
+        try frame.withUnsafeBytes { try FrameReader.readHeader($0, limits: .default) }.sections.map(\.codec)
+    }
+
+    /// A large section whose sample does not shrink is stored without compressing it; one that
+    /// compresses is compressed; below 256 KiB the whole section is always tried.
+    @Test(arguments: ["lz4", "zlib"])
+    func incompressibleSamplesStoreLargeSections(codec: String) throws {
+        var rng = SplitMix64(seed: 9)
+        // Uniform bytes (as floats: a pattern with an all-ones exponent loses one exponent bit).
+        let noise = (0..<(1 << 18)).map { _ -> Float in
+            let b = UInt32(truncatingIfNeeded: rng.next())
+            return Float(bitPattern: b & 0x7F80_0000 == 0x7F80_0000 ? b ^ 0x0080_0000 : b)
+        }
+        let layout = try ModelLayout(name: "x", count: noise.count)
+        let spec = try Pipeline(parsing: "fp32 | \(codec)")
+        #expect(try Self.sectionCodecs(FrameEncoder(layout: layout, pipeline: spec).encodeOnce(noise)) == [.stored])
+        let smooth = (0..<(1 << 18)).map { Float($0 % 64) }
+        #expect(try Self.sectionCodecs(FrameEncoder(layout: layout, pipeline: spec).encodeOnce(smooth)) == [spec.codec.codec])
+        // The rule itself, on bytes: noise with one compressible region outside the sample
+        // pieces is stored; the same region under a piece makes the sample shrink.
+        var bytes = noise.withUnsafeBytes { Array($0) }  // 1 MiB
+        let piece = FrameWriter.samplePieceLength
+        for i in (200_000)..<(200_000 + 100_000) { bytes[i] = 0 }
+        #expect(try bytes.withUnsafeBytes { try FrameWriter.compressSection($0, codec: spec.codec.codec, level: spec.codec.level) } == nil)
+        let second = (bytes.count - piece) / 3
+        for i in second..<(second + piece) { bytes[i] = 0 }
+        #expect(try bytes.withUnsafeBytes { try FrameWriter.compressSection($0, codec: spec.codec.codec, level: spec.codec.level) } != nil)
+        // Just below the size that is sampled: the whole section is tried (and does not shrink).
+        let small = Array(bytes[0..<(FrameWriter.sampledSectionLength - 1)]).map { $0 | 1 }
+        let tried = try small.withUnsafeBytes { try spec.codec.codec.compress($0, level: spec.codec.level) }
+        #expect(try small.withUnsafeBytes { try FrameWriter.compressSection($0, codec: spec.codec.codec, level: spec.codec.level) } == tried)
+    }
 }

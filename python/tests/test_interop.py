@@ -142,3 +142,30 @@ def test_one_array_is_arr_0(uplink, tmp_path):
     assert frame == open(out, "rb").read()
     d = uplink_fl.decode(frame)
     assert list(d) == ["arr_0"] and d["arr_0"].shape == (10, 100)
+
+
+@pytest.mark.parametrize("spec", ["fp32 | lz4", "fp32 | zlib", "fp16 | zlib 1", "int8 | lz4 level=3"])
+@pytest.mark.parametrize("kind", ["noise", "mixed", "smooth"])
+def test_sampled_sections_identical(spec, kind, uplink, tmp_path):
+    """Sections of 256 KiB and more are stored when a sample of four 16 KiB pieces does not
+    shrink by 1% (docs/wire-format.md §7): both encoders decide alike, so the bytes match."""
+    _needs_liblz4(spec)
+    rng = np.random.default_rng(17)
+    n = 400_000
+    bits = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+    bits = np.where((bits & 0x7F800000) == 0x7F800000, bits ^ 0x00800000, bits)
+    x = bits.view(np.float32).copy()
+    if kind == "mixed":  # compressible outside the sampled pieces only
+        x[50_000:90_000] = 0
+    elif kind == "smooth":
+        x = (np.arange(n) % 97).astype(np.float32) * 0.01
+    if spec.startswith("fp16") or spec.startswith("int8"):
+        x = np.clip(np.nan_to_num(x), -1000, 1000).astype(np.float32)
+    update = {"w": x}
+    path = os.path.join(tmp_path, "u.safetensors")
+    with open(path, "wb") as f:
+        f.write(write_safetensors(update))
+    out = os.path.join(tmp_path, "s.upl")
+    uplink("encode", "--pipeline", spec, "--in", path, "--out", out)
+    frame = uplink_fl.Encoder(spec).encode(update)
+    assert frame == open(out, "rb").read()

@@ -1,3 +1,5 @@
+internal import CUplinkCRC
+
 /// IEEE 754 binary16 conversions by bit manipulation (F. Giesen's round-to-nearest-even method).
 ///
 /// Written out rather than using `Float16` because that type is missing on some platforms
@@ -23,6 +25,84 @@ public enum Float16Bits {
             o = u >> 13
         }
         return UInt16(truncatingIfNeeded: o | (sign >> 16))
+    }
+
+    /// Whether this CPU converts in hardware (x86-64 F16C), detected at run time; the bulk
+    /// conversions below then use it, otherwise the software conversions (same results, tested).
+    package static let hardware: Bool = cuplink_half_hardware() != 0
+
+    /// ``fromFloat(_:)`` with every case computed and one chosen by selects (the same value for
+    /// every input, tested), so a loop of it vectorizes.
+    @inlinable @inline(__always)
+    public static func fromFloatBranchless(_ value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        let sign = bits & 0x8000_0000
+        let u = bits ^ sign
+        let special: UInt32 = u > 0x7F80_0000 ? 0x7E00 : 0x7C00
+        let subnormal = (Float(bitPattern: u) + Float(bitPattern: 0x3F00_0000)).bitPattern &- 0x3F00_0000
+        let normal = (u &+ 0xC800_0FFF &+ ((u >> 13) & 1)) >> 13
+        let o = u >= 0x4780_0000 ? special : (u < 0x3880_0000 ? subnormal : normal)
+        return UInt16(truncatingIfNeeded: o | (sign >> 16))
+    }
+
+    /// Converts `count` finite floats at `x` to little-endian binary16 at `out`, writing each
+    /// error `x − toFloat(h)` to `error` (which may be `x`) when given. Returns whether some
+    /// result is infinite (the value was too large). Hardware when the CPU has it.
+    package static func encode(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutableRawPointer, error: UnsafeMutablePointer<Float>?) -> Bool {
+        if hardware {
+            return cuplink_float_to_half(x, out.assumingMemoryBound(to: UInt8.self), error, count) != 0
+        }
+        var bad: UInt16 = 0
+        if let error, UnsafePointer(error) == x {
+            for i in 0..<count {
+                let v = error[i]
+                let h = fromFloatBranchless(v)
+                out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+                bad |= (h & 0x7C00) == 0x7C00 ? 1 : 0
+                error[i] = v - toFloatBranchless(h)
+            }
+        } else {
+            for i in 0..<count {
+                let v = x[i]
+                let h = fromFloatBranchless(v)
+                out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+                bad |= (h & 0x7C00) == 0x7C00 ? 1 : 0
+                if let error { error[i] = v - toFloatBranchless(h) }
+            }
+        }
+        return bad != 0
+    }
+
+    /// Converts `count` little-endian binary16 values at `src` to floats at `out` (exact).
+    package static func decode(_ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
+        if hardware {
+            cuplink_half_to_float(src.assumingMemoryBound(to: UInt8.self), out, count)
+            return
+        }
+        for j in 0..<count {
+            out[j] = toFloatBranchless(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 &* j, as: UInt16.self)))
+        }
+    }
+
+    /// The software conversions of ``encode(_:count:into:error:)`` and ``decode(_:count:into:)``
+    /// against the hardware ones, for tests: (hardware available, results identical) over `x`.
+    package static func hardwareAgrees(_ x: [Float]) -> (available: Bool, identical: Bool) {
+        guard hardware else { return (false, true) }
+        var hw = [UInt8](repeating: 0, count: 2 * x.count), sw = hw
+        var hwErr = [Float](repeating: 0, count: x.count), swErr = hwErr
+        let hwBad = x.withUnsafeBufferPointer { p in cuplink_float_to_half(p.baseAddress!, &hw, &hwErr, x.count) != 0 }
+        var swBad = false
+        for i in 0..<x.count {
+            let h = fromFloatBranchless(x[i])
+            sw[2 * i] = UInt8(truncatingIfNeeded: h)
+            sw[2 * i + 1] = UInt8(truncatingIfNeeded: h >> 8)
+            swErr[i] = x[i] - toFloatBranchless(h)
+            swBad = swBad || (h & 0x7C00) == 0x7C00
+        }
+        var back = [Float](repeating: 0, count: x.count)
+        hw.withUnsafeBytes { cuplink_half_to_float($0.baseAddress!.assumingMemoryBound(to: UInt8.self), &back, x.count) }
+        let decodes = (0..<x.count).allSatisfy { back[$0].bitPattern == toFloat(UInt16(hw[2 * $0]) | UInt16(hw[2 * $0 + 1]) << 8).bitPattern }
+        return (true, hw == sw && hwErr.map(\.bitPattern) == swErr.map(\.bitPattern) && hwBad == swBad && decodes)
     }
 
     /// ``toFloat(_:)`` with every case computed and one chosen by selects, no branches, so a

@@ -70,20 +70,21 @@ enum ZlibStream {
         defer { deflateEnd(stream) }
         let capacity = raw.count - 1
         guard capacity > 0 else { return nil }
-        var out = [UInt8](repeating: 0, count: capacity)
-        let status = out.withUnsafeMutableBytes { dst -> Int32 in
+        // Uninitialized (no zeroing pass): only the bytes deflate wrote are kept.
+        var status: Int32 = 0
+        let out = [UInt8](unsafeUninitializedCapacity: capacity) { dst, count in
             stream.pointee.next_in = UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: Bytef.self))
             stream.pointee.avail_in = uInt(raw.count)
-            stream.pointee.next_out = dst.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            stream.pointee.next_out = dst.baseAddress!
             stream.pointee.avail_out = uInt(capacity)
-            return deflate(stream, Z_FINISH)
+            status = deflate(stream, Z_FINISH)
+            count = status == Z_STREAM_END ? min(capacity, Int(stream.pointee.total_out)) : 0
         }
         // Z_OK or Z_BUF_ERROR here means the output did not fit in count − 1 bytes: not smaller.
         guard status == Z_STREAM_END else {
             if status == Z_OK || status == Z_BUF_ERROR { return nil }
             throw UplinkError(.compressionFailed, "zlib deflate failed (status \(status))")
         }
-        out.removeSubrange(Int(stream.pointee.total_out)...)
         return out
     }
 

@@ -12,6 +12,35 @@ public struct FrameWriter: Sendable {
         self.chunkLength = chunkLength
     }
 
+    /// Sections at least this long are sampled before they are compressed.
+    static let sampledSectionLength = 1 << 18
+    /// Bytes in each of the four sample pieces.
+    static let samplePieceLength = 1 << 14
+
+    /// One section's stored bytes under `codec`, or `nil` to store it raw: when compression
+    /// would not make it smaller, or, for a section of at least 256 KiB, when a sample of it
+    /// does not shrink by 1%. The sample is four 16 KiB pieces at offsets `p·(length − 16384)/3`
+    /// (p = 0…3), each compressed alone with the same codec and level; the section is stored
+    /// when their compressed sizes (a piece's own size if it did not shrink) add up to more
+    /// than 99% of 65,536. Float mantissas and sign bits do not compress, and learning that
+    /// from 64 KiB instead of the whole section is what keeps `fp16 | lz4`'s cost near its
+    /// floor. Deterministic, and normative for encoders that must match Uplink's bytes
+    /// (docs/wire-format.md §5.3); decoders need not know it.
+    package static func compressSection(_ raw: UnsafeRawBufferPointer, codec: SectionCodec, level: Int) throws(UplinkError) -> [UInt8]? {
+        guard codec != .stored, raw.count > 0 else { return nil }
+        if raw.count >= sampledSectionLength {
+            let piece = samplePieceLength
+            var stored = 0
+            for p in 0..<4 {
+                let start = p * (raw.count - piece) / 3
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<(start + piece)])
+                stored += try codec.compress(bytes, level: level)?.count ?? piece
+            }
+            if stored * 100 > 4 * piece * 99 { return nil }
+        }
+        return try codec.compress(raw, level: level)
+    }
+
     /// The frame bytes. `streams` must be in the order the pipeline defines.
     public func write(
         layout: ModelLayout, pipeline: Pipeline, round: UInt64, sampleCount: UInt64,
@@ -24,7 +53,7 @@ public struct FrameWriter: Sendable {
                 let end = min(start + chunkLength, bytes.count)
                 let piece = try typed { try bytes.withUnsafeBytes { all -> (SectionEntry, [UInt8]?) in
                     let raw = UnsafeRawBufferPointer(rebasing: all[start..<end])
-                    let compressed = try pipeline.codec.codec.compress(raw, level: pipeline.codec.level)
+                    let compressed = try Self.compressSection(raw, codec: pipeline.codec.codec, level: pipeline.codec.level)
                     let codec: SectionCodec = compressed == nil ? .stored : pipeline.codec.codec
                     let stored = compressed.map { $0.withUnsafeBytes { CRC32C.checksum($0) } } ?? CRC32C.checksum(raw)
                     let entry = SectionEntry(

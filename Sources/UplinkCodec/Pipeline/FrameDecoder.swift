@@ -38,26 +38,32 @@ public struct FrameDecoder: Sendable {
         let resolved = try resolveLayout(header, layout)
         // Checksums first: a corrupted frame costs no allocation.
         try FrameReader.verifySectionChecksums(frame, header)
+        // Each stream decompressed into one uninitialized buffer of its total raw length (every
+        // section must fill its part exactly, or the frame is refused): no zeroing pass.
         var streams: [StreamKind: [UInt8]] = [:]
-        for (i, s) in header.sections.enumerated() {
-            let stored = UnsafeRawBufferPointer(rebasing: frame[s.offset..<(s.offset + s.storedLength)])
-            // Taken out of the dictionary so that appending does not copy it (copy-on-write).
-            var buffer = streams.removeValue(forKey: s.stream) ?? []
-            if buffer.isEmpty {
-                buffer.reserveCapacity(header.sections.lazy.filter { $0.stream == s.stream }.reduce(0) { $0 + $1.rawLength })
-            }
-            let start = buffer.count
-            buffer.append(contentsOf: repeatElement(0, count: s.rawLength))
-            do throws(UplinkError) {
-                try typed {
-                    try buffer.withUnsafeMutableBytes { out in
-                        try s.codec.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: out[start...]))
+        var order: [StreamKind] = []
+        for s in header.sections where !order.contains(s.stream) { order.append(s.stream) }
+        for kind in order {
+            let parts = header.sections.enumerated().filter { $0.element.stream == kind }
+            let total = parts.reduce(0) { $0 + $1.element.rawLength }
+            var failure: UplinkError?
+            let buffer = [UInt8](unsafeUninitializedCapacity: total) { out, count in
+                var at = 0
+                for (i, s) in parts {
+                    let stored = UnsafeRawBufferPointer(rebasing: frame[s.offset..<(s.offset + s.storedLength)])
+                    do throws(UplinkError) {
+                        try s.codec.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(out)[at..<(at + s.rawLength)]))
+                    } catch {
+                        failure = UplinkError(error.code, "section \(i) (\(s.stream)): \(error.message)")
+                        count = 0
+                        return
                     }
+                    at += s.rawLength
                 }
-            } catch {
-                throw UplinkError(error.code, "section \(i) (\(s.stream)): \(error.message)")
+                count = total
             }
-            streams[s.stream] = buffer
+            if let failure { throw failure }
+            streams[kind] = buffer
         }
         let n = header.parameterCount
         var positions: Positions?

@@ -75,6 +75,12 @@ public struct FrameEncoder: Sendable {
         guard update.count == layout.parameterCount else {
             throw UplinkError(.shapeMismatch, "update has \(update.count) values, the layout \(layout.parameterCount)")
         }
+        // Without error feedback nothing changes if the encode throws, so a dense integer
+        // quantizer checks for NaN and infinity as it scans each block (see `compress`) and
+        // the separate pass over the update is skipped; its range is unlimited.
+        if pipeline.errorFeedback == nil, pipeline.localDP == nil, pipeline.sparsifier == nil, case .int = pipeline.quantizer {
+            return try write(try compress(update, round: round, residual: nil, preselected: nil), round: round, sampleCount: sampleCount)
+        }
         let updateMax = try checkFinite(update, "update value")
         if let dp = pipeline.localDP {
             // Local DP first: the clipped, noised copy is what the rest of the pipeline sees.
@@ -219,6 +225,7 @@ public struct FrameEncoder: Sendable {
             }
         } else {
             q = try pipeline.quantizer.encode(values, error: residual, round: round).checked(values, pipeline.quantizer)
+            if q.sawNonFinite { _ = try checkFinite(values, "update value") }  // throws, naming the first
         }
         if pipeline.quantizer.scaleBlocks(1).bytes > 0 { streams.append((.scales, q.scales)) }
         streams.append((.values, q.values))

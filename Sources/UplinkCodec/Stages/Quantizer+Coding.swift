@@ -4,6 +4,9 @@ struct QuantizedStreams {
     var values: [UInt8]
     /// The first value the quantizer could not represent (fp16/bf16 overflow), if any.
     var overflowIndex: Int?
+    /// Whether an integer quantizer met a NaN or infinity (it checks as it scans each block, so
+    /// an encoder without error feedback needs no separate pass over the update).
+    var sawNonFinite = false
 
     /// Throws ``UplinkError/Code/valueOutOfRange`` for a value the quantizer could not represent.
     func checked(_ values: UnsafeBufferPointer<Float>, _ quantizer: Quantizer) throws(UplinkError) -> QuantizedStreams {
@@ -27,8 +30,18 @@ extension Quantizer {
         let m = values.count
         let lengths = streamLengths(values: m)
         var scales = [UInt8](repeating: 0, count: lengths.scales)
-        var codes = [UInt8](repeating: 0, count: lengths.values)
+        // Packed codes are OR-ed into place, so they start at zero; 8-bit and float codes are
+        // each written once and need no clearing pass.
+        let overwrites: Bool = switch self {
+        case .fp32, .fp16, .bf16: true
+        case .int(let q): q.bits == 8
+        case .sign, .ternary: false
+        }
+        var codes = overwrites
+            ? [UInt8](unsafeUninitializedCapacity: lengths.values) { _, count in count = lengths.values }
+            : [UInt8](repeating: 0, count: lengths.values)
         var overflowIndex = -1
+        var sawNonFinite = false
         scales.withUnsafeMutableBytes { sc in
             codes.withUnsafeMutableBytes { out in
                 switch self {
@@ -36,14 +49,9 @@ extension Quantizer {
                     for i in 0..<m { out.storeBytes(of: values[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
                     if let error { for i in 0..<m { error[i] = 0 } }
                 case .fp16:
-                    var bad: UInt16 = 0
-                    for i in 0..<m {
-                        let h = Float16Bits.fromFloat(values[i])
-                        out.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-                        bad |= (h & 0x7C00) == 0x7C00 ? 1 : 0
-                        if let error { error[i] = values[i] - Float16Bits.toFloat(h) }
+                    if m > 0, Float16Bits.encode(values.baseAddress!, count: m, into: out.baseAddress!, error: error?.baseAddress) {
+                        overflowIndex = (0..<m).first { Float16Bits.fromFloat(values[$0]) & 0x7C00 == 0x7C00 }!
                     }
-                    if bad != 0 { overflowIndex = (0..<m).first { Float16Bits.fromFloat(values[$0]) & 0x7C00 == 0x7C00 }! }
                 case .bf16:
                     var bad: UInt16 = 0
                     for i in 0..<m {
@@ -54,13 +62,13 @@ extension Quantizer {
                     }
                     if bad != 0 { overflowIndex = (0..<m).first { BFloat16Bits.fromFloat(values[$0]) & 0x7F80 == 0x7F80 }! }
                 case .int(let q):
-                    q.encode(values, scales: sc, codes: out, error: error, round: round)
+                    sawNonFinite = q.encode(values, scales: sc, codes: out, error: error, round: round)
                 case .sign(let b), .ternary(let b):
                     SignCoding.encode(values, block: b == 0 ? max(m, 1) : b, scales: sc, codes: out, error: error)
                 }
             }
         }
-        return QuantizedStreams(scales: scales, values: codes, overflowIndex: overflowIndex >= 0 ? overflowIndex : nil)
+        return QuantizedStreams(scales: scales, values: codes, overflowIndex: overflowIndex >= 0 ? overflowIndex : nil, sawNonFinite: sawNonFinite)
     }
 
     /// Checks decoded streams for `m` values: codes in range, zero padding bits, finite
@@ -83,16 +91,28 @@ extension Quantizer {
         }
         switch self {
         case .int(let q):
-            if q.maxCode < (1 << q.bits) - 1 {
+            if q.maxCode < (1 << q.bits) - 1, m > 0 {
                 // Symmetric codes never use the all-ones pattern.
                 let all = UInt8((1 << q.bits) - 1)
-                var bad: UInt8 = 0
-                if q.bits == 8 {
-                    for i in 0..<m { bad |= values[i] == all ? 1 : 0 }
-                } else {
-                    for i in 0..<m { bad |= code(values, i, bits: q.bits) == all ? 1 : 0 }
+                // Eight bytes at a time: a field is all ones exactly when it is zero in the
+                // complement, and `(x − lows) & ~x & highs` is non-zero exactly when some field
+                // of x is zero (fields never straddle bytes, so byte order does not matter;
+                // padding bits are zero, never all ones). A byte loop stayed scalar: it was a
+                // third of an int8 accumulate.
+                let lows: UInt64 = q.bits == 8 ? 0x0101_0101_0101_0101 : q.bits == 4 ? 0x1111_1111_1111_1111 : 0x5555_5555_5555_5555
+                let highs = lows &<< UInt64(q.bits - 1)
+                let raw = values.baseAddress!
+                var found: UInt64 = 0
+                let words = values.count / 8
+                for w in 0..<words {
+                    let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 &* w, as: UInt64.self))
+                    found |= (~word &- lows) & word & highs
                 }
-                if bad != 0, let i = (0..<m).first(where: { code(values, $0, bits: q.bits) == all }) {
+                var tail: UInt64 = 0  // missing bytes are 0: their complement has no zero field
+                for j in (8 * words)..<values.count { tail |= UInt64(values[j]) << UInt64(8 * (j - 8 * words)) }
+                found |= (~tail &- lows) & tail & highs
+                let bad = found != 0
+                if bad, let i = (0..<m).first(where: { code(values, $0, bits: q.bits) == all }) {
                     throw UplinkError(.malformedStream, "value code \(all) at \(i) is outside the symmetric int\(q.bits) range")
                 }
             }
@@ -121,12 +141,25 @@ extension Quantizer {
             default: (2, 0x7F80)
             }
             guard m > 0 else { return }
-            var bad: UInt32 = 0
+            // Eight bytes (four or two codes) at a time: a lane's exponent e = code & mask is
+            // all ones exactly when e + (mask's lowest bit) reaches the bit above the mask,
+            // with no carry into the next lane. The per-code loop did not vectorize.
+            let lanes: UInt64 = width == 4 ? 0x0000_0001_0000_0001 : 0x0001_0001_0001_0001
+            let masks = UInt64(mask) &* lanes
+            let low = UInt64(mask & (~mask &+ 1)) &* lanes
+            let top = UInt64((mask &+ (mask & (~mask &+ 1)))) &* lanes
             let base = values.baseAddress!
-            if width == 4 {
-                for i in 0..<m { bad |= (UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) & mask) == mask ? 1 : 0 }
-            } else {
-                for i in 0..<m { bad |= (UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) & mask) == mask ? 1 : 0 }
+            var found: UInt64 = 0
+            let words = values.count / 8
+            for w in 0..<words {
+                let x = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 8 &* w, as: UInt64.self))
+                found |= ((x & masks) &+ low) & top
+            }
+            var bad: UInt32 = found != 0 ? 1 : 0
+            for i in ((8 * words) / width)..<m {
+                let code = width == 4 ? UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                    : UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                bad |= code & mask == mask ? 1 : 0
             }
             if bad != 0 { try firstNonFinite(scales: scales, values: values, count: m, range: 0..<m) }
         }
@@ -166,10 +199,7 @@ extension Quantizer {
                 out[j] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * j, as: UInt32.self)))
             }
         case .fp16:
-            let base = values.baseAddress! + 2 * range.lowerBound
-            for j in 0..<range.count {
-                out[j] = Float16Bits.toFloatBranchless(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * j, as: UInt16.self)))
-            }
+            Float16Bits.decode(values.baseAddress! + 2 * range.lowerBound, count: range.count, into: out)
         case .bf16:
             let base = values.baseAddress! + 2 * range.lowerBound
             for j in 0..<range.count {
@@ -177,7 +207,8 @@ extension Quantizer {
             }
         case .int(let q):
             // Block by block: the scale is loaded once per block and the inner loop is a plain
-            // code → float map (the 8-bit case vectorizes).
+            // code → float map over raw pointers (the 8-bit case vectorizes).
+            let codes = values.baseAddress!.assumingMemoryBound(to: UInt8.self)
             var i = range.lowerBound
             while i < range.upperBound {
                 let b = i / q.block
@@ -190,28 +221,52 @@ extension Quantizer {
                     scale = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b, as: UInt32.self)))
                     offset = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 8 * b + 4, as: UInt32.self)))
                 }
-                let o = i - range.lowerBound
+                let dst = out + (i - range.lowerBound)
+                let count = end - i
                 if q.symmetric {
                     // (c − qmax)·s exactly as the encoder computes it: the subtraction is exact.
                     let qm = Float(q.qmax)
                     if q.bits == 8 {
-                        for j in i..<end { out[o + j - i] = (Float(values[j]) - qm) * scale }
+                        let src = codes + i
+                        for j in 0..<count { dst[j] = (Float(src[j]) - qm) * scale }
                     } else {
-                        for j in i..<end { out[o + j - i] = (Float(code(values, j, bits: q.bits)) - qm) * scale }
+                        for j in 0..<count { dst[j] = (Float(Self.code(codes, i &+ j, bits: q.bits)) - qm) * scale }
                     }
                 } else if q.bits == 8 {
-                    for j in i..<end { out[o + j - i] = offset + Float(values[j]) * scale }
+                    let src = codes + i
+                    for j in 0..<count { dst[j] = offset + Float(src[j]) * scale }
                 } else {
-                    for j in i..<end { out[o + j - i] = offset + Float(code(values, j, bits: q.bits)) * scale }
+                    for j in 0..<count { dst[j] = offset + Float(Self.code(codes, i &+ j, bits: q.bits)) * scale }
                 }
                 i = end
             }
         case .sign(let blk), .ternary(let blk):
+            // Block by block, the scale loaded once: ±s from one bit per value.
             let block = blk == 0 ? max(m, 1) : blk
-            for (o, i) in range.enumerated() {
-                let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 4 * (i / block), as: UInt32.self)))
-                out[o] = (values[i >> 3] >> UInt8(i & 7)) & 1 == 0 ? s : -s
+            let bitsIn = values.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let b = i / block
+                let end = min(range.upperBound, (b + 1) * block)
+                let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 4 * b, as: UInt32.self)))
+                let dst = out + (i - range.lowerBound)
+                for j in 0..<(end - i) {
+                    let g = i &+ j
+                    dst[j] = (bitsIn[g &>> 3] &>> UInt8(truncatingIfNeeded: g & 7)) & 1 == 0 ? s : -s
+                }
+                i = end
             }
+        }
+    }
+
+    /// The `bits`-wide code `i` of a packed stream at `p` (LSB-first within each byte).
+    @inline(__always)
+    static func code(_ p: UnsafePointer<UInt8>, _ i: Int, bits: Int) -> UInt8 {
+        switch bits {
+        case 8: return p[i]
+        case 4: return (p[i &>> 1] &>> UInt8(truncatingIfNeeded: (i & 1) &* 4)) & 0xF
+        case 2: return (p[i &>> 2] &>> UInt8(truncatingIfNeeded: (i & 3) &* 2)) & 0x3
+        default: return (p[i &>> 3] &>> UInt8(truncatingIfNeeded: i & 7)) & 1
         }
     }
 
@@ -228,11 +283,14 @@ extension Quantizer {
 }
 
 extension IntQuantizer {
-    /// Quantizes `values` block by block into `scales` and bit-packed `codes`.
+    /// Quantizes `values` block by block into `scales` and bit-packed `codes` (which must start
+    /// zeroed below 8 bits). Returns whether a value was NaN or infinite (its codes are then
+    /// meaningless: the caller throws).
     func encode(
         _ values: UnsafeBufferPointer<Float>, scales: UnsafeMutableRawBufferPointer, codes: UnsafeMutableRawBufferPointer,
         error: UnsafeMutableBufferPointer<Float>?, round: UInt64
-    ) {
+    ) -> Bool {
+        var nonFinite = false
         let m = values.count
         var rng = SplitMix64(seed: seed, round: round)
         let perByte = 8 / bits
@@ -247,12 +305,19 @@ extension IntQuantizer {
                 var bitsMax: Int32 = 0
                 for i in start..<end { bitsMax = max(bitsMax, Int32(bitPattern: values[i].bitPattern & 0x7FFF_FFFF)) }
                 let amax = Float(bitPattern: UInt32(bitPattern: bitsMax))
+                nonFinite = nonFinite || bitsMax >= 0x7F80_0000
                 scale = amax / Float(qmax)
                 scales.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
             } else {
                 var hi = -Float.greatestFiniteMagnitude
                 lo = Float.greatestFiniteMagnitude
-                for i in start..<end { lo = min(lo, values[i]); hi = max(hi, values[i]) }
+                var exponents: UInt32 = 0
+                for i in start..<end {
+                    lo = min(lo, values[i])
+                    hi = max(hi, values[i])
+                    exponents |= (values[i].bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+                }
+                nonFinite = nonFinite || exponents != 0
                 scale = (hi - lo) / Float(maxCode)
                 if !scale.isFinite { scale = .greatestFiniteMagnitude }  // hi − lo overflowed
                 scales.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: 8 * b, as: UInt32.self)
@@ -272,7 +337,8 @@ extension IntQuantizer {
                     t = t > 0 ? t : 0  // NaN-safe clamp (none can arise; nothing read may trap)
                     t = t < top ? t : top
                     let c = UInt8(t)
-                    codes[i / perByte] |= c << UInt8((i % perByte) * bits)
+                    // 8-bit codes start uninitialized (each is written once); packed ones at zero.
+                    if perByte == 1 { codes[i] = c } else { codes[i / perByte] |= c << UInt8((i % perByte) * bits) }
                     if let error {
                         let decoded = symmetric ? (t - offset) * scale : lo + t * scale
                         error[i] = x - decoded
@@ -287,6 +353,7 @@ extension IntQuantizer {
             start = end
             b += 1
         }
+        return nonFinite
     }
 }
 

@@ -229,10 +229,30 @@ def _brief(layout) -> str:
     return "[" + ", ".join(items) + (", …" if len(layout) > 4 else "") + "]"
 
 
+SAMPLED_SECTION = 1 << 18
+SAMPLE_PIECE = 1 << 14
+
+
 def _compress_section(codec: str, level: int, raw) -> Optional[bytes]:
-    """The compressed section, or None when it would not be smaller (it is then stored)."""
+    """The compressed section, or None when it would not be smaller (it is then stored).
+
+    A section of at least 256 KiB whose sample (four 16 KiB pieces, each compressed alone) does
+    not shrink by 1% is stored without compressing it (docs/wire-format.md §7).
+    """
     if codec == "stored" or len(raw) <= 1:
         return None
+    if len(raw) >= SAMPLED_SECTION:
+        stored = 0
+        for p in range(4):
+            start = p * (len(raw) - SAMPLE_PIECE) // 3
+            piece = _compress_one(codec, level, raw[start:start + SAMPLE_PIECE])
+            stored += SAMPLE_PIECE if piece is None else len(piece)
+        if stored * 100 > 4 * SAMPLE_PIECE * 99:
+            return None
+    return _compress_one(codec, level, raw)
+
+
+def _compress_one(codec: str, level: int, raw) -> Optional[bytes]:
     if codec == "lz4":
         return compress_block(raw, level)
     else:

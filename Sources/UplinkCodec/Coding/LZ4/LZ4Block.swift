@@ -88,21 +88,26 @@ package enum LZ4Block {
         _ raw: UnsafeRawBufferPointer, capacity: Int, level: Int, using implementation: LZ4Implementation = .active
     ) -> [UInt8]? {
         guard capacity > 0 else { return nil }
-        var out = [UInt8](repeating: 0, count: capacity)
-        let written = out.withUnsafeMutableBytes { dst -> Int in
-            #if canImport(CUplinkLZ4)
-            if implementation == .system {
-                let src = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
-                let d = dst.baseAddress!.assumingMemoryBound(to: CChar.self)
-                let n = Int32(raw.count), c = Int32(clamping: capacity)
-                return Int(level == 0 ? LZ4_compress_default(src, d, n, c) : LZ4_compress_HC(src, d, n, c, Int32(clamping: level)))
-            }
-            #endif
-            if level == 0 { return LZ4FastEncoder.compress(raw, into: dst) }
-            return LZ4ChainEncoder.compress(raw, into: dst, level: level)
+        // Uninitialized: the encoder writes what it returns, and a zeroing pass over a
+        // section-sized buffer was a tenth of an fp16 encode.
+        var written = 0
+        let out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+            let dst = UnsafeMutableRawBufferPointer(buffer)
+            written = {
+                #if canImport(CUplinkLZ4)
+                if implementation == .system {
+                    let src = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
+                    let d = dst.baseAddress!.assumingMemoryBound(to: CChar.self)
+                    let n = Int32(raw.count), c = Int32(clamping: capacity)
+                    return Int(level == 0 ? LZ4_compress_default(src, d, n, c) : LZ4_compress_HC(src, d, n, c, Int32(clamping: level)))
+                }
+                #endif
+                if level == 0 { return LZ4FastEncoder.compress(raw, into: dst) }
+                return LZ4ChainEncoder.compress(raw, into: dst, level: level)
+            }()
+            count = max(0, min(written, capacity))
         }
         guard written > 0 else { return nil }
-        out.removeSubrange(written...)
         return out
     }
 
