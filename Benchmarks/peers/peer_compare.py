@@ -1,7 +1,8 @@
 """Side-by-side: Uplink against the same pipelines written as a Python FL user writes them
 (numpy argpartition top-k, int8/int4 scaling, lz4.frame / zlib from PyPI).
 
-Runs alternate (peer, Uplink, peer, Uplink, ...) in one invocation so that machine drift hits
+Beside each Uplink time, the streaming floor of the same memory traffic from `uplink bench
+--roofline` (run right after it; docs/benchmarks.md). Runs alternate (peer, Uplink, peer, Uplink, ...) in one invocation so that machine drift hits
 both. Uplink is timed in process by `uplink bench --json` (its own encode and
 decode-and-accumulate timers); the peer by time.perf_counter around the same steps. Both use the
 same seeded input (the SplitMix64 generator of `uplink bench`, reimplemented with numpy).
@@ -103,11 +104,11 @@ CASES = [
 def main():
     u = synthetic(N)
     print(f"n = {N:,} float32 parameters ({4 * N / 1e6:.0f} MB), {REPS} alternating rounds; medians", file=sys.stderr)
-    print("| pipeline | Uplink encode | numpy peer encode | speedup | Uplink accumulate | peer accumulate | speedup | Uplink bytes | peer bytes | peer / Uplink bytes |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| pipeline | Uplink encode | its floor | numpy peer encode | speedup | Uplink accumulate | its floor | peer accumulate | speedup | Uplink bytes | peer bytes | peer / Uplink bytes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     for spec, enc, acc in CASES:
-        pe, pa, ue, ua = [], [], [], []
+        pe, pa, ue, ua, uf, af = [], [], [], [], [], []
         frame = None
         uplink_bytes = None
         for rep in range(REPS):
@@ -115,18 +116,22 @@ def main():
             t0 = time.perf_counter(); frame = enc(u, e); pe.append(time.perf_counter() - t0)
             dest = np.zeros(N, np.float32)
             t0 = time.perf_counter(); acc(frame, dest); pa.append(time.perf_counter() - t0)
-            out = subprocess.run([UPLINK, "bench", "--pipeline", spec, "--params", str(N), "--runs", "3", "--json"],
+            out = subprocess.run([UPLINK, "bench", "--pipeline", spec, "--params", str(N), "--runs", "3", "--json", "--roofline"],
                                  check=True, capture_output=True, text=True)
             d = json.loads(out.stdout)
             ue += d["encode_runs_seconds"]; ua += d["accumulate_runs_seconds"]
+            # The streaming floor of the same traffic, run right after each Uplink run (uplink bench --roofline).
+            uf += d["encode_floor_runs_seconds"]; af += d["accumulate_floor_runs_seconds"]
             uplink_bytes = d["bytes"]
         m = lambda a: float(np.median(a))
         results[spec] = dict(uplink_encode=m(ue), peer_encode=m(pe), uplink_accumulate=m(ua), peer_accumulate=m(pa),
+                             encode_floor=m(uf), accumulate_floor=m(af),
                              uplink_bytes=uplink_bytes, peer_bytes=len(frame))
         r = results[spec]
         print(f"| `{spec.replace('|', chr(92) + '|')}` | {1000 * r['uplink_encode']:.1f} ms ({4 * N / r['uplink_encode'] / 1e9:.2f} GB/s) | "
+              f"{1000 * r['encode_floor']:.1f} ms ({r['uplink_encode'] / r['encode_floor']:.1f}×) | "
               f"{1000 * r['peer_encode']:.1f} ms | **{r['peer_encode'] / r['uplink_encode']:.1f}×** | "
-              f"{1000 * r['uplink_accumulate']:.2f} ms | {1000 * r['peer_accumulate']:.2f} ms | **{r['peer_accumulate'] / r['uplink_accumulate']:.1f}×** | "
+              f"{1000 * r['uplink_accumulate']:.2f} ms | {1000 * r['accumulate_floor']:.2f} ms ({r['uplink_accumulate'] / r['accumulate_floor']:.1f}×) | {1000 * r['peer_accumulate']:.2f} ms | **{r['peer_accumulate'] / r['uplink_accumulate']:.1f}×** | "
               f"{r['uplink_bytes']:,} | {r['peer_bytes']:,} | {r['peer_bytes'] / r['uplink_bytes']:.2f}× |", flush=True)
     json.dump(results, open("peer-results.json", "w"), indent=2)
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import UplinkAggregation
 import UplinkCodec
 import UplinkTensorIO
 
@@ -24,6 +25,7 @@ extension UplinkCommand {
         @Flag(help: "Also measure the streaming floor of the pipeline's unavoidable memory traffic in the same run, and give each time as a multiple of it.") var roofline = false
 
         @Flag(help: "Leave tensors that are not floating point out of the --in file instead of refusing it.") var skipNonFloat = false
+        @Option(help: "Also time a FedAvg round (RoundAggregator) of this many clients' frames, with one thread and with --threads (at least 2), in frames per second.") var aggregate: Int?
 
         func run() throws {
             try reportingErrors(json: json) {
@@ -127,6 +129,15 @@ extension UplinkCommand {
                     out["encode_over_floor"] = median(zip(encodeTimes, encodeFloorTimes).map { $0 / $1 })
                     out["accumulate_over_floor"] = median(zip(accumulateTimes, accumulateFloorTimes).map { $0 / $1 })
                 }
+                if let clients = aggregate {
+                    let (one, many, threadsUsed, close) = try Self.aggregateRate(layout: layout, pipeline: spec, clients: clients, threads: max(2, threads), runs: runs)
+                    out["aggregate_clients"] = clients
+                    out["aggregate_threads"] = threadsUsed
+                    out["aggregate_frames_per_second_one_thread"] = one
+                    out["aggregate_frames_per_second"] = many
+                    out["aggregate_speedup"] = many / one
+                    out["aggregate_close_seconds"] = close
+                }
                 if decoded.indexSummary != nil, k > 0 {
                     out["bits_per_position"] = Double(decoded.header.streamBytes(.indices) * 8) / Double(k)
                     out["bits_per_position_bound"] = IndexCoding.entropyBoundBitsPerPosition(n: n, k: k)
@@ -151,11 +162,56 @@ extension UplinkCommand {
                     }
                     print(String(format: "  crc32c      %6.2f GB/s %@, table %.2f GB/s", Double(4 * n) / crcHardware / 1e9, CRC32C.hardware ? "(CPU instructions)" : "(no CPU instructions: the table)", Double(4 * n) / crcTable / 1e9))
                     print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
+                    if let one = out["aggregate_frames_per_second_one_thread"] as? Double, let many = out["aggregate_frames_per_second"] as? Double,
+                       let t = out["aggregate_threads"] as? Int, let c = out["aggregate_clients"] as? Int {
+                        print(String(format: "  aggregate   FedAvg round of %d frames: %.1f frames/s on 1 thread, %.1f on %d (%.2f×); closing it %.3f ms", c, one, many, t, many / one, 1000 * (out["aggregate_close_seconds"] as? Double ?? 0)))
+                    }
                     if let b = out["bits_per_position"] as? Double, let bound = out["bits_per_position_bound"] as? Double {
                         print(String(format: "  positions   %.3f bits each, bound %.3f (%+.2f%%)", b, bound, 100 * (b / bound - 1)))
                     }
                 }
             }
+        }
+
+        /// Frames per second through one FedAvg round of `clients` distinct clients' frames (each
+        /// client's update is the synthetic one with its own seed): submitted from one thread into
+        /// one shard, and from `threads` threads into as many shards; medians of `runs` rounds.
+        static func aggregateRate(layout: ModelLayout, pipeline: Pipeline, clients: Int, threads: Int, runs: Int) throws -> (Double, Double, Int, Double) {
+            guard (2...10_000).contains(clients) else { throw UplinkError(.invalidArgument, "--aggregate must be in 2…10000") }
+            let n = layout.parameterCount
+            var frames: [[UInt8]] = []
+            for c in 0..<clients {
+                var encoder = FrameEncoder(layout: layout, pipeline: pipeline)
+                frames.append(try encoder.encode(synthetic(count: n, seed: UInt64(c) + 100), round: 1, sampleCount: UInt64(c + 1)))
+            }
+            let ids = (0..<clients).map { "client-\($0)" }
+            // Frames per second over the submissions; the round's close (merging the shards'
+            // sums, once per round whatever the number of clients) is timed apart.
+            func round(_ threads: Int) throws -> (rate: Double, close: Double) {
+                let aggregator = try RoundAggregator(layout: layout, strategy: .fedAvg(lr: 1), policy: RoundPolicy(round: 1), shards: threads)
+                let failures = Locked(0)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let frames = frames
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    for i in stride(from: t, to: frames.count, by: threads) {
+                        do { _ = try aggregator.submit(frames[i], clientID: ids[i]) } catch { failures.withLock { $0 += 1 } }
+                    }
+                }
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                let result = try aggregator.close()
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                Roofline.blackHole(result)
+                guard failures.withLock({ $0 }) == 0 else { throw UplinkError(.invalidArgument, "a frame was refused by the round") }
+                return (Double(frames.count) / (Double(t1 - t0) / 1e9), Double(t2 - t1) / 1e9)
+            }
+            var one: [Double] = [], many: [Double] = [], close: [Double] = []
+            for _ in 0..<runs {
+                let a = try round(1), b = try round(threads)
+                one.append(a.rate)
+                many.append(b.rate)
+                close.append(a.close)
+            }
+            return (Roofline.median(one), Roofline.median(many), threads, Roofline.median(close))
         }
 
         /// The codec's own time on this frame's sections, medians of `runs`: compressing each

@@ -47,6 +47,18 @@ import UplinkTestSupport
         #expect(try #require(j["crc32c_gb_per_s"] as? Double) > 0 && (j["crc32c_table_gb_per_s"] as? Double ?? 0) > 0)
     }
 
+    /// `--aggregate`: frames per second through a real FedAvg round, one thread and two.
+    @Test func aggregateRatesAreConsistent() throws {
+        let j = try Self.bench(["--pipeline", "ef | topk 1% | int8 | lz4", "--params", "100000", "--runs", "3", "--aggregate", "12", "--threads", "2"])
+        let one = try #require(j["aggregate_frames_per_second_one_thread"] as? Double), many = try #require(j["aggregate_frames_per_second"] as? Double)
+        #expect(one > 0 && many > 0 && j["aggregate_clients"] as? Int == 12 && j["aggregate_threads"] as? Int == 2)
+        #expect(abs(try #require(j["aggregate_speedup"] as? Double) - many / one) <= 1e-12 * many / one)
+        #expect(try #require(j["aggregate_close_seconds"] as? Double) >= 0)
+        let s = try Scratch()
+        let r = try CLI.run(["bench", "--pipeline", "fp16 | lz4", "--params", "1000", "--aggregate", "1", "--json"], in: s.url)
+        #expect(r.status != 0 && r.stdout.contains("--aggregate"), "\(r.stdout)")
+    }
+
     @Test func badArgumentsAreTypedErrors() throws {
         let s = try Scratch()
         for args in [["--pipeline", "fp16 | lz4", "--params", "0"], ["--pipeline", "fp16 | lz4", "--runs", "0"], ["--pipeline", "nope"]] {

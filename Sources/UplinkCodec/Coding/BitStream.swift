@@ -46,7 +46,10 @@ struct BitReader {
     /// Position in bits.
     private(set) var position = 0
 
-    init(_ base: UnsafeRawBufferPointer) { self.base = base }
+    init(_ base: UnsafeRawBufferPointer, position: Int = 0) {
+        self.base = base
+        self.position = position
+    }
 
     var bitCount: Int { base.count * 8 }
 

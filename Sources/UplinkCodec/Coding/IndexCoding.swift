@@ -170,12 +170,12 @@ public enum IndexCoding {
             guard s.count <= payload.count * 8 else {
                 throw UplinkError(.malformedStream, "index stream of \(payload.count) bytes cannot hold \(s.count) positions")
             }
-            out.reserve(s.count)
-            var reader = BitReader(payload)
             let r = s.riceParameter
             let width = positionBits(n)
             var prev = -1
-            for _ in 0..<s.count {
+            var reader = BitReader(payload)
+            // One code: the careful reader (bounds-checked, escapes, the last bytes).
+            func slowCode() throws(UplinkError) -> Int {
                 let q = try reader.readUnary(limit: escapeQuotient)
                 let g: UInt64
                 if q < escapeQuotient {
@@ -187,7 +187,57 @@ public enum IndexCoding {
                     throw UplinkError(.malformedStream, "index stream position past n = \(n)")
                 }
                 prev = prev + 1 + Int(g)
-                out.append(prev)
+                return prev
+            }
+            if !out.isWide {
+                // Below 2^32 parameters (every model the default limits accept): codes decoded
+                // straight into 32-bit positions. While 8 bytes remain, one unaligned load holds a
+                // whole non-escape code (q + 1 + r ≤ 57 bits), read without any bounds check; the
+                // checked reader takes escapes and the tail. The same stream, the same refusals.
+                var failure: UplinkError?
+                let count = s.count
+                let mask: UInt64 = r == 0 ? 0 : (1 << UInt64(r)) &- 1
+                let narrow = [UInt32](unsafeUninitializedCapacity: count) { buf, initialized in
+                    let bytes = payload.count
+                    let base = payload.baseAddress
+                    var i = 0
+                    var pos = 0
+                    while i < count {
+                        let byte = pos &>> 3
+                        if let base, byte &+ 8 <= bytes {
+                            let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: byte, as: UInt64.self)) &>> UInt64(pos & 7)
+                            let q = (~w).trailingZeroBitCount
+                            if q < escapeQuotient, q &+ 1 &+ r <= 57 {
+                                let g = (UInt64(q) &<< UInt64(r)) | ((w &>> UInt64(q &+ 1)) & mask)
+                                guard g < UInt64(n), prev &+ 1 &+ Int(g) < n else {
+                                    failure = UplinkError(.malformedStream, "index stream position past n = \(n)")
+                                    break
+                                }
+                                prev = prev &+ 1 &+ Int(g)
+                                buf[i] = UInt32(truncatingIfNeeded: prev)
+                                i &+= 1
+                                pos &+= q &+ 1 &+ r
+                                continue
+                            }
+                        }
+                        reader = BitReader(payload, position: pos)
+                        do throws(UplinkError) {
+                            buf[i] = UInt32(truncatingIfNeeded: try slowCode())
+                        } catch {
+                            failure = error
+                            break
+                        }
+                        i += 1
+                        pos = reader.position
+                    }
+                    reader = BitReader(payload, position: pos)
+                    initialized = failure == nil ? count : 0
+                }
+                if let failure { throw failure }
+                out = Positions(narrow: narrow)
+            } else {
+                out.reserve(s.count)
+                for _ in 0..<s.count { out.append(try slowCode()) }
             }
             let used = (reader.position + 7) / 8
             guard used == payload.count else {

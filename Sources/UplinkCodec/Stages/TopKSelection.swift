@@ -452,6 +452,12 @@ struct Positions: Sendable {
 
     init(n: Int) { isWide = n > 1 << 32 }
 
+    /// Positions already in 32 bits (n ≤ 2^32).
+    init(narrow: [UInt32]) {
+        isWide = false
+        self.narrow = narrow
+    }
+
     var count: Int { isWide ? wide.count : narrow.count }
 
     mutating func reserve(_ k: Int) {
