@@ -249,10 +249,23 @@ extension Quantizer {
                 let b = i / block
                 let end = min(range.upperBound, (b + 1) * block)
                 let s = Float(bitPattern: UInt32(littleEndian: scales.loadUnaligned(fromByteOffset: 4 * b, as: UInt32.self)))
-                let dst = out + (i - range.lowerBound)
-                for j in 0..<(end - i) {
-                    let g = i &+ j
-                    dst[j] = (bitsIn[g &>> 3] &>> UInt8(truncatingIfNeeded: g & 7)) & 1 == 0 ? s : -s
+                // ±s by flipping s's sign bit with the code bit (−s exactly, also for s = −0): eight values a byte in the
+                // middle, one by one at unaligned edges.
+                let sb = s.bitPattern
+                var g = i
+                while g < end, g & 7 != 0 {
+                    out[g - range.lowerBound] = Float(bitPattern: sb ^ UInt32((bitsIn[g &>> 3] &>> UInt8(g & 7)) & 1) &<< 31)
+                    g += 1
+                }
+                while g + 8 <= end {
+                    let byte = UInt32(bitsIn[g &>> 3])
+                    let dst = out + (g - range.lowerBound)
+                    for t in 0..<8 { dst[t] = Float(bitPattern: sb ^ ((byte &>> UInt32(t)) & 1) &<< 31) }
+                    g += 8
+                }
+                while g < end {
+                    out[g - range.lowerBound] = Float(bitPattern: sb ^ UInt32((bitsIn[g &>> 3] &>> UInt8(g & 7)) & 1) &<< 31)
+                    g += 1
                 }
                 i = end
             }
@@ -429,10 +442,32 @@ enum SignCoding {
             for i in start..<end { sum += Double(abs(values[i])) }
             let scale = Float(sum / Double(end - start))
             scales.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
-            for i in start..<end {
-                let negative = values[i] < 0
-                if negative { codes[i >> 3] |= 1 << UInt8(i & 7) }
-                if let error { error[i] = values[i] - (negative ? -scale : scale) }
+            // Bits: whole bytes eight values at a time (negative: bits above 0x8000_0000, so −0
+            // is not), the block's partial bytes at its edges one bit at a time. Codes start at
+            // zero. Then the errors, a plain select loop. Both vectorize; the per-bit loop did not.
+            let x = values.baseAddress!
+            let out = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var i = start
+            while i < end, i & 7 != 0 {
+                if x[i].bitPattern > 0x8000_0000 { out[i &>> 3] |= 1 &<< UInt8(i & 7) }
+                i += 1
+            }
+            while i + 8 <= end {
+                var byte: UInt8 = 0
+                for t in 0..<8 { byte |= (x[i &+ t].bitPattern > 0x8000_0000 ? 1 : 0) &<< UInt8(t) }
+                out[i &>> 3] = byte
+                i += 8
+            }
+            while i < end {
+                if x[i].bitPattern > 0x8000_0000 { out[i &>> 3] |= 1 &<< UInt8(i & 7) }
+                i += 1
+            }
+            if let e = error?.baseAddress {
+                if UnsafePointer(e) == x {
+                    for j in start..<end { let v = e[j]; e[j] = v - (v < 0 ? -scale : scale) }
+                } else {
+                    for j in start..<end { let v = x[j]; e[j] = v - (v < 0 ? -scale : scale) }
+                }
             }
             start = end
             b += 1
