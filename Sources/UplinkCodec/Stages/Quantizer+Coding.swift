@@ -50,7 +50,7 @@ extension Quantizer {
                     if let error { for i in 0..<m { error[i] = 0 } }
                 case .fp16:
                     if m > 0, Float16Bits.encode(values.baseAddress!, count: m, into: out.baseAddress!, error: error?.baseAddress) {
-                        overflowIndex = (0..<m).first { Float16Bits.fromFloat(values[$0]) & 0x7C00 == 0x7C00 }!
+                        overflowIndex = (0..<m).first { Float16Bits.fromFloat(values[$0]) & 0x7C00 == 0x7C00 } ?? 0
                     }
                 case .bf16:
                     var bad: UInt16 = 0
@@ -60,7 +60,7 @@ extension Quantizer {
                         bad |= (h & 0x7F80) == 0x7F80 ? 1 : 0
                         if let error { error[i] = values[i] - BFloat16Bits.toFloat(h) }
                     }
-                    if bad != 0 { overflowIndex = (0..<m).first { BFloat16Bits.fromFloat(values[$0]) & 0x7F80 == 0x7F80 }! }
+                    if bad != 0 { overflowIndex = (0..<m).first { BFloat16Bits.fromFloat(values[$0]) & 0x7F80 == 0x7F80 } ?? 0 }
                 case .int(let q):
                     sawNonFinite = q.encode(values, scales: sc, codes: out, error: error, round: round)
                 case .sign(let b), .ternary(let b):
