@@ -58,7 +58,7 @@ public enum Float16Bits {
                 let v = error[i]
                 let h = fromFloatBranchless(v)
                 out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
-                bad |= (h & 0x7C00) == 0x7C00 ? 1 : 0
+                bad |= ((h & 0x7C00) &+ 0x0400) & 0x8000
                 error[i] = v - toFloatBranchless(h)
             }
         } else {
@@ -66,7 +66,7 @@ public enum Float16Bits {
                 let v = x[i]
                 let h = fromFloatBranchless(v)
                 out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
-                bad |= (h & 0x7C00) == 0x7C00 ? 1 : 0
+                bad |= ((h & 0x7C00) &+ 0x0400) & 0x8000
                 if let error { error[i] = v - toFloatBranchless(h) }
             }
         }

@@ -53,12 +53,34 @@ extension Quantizer {
                         overflowIndex = (0..<m).first { Float16Bits.fromFloat(values[$0]) & 0x7C00 == 0x7C00 } ?? 0
                     }
                 case .bf16:
+                    // Over raw pointers, with the in-place (error feedback) case on one pointer,
+                    // so the loops vectorize (through the buffers they stayed scalar).
                     var bad: UInt16 = 0
-                    for i in 0..<m {
-                        let h = BFloat16Bits.fromFloat(values[i])
-                        out.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-                        bad |= (h & 0x7F80) == 0x7F80 ? 1 : 0
-                        if let error { error[i] = values[i] - BFloat16Bits.toFloat(h) }
+                    if m > 0 {
+                        let x = values.baseAddress!, o = out.baseAddress!
+                        if let e = error?.baseAddress, UnsafePointer(e) == x {
+                            for i in 0..<m {
+                                let v = e[i]
+                                let h = BFloat16Bits.fromFloat(v)
+                                o.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+                                bad |= ((h & 0x7F80) &+ 0x80) & 0x8000  // all-ones exponent, without a compare
+                                e[i] = v - BFloat16Bits.toFloat(h)
+                            }
+                        } else if let e = error?.baseAddress {
+                            for i in 0..<m {
+                                let v = x[i]
+                                let h = BFloat16Bits.fromFloat(v)
+                                o.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+                                bad |= ((h & 0x7F80) &+ 0x80) & 0x8000  // all-ones exponent, without a compare
+                                e[i] = v - BFloat16Bits.toFloat(h)
+                            }
+                        } else {
+                            for i in 0..<m {
+                                let h = BFloat16Bits.fromFloat(x[i])
+                                o.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+                                bad |= ((h & 0x7F80) &+ 0x80) & 0x8000  // all-ones exponent, without a compare
+                            }
+                        }
                     }
                     if bad != 0 { overflowIndex = (0..<m).first { BFloat16Bits.fromFloat(values[$0]) & 0x7F80 == 0x7F80 } ?? 0 }
                 case .int(let q):
@@ -480,9 +502,11 @@ public enum BFloat16Bits {
     /// The bfloat16 nearest to `value` (ties to even); finite values too large become infinity.
     @inlinable @inline(__always)
     public static func fromFloat(_ value: Float) -> UInt16 {
+        // Both results computed and one selected, no branch, so a loop of it vectorizes.
         let u = value.bitPattern
-        if u & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: u >> 16) | 0x40 }  // quiet NaN
-        return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+        let nan = UInt16(truncatingIfNeeded: u >> 16) | 0x40  // quiet NaN
+        let rounded = UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+        return u & 0x7FFF_FFFF > 0x7F80_0000 ? nan : rounded
     }
 
     /// The float32 value of bfloat16 `bits` (exact).
