@@ -164,7 +164,9 @@ extension UplinkCommand {
                     print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
                     if let one = out["aggregate_frames_per_second_one_thread"] as? Double, let many = out["aggregate_frames_per_second"] as? Double,
                        let t = out["aggregate_threads"] as? Int, let c = out["aggregate_clients"] as? Int {
-                        print(String(format: "  aggregate   FedAvg round of %d frames: %.1f frames/s on 1 thread, %.1f on %d (%.2f×); closing it %.3f ms", c, one, many, t, many / one, 1000 * (out["aggregate_close_seconds"] as? Double ?? 0)))
+                        // Counts by interpolation (%d is 32-bit in String(format:)).
+                        print("  aggregate   FedAvg round of \(c) frames: " + String(format: "%.1f frames/s on 1 thread, %.1f on ", one, many)
+                            + "\(t)" + String(format: " (%.2f×); closing it %.3f ms", many / one, 1000 * (out["aggregate_close_seconds"] as? Double ?? 0)))
                     }
                     if let b = out["bits_per_position"] as? Double, let bound = out["bits_per_position_bound"] as? Double {
                         print(String(format: "  positions   %.3f bits each, bound %.3f (%+.2f%%)", b, bound, 100 * (b / bound - 1)))

@@ -206,6 +206,25 @@ import UplinkTestSupport
         for x in probes {
             #expect(Float16Bits.fromFloatBranchless(x) == Float16Bits.fromFloat(x), "\(x)")
         }
+        // The software bulk loop (what runs without F16C), separate and in place, against
+        // the scalar conversion value by value.
+        let finite = probes.filter { abs($0) < 65504 }
+        var codes = [UInt8](repeating: 0, count: 2 * finite.count), errors = [Float](repeating: 0, count: finite.count)
+        var inPlace = finite
+        let flagged = finite.withUnsafeBufferPointer { x in
+            halfWidthEncode(x.baseAddress!, count: x.count, into: &codes, error: &errors, exponent: 0x7C00,
+                            code: Float16Bits.fromFloatBranchless, back: Float16Bits.toFloatBranchless)
+        }
+        _ = inPlace.withUnsafeMutableBufferPointer { x in
+            halfWidthEncode(x.baseAddress!, count: x.count, into: &codes, error: x.baseAddress!, exponent: 0x7C00,
+                            code: Float16Bits.fromFloatBranchless, back: Float16Bits.toFloatBranchless)
+        }
+        #expect(!flagged)
+        for (i, x) in finite.enumerated() {
+            let h = Float16Bits.fromFloat(x)
+            #expect(UInt16(codes[2 * i]) | UInt16(codes[2 * i + 1]) << 8 == h)
+            #expect(errors[i].bitPattern == (x - Float16Bits.toFloat(h)).bitPattern && inPlace[i].bitPattern == errors[i].bitPattern)
+        }
         let (available, identical) = Float16Bits.hardwareAgrees(probes)
         #expect(identical, "F16C differs from the software conversion")
         // Every code decodes identically through the bulk path (hardware or software).

@@ -52,25 +52,7 @@ public enum Float16Bits {
         if hardware {
             return cuplink_float_to_half(x, out.assumingMemoryBound(to: UInt8.self), error, count) != 0
         }
-        var bad: UInt16 = 0
-        if let error, UnsafePointer(error) == x {
-            for i in 0..<count {
-                let v = error[i]
-                let h = fromFloatBranchless(v)
-                out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
-                bad |= ((h & 0x7C00) &+ 0x0400) & 0x8000
-                error[i] = v - toFloatBranchless(h)
-            }
-        } else {
-            for i in 0..<count {
-                let v = x[i]
-                let h = fromFloatBranchless(v)
-                out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
-                bad |= ((h & 0x7C00) &+ 0x0400) & 0x8000
-                if let error { error[i] = v - toFloatBranchless(h) }
-            }
-        }
-        return bad != 0
+        return halfWidthEncode(x, count: count, into: out, error: error, exponent: 0x7C00, code: fromFloatBranchless, back: toFloatBranchless)
     }
 
     /// Converts `count` little-endian binary16 values at `src` to floats at `out` (exact).
@@ -134,4 +116,43 @@ public enum Float16Bits {
         }
         return Float(bitPattern: o | ((UInt32(bits) & 0x8000) << 16))
     }
+}
+
+/// The software loop of both 16-bit float quantizers: `code(x[i])` little-endian at `out + 2i`,
+/// and `x[i] − back(code)` into `error` when given. `error` may be `x` itself (error feedback):
+/// that case runs on one pointer, because two pointers that overlap fail LLVM's run-time alias
+/// check and the loop falls back to scalar. Returns whether some code has every bit of
+/// `exponent` set (too large for the format); the flag is computed without a compare, which the
+/// vectorizer had turned into a branch.
+@inline(__always)
+func halfWidthEncode(
+    _ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutableRawPointer, error: UnsafeMutablePointer<Float>?,
+    exponent: UInt16, code: (Float) -> UInt16, back: (UInt16) -> Float
+) -> Bool {
+    let carry = exponent & (~exponent &+ 1)  // the exponent's lowest bit: all ones + it = 0x8000
+    var bad: UInt16 = 0
+    if let e = error, UnsafePointer(e) == x {
+        for i in 0..<count {
+            let v = e[i]
+            let h = code(v)
+            out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+            bad |= ((h & exponent) &+ carry) & 0x8000
+            e[i] = v - back(h)
+        }
+    } else if let e = error {
+        for i in 0..<count {
+            let v = x[i]
+            let h = code(v)
+            out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+            bad |= ((h & exponent) &+ carry) & 0x8000
+            e[i] = v - back(h)
+        }
+    } else {
+        for i in 0..<count {
+            let h = code(x[i])
+            out.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
+            bad |= ((h & exponent) &+ carry) & 0x8000
+        }
+    }
+    return bad != 0
 }

@@ -53,36 +53,10 @@ extension Quantizer {
                         overflowIndex = (0..<m).first { Float16Bits.fromFloat(values[$0]) & 0x7C00 == 0x7C00 } ?? 0
                     }
                 case .bf16:
-                    // Over raw pointers, with the in-place (error feedback) case on one pointer,
-                    // so the loops vectorize (through the buffers they stayed scalar).
-                    var bad: UInt16 = 0
-                    if m > 0 {
-                        let x = values.baseAddress!, o = out.baseAddress!
-                        if let e = error?.baseAddress, UnsafePointer(e) == x {
-                            for i in 0..<m {
-                                let v = e[i]
-                                let h = BFloat16Bits.fromFloat(v)
-                                o.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
-                                bad |= ((h & 0x7F80) &+ 0x80) & 0x8000  // all-ones exponent, without a compare
-                                e[i] = v - BFloat16Bits.toFloat(h)
-                            }
-                        } else if let e = error?.baseAddress {
-                            for i in 0..<m {
-                                let v = x[i]
-                                let h = BFloat16Bits.fromFloat(v)
-                                o.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
-                                bad |= ((h & 0x7F80) &+ 0x80) & 0x8000  // all-ones exponent, without a compare
-                                e[i] = v - BFloat16Bits.toFloat(h)
-                            }
-                        } else {
-                            for i in 0..<m {
-                                let h = BFloat16Bits.fromFloat(x[i])
-                                o.storeBytes(of: h.littleEndian, toByteOffset: 2 &* i, as: UInt16.self)
-                                bad |= ((h & 0x7F80) &+ 0x80) & 0x8000  // all-ones exponent, without a compare
-                            }
-                        }
-                    }
-                    if bad != 0 { overflowIndex = (0..<m).first { BFloat16Bits.fromFloat(values[$0]) & 0x7F80 == 0x7F80 } ?? 0 }
+                    let bad = m > 0 && halfWidthEncode(
+                        values.baseAddress!, count: m, into: out.baseAddress!, error: error?.baseAddress, exponent: 0x7F80,
+                        code: BFloat16Bits.fromFloat, back: BFloat16Bits.toFloat)
+                    if bad { overflowIndex = (0..<m).first { BFloat16Bits.fromFloat(values[$0]) & 0x7F80 == 0x7F80 } ?? 0 }
                 case .int(let q):
                     sawNonFinite = q.encode(values, scales: sc, codes: out, error: error, round: round)
                 case .sign(let b), .ternary(let b):
