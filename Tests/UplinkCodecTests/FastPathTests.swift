@@ -311,4 +311,63 @@ import UplinkTestSupport
         let tried = try small.withUnsafeBytes { try spec.codec.codec.compress($0, level: spec.codec.level) }
         #expect(try small.withUnsafeBytes { try FrameWriter.compressSection($0, codec: spec.codec.codec, level: spec.codec.level) } == tried)
     }
+
+    /// Compressing into a caller's buffer (how the frame writer compresses each section straight
+    /// into the frame) gives the bytes of the array-returning call, fits exactly in the
+    /// compressed length and refuses one byte less, for both codecs, at lengths around the
+    /// sampled size and the "not smaller" edge.
+    @Test(arguments: [SectionCodec.lz4, .zlib])
+    func compressingIntoABufferMatchesTheArrayResult(codec: SectionCodec) throws {
+        var rng = SplitMix64(seed: 21)
+        for length in [2, 17, 4096, FrameWriter.sampledSectionLength - 1, FrameWriter.sampledSectionLength, 300_001] {
+            // Half the bytes small (compressible), half random.
+            let raw = (0..<length).map { i -> UInt8 in i % 2 == 0 ? UInt8(i % 7) : UInt8(truncatingIfNeeded: rng.next()) }
+            let level = codec == .zlib ? 6 : 0
+            let array = try raw.withUnsafeBytes { try codec.compress($0, level: level) }
+            var out = [UInt8](repeating: 0xA5, count: length)
+            let n = try raw.withUnsafeBytes { r in
+                try out.withUnsafeMutableBytes { try codec.compress(r, level: level, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(length - 1)])) }
+            }
+            #expect(n == array?.count, "\(codec) at \(length)")
+            guard let array, let n else { continue }
+            #expect(Array(out[0..<n]) == array)
+            let exact = try raw.withUnsafeBytes { r in
+                try out.withUnsafeMutableBytes { try codec.compress(r, level: level, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n])) }
+            }
+            #expect(exact == n)
+            let short = try raw.withUnsafeBytes { r in
+                try out.withUnsafeMutableBytes { try codec.compress(r, level: level, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(n - 1)])) }
+            }
+            #expect(short == nil)
+            let section = try raw.withUnsafeBytes { try FrameWriter.compressSection($0, codec: codec, level: level) }
+            var into = [UInt8](repeating: 0, count: length)
+            let m = try raw.withUnsafeBytes { r in
+                try into.withUnsafeMutableBytes { try FrameWriter.compressSection(r, codec: codec, level: level, into: $0) }
+            }
+            #expect(m == section?.count)
+            if let m, let section { #expect(Array(into[0..<m]) == section) }
+        }
+    }
+
+    /// The frame is written into one buffer sized for every section stored; a frame that
+    /// compressed to less than half of that does not keep the spare capacity.
+    @Test func aWellCompressedFrameDoesNotHoldItsWorstCaseBuffer() throws {
+        let n = 1 << 20
+        let layout = try ModelLayout(name: "x", count: n)
+        let zeros = [Float](repeating: 0, count: n)
+        let frame = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp32 | lz4")).encodeOnce(zeros)
+        #expect(frame.count < 4 * n / 200)  // under 0.5% of the float32 bytes
+        #expect(frame.capacity < 2 * frame.count + 64)
+        // The frame decodes (checksums and lengths of sections written in place).
+        #expect(try FrameDecoder().decode(frame).values == zeros)
+        // Sections that stay stored are copied in place, and decode.
+        var rng = SplitMix64(seed: 3)
+        let noise = (0..<n).map { _ -> Float in
+            let b = UInt32(truncatingIfNeeded: rng.next())
+            return Float(bitPattern: b & 0x7F80_0000 == 0x7F80_0000 ? b ^ 0x0080_0000 : b)
+        }
+        let mixed = try FrameEncoder(layout: layout, pipeline: try Pipeline(parsing: "fp32 | lz4")).encodeOnce(noise)
+        #expect(try Self.sectionCodecs(mixed).contains(.stored))
+        #expect(try FrameDecoder().decode(mixed).values.map(\.bitPattern) == noise.map(\.bitPattern))
+    }
 }

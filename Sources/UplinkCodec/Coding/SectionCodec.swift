@@ -23,14 +23,34 @@ public enum SectionCodec: UInt8, Hashable, Sendable, CustomStringConvertible {
     /// `level` is ignored for stored; for LZ4 0 means the fast compressor and 1…12 the HC
     /// compressor at that level; for zlib it is 1…9.
     public func compress(_ raw: UnsafeRawBufferPointer, level: Int) throws(UplinkError) -> [UInt8]? {
-        guard raw.count > 0 else { return nil }
+        guard self != .stored, raw.count > 1 else { return nil }
+        var failure: UplinkError?
+        var written: Int?
+        let out = [UInt8](unsafeUninitializedCapacity: raw.count - 1) { buffer, count in
+            do throws(UplinkError) {
+                written = try compress(raw, level: level, into: UnsafeMutableRawBufferPointer(buffer))
+            } catch {
+                failure = error
+            }
+            count = written ?? 0
+        }
+        if let failure { throw failure }
+        return written == nil ? nil : out
+    }
+
+    /// Compresses `raw` into `destination` when the result fits in its `destination.count`
+    /// bytes, returning the length written, or `nil` when it does not fit (or for stored). With a
+    /// destination of `raw.count − 1` bytes this is ``compress(_:level:)`` without its array:
+    /// the same bytes. The frame writer compresses every section straight into the frame.
+    package func compress(_ raw: UnsafeRawBufferPointer, level: Int, into destination: UnsafeMutableRawBufferPointer) throws(UplinkError) -> Int? {
+        guard raw.count > 0, destination.count > 0 else { return nil }
         switch self {
         case .stored:
             return nil
         case .lz4:
-            return try LZ4Block.compress(raw, level: level)
+            return try LZ4Block.compress(raw, level: level, into: destination)
         case .zlib:
-            return try ZlibStream.compress(raw, level: level)
+            return try ZlibStream.compress(raw, level: level, into: destination)
         }
     }
 
@@ -55,10 +75,11 @@ public enum SectionCodec: UInt8, Hashable, Sendable, CustomStringConvertible {
 
 /// zlib (RFC 1950) compression through the system zlib, one `z_stream` per call.
 enum ZlibStream {
-    static func compress(_ raw: UnsafeRawBufferPointer, level: Int) throws(UplinkError) -> [UInt8]? {
+    static func compress(_ raw: UnsafeRawBufferPointer, level: Int, into destination: UnsafeMutableRawBufferPointer) throws(UplinkError) -> Int? {
         guard raw.count <= Int(UInt32.max) else {
             throw UplinkError(.compressionFailed, "zlib input of \(raw.count) bytes exceeds 4 GiB")
         }
+        guard destination.count > 0 else { return nil }
         // z_stream holds a pointer into its own internal state, so it lives in a stable heap
         // allocation for the whole call (the compress-nio pattern).
         let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
@@ -68,24 +89,18 @@ enum ZlibStream {
             throw UplinkError(.compressionFailed, "zlib deflateInit2 failed at level \(level)")
         }
         defer { deflateEnd(stream) }
-        let capacity = raw.count - 1
-        guard capacity > 0 else { return nil }
-        // Uninitialized (no zeroing pass): only the bytes deflate wrote are kept.
-        var status: Int32 = 0
-        let out = [UInt8](unsafeUninitializedCapacity: capacity) { dst, count in
-            stream.pointee.next_in = UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: Bytef.self))
-            stream.pointee.avail_in = uInt(raw.count)
-            stream.pointee.next_out = dst.baseAddress!
-            stream.pointee.avail_out = uInt(capacity)
-            status = deflate(stream, Z_FINISH)
-            count = status == Z_STREAM_END ? min(capacity, Int(stream.pointee.total_out)) : 0
-        }
-        // Z_OK or Z_BUF_ERROR here means the output did not fit in count − 1 bytes: not smaller.
+        let capacity = min(destination.count, Int(UInt32.max))
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(raw.count)
+        stream.pointee.next_out = destination.baseAddress!.assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_out = uInt(capacity)
+        let status = deflate(stream, Z_FINISH)
+        // Z_OK or Z_BUF_ERROR here means the output did not fit in the destination.
         guard status == Z_STREAM_END else {
             if status == Z_OK || status == Z_BUF_ERROR { return nil }
             throw UplinkError(.compressionFailed, "zlib deflate failed (status \(status))")
         }
-        return out
+        return min(capacity, Int(stream.pointee.total_out))
     }
 
     static func decompress(

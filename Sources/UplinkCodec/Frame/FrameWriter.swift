@@ -27,94 +27,141 @@ public struct FrameWriter: Sendable {
     /// floor. Deterministic, and normative for encoders that must match Uplink's bytes
     /// (docs/wire-format.md §5.3); decoders need not know it.
     package static func compressSection(_ raw: UnsafeRawBufferPointer, codec: SectionCodec, level: Int) throws(UplinkError) -> [UInt8]? {
-        guard codec != .stored, raw.count > 0 else { return nil }
+        guard codec != .stored, raw.count > 1 else { return nil }
+        var failure: UplinkError?
+        var written: Int?
+        let out = [UInt8](unsafeUninitializedCapacity: raw.count - 1) { buffer, count in
+            do throws(UplinkError) {
+                written = try compressSection(raw, codec: codec, level: level, into: UnsafeMutableRawBufferPointer(buffer))
+            } catch {
+                failure = error
+            }
+            count = written ?? 0
+        }
+        if let failure { throw failure }
+        return written == nil ? nil : out
+    }
+
+    /// ``compressSection(_:codec:level:)`` written into `destination` (`raw.count − 1` bytes or
+    /// more are needed for the same decision): the compressed length, or `nil` to store.
+    package static func compressSection(
+        _ raw: UnsafeRawBufferPointer, codec: SectionCodec, level: Int, into destination: UnsafeMutableRawBufferPointer
+    ) throws(UplinkError) -> Int? {
+        guard codec != .stored, raw.count > 1, destination.count > 0 else { return nil }
+        let limit = UnsafeMutableRawBufferPointer(rebasing: destination[0..<min(destination.count, raw.count - 1)])
         if raw.count >= sampledSectionLength {
             let piece = samplePieceLength
-            var stored = 0
-            for p in 0..<4 {
-                let start = p * (raw.count - piece) / 3
-                let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<(start + piece)])
-                stored += try codec.compress(bytes, level: level)?.count ?? piece
+            let stored = try withUnsafeTemporaryAllocation(byteCount: piece - 1, alignment: 16) { (scratch) throws(UplinkError) -> Int in
+                var stored = 0
+                for p in 0..<4 {
+                    let start = p * (raw.count - piece) / 3
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<(start + piece)])
+                    stored += try codec.compress(bytes, level: level, into: scratch) ?? piece
+                }
+                return stored
             }
             if stored * 100 > 4 * piece * 99 { return nil }
         }
-        return try codec.compress(raw, level: level)
+        return try codec.compress(raw, level: level, into: limit)
     }
 
     /// The frame bytes. `streams` must be in the order the pipeline defines.
+    ///
+    /// The header's length is known before anything is compressed (its section entries have a
+    /// fixed size), so each section is compressed straight into its place in the one frame
+    /// buffer, or copied there when it stays stored, and the header is written in front last.
     public func write(
         layout: ModelLayout, pipeline: Pipeline, round: UInt64, sampleCount: UInt64,
         includeTensorTable: Bool, streams: [(kind: StreamKind, bytes: [UInt8])]
     ) throws(UplinkError) -> [UInt8] {
-        var entries: [(entry: SectionEntry, bytes: [UInt8]?)] = []
-        for (kind, bytes) in streams {
+        var plan: [(stream: Int, range: Range<Int>)] = []
+        for (s, (_, bytes)) in streams.enumerated() {
             var start = 0
             while start < bytes.count {
                 let end = min(start + chunkLength, bytes.count)
-                let piece = try typed { try bytes.withUnsafeBytes { all -> (SectionEntry, [UInt8]?) in
-                    let raw = UnsafeRawBufferPointer(rebasing: all[start..<end])
-                    let compressed = try Self.compressSection(raw, codec: pipeline.codec.codec, level: pipeline.codec.level)
-                    let codec: SectionCodec = compressed == nil ? .stored : pipeline.codec.codec
-                    let stored = compressed.map { $0.withUnsafeBytes { CRC32C.checksum($0) } } ?? CRC32C.checksum(raw)
-                    let entry = SectionEntry(
-                        stream: kind, codec: codec, level: codec == .stored ? 0 : UInt8(pipeline.codec.level),
-                        checksum: stored, rawLength: end - start,
-                        storedLength: compressed?.count ?? (end - start), offset: 0)
-                    return (entry, compressed)
-                } }
-                entries.append(piece)
+                plan.append((s, start..<end))
                 start = end
             }
         }
-
         let descriptor = pipeline.descriptor
         var table = ByteWriter()
         if includeTensorTable { ModelLayout.writeTable(layout.tensors, to: &table) }
         let headerLength = FrameFormat.fixedHeaderLength + descriptor.count + table.count
-            + entries.count * FrameFormat.sectionEntryLength
-        let payloadLength = entries.reduce(0) { $0 + $1.entry.storedLength }
-        let total = FrameFormat.preambleLength + headerLength + FrameFormat.headerChecksumLength + payloadLength
+            + plan.count * FrameFormat.sectionEntryLength
+        let payloadStart = FrameFormat.preambleLength + headerLength + FrameFormat.headerChecksumLength
+        let capacity = payloadStart + plan.reduce(0) { $0 + $1.range.count }
+        let codec = pipeline.codec.codec, level = pipeline.codec.level
 
-        var w = ByteWriter(capacity: total)
-        w.write(bytes: FrameFormat.magic)
-        w.write(FrameFormat.version)
-        w.write((includeTensorTable ? FrameFlags.hasTensorTable : []).rawValue)
-        w.write(UInt32(headerLength))
-        w.write(layout.fingerprint)
-        w.write(round)
-        w.write(sampleCount)
-        w.write(UInt64(layout.parameterCount))
-        w.write(UInt32(layout.tensors.count))
-        w.write(UInt32(entries.count))
-        w.write(UInt16(descriptor.count))
-        w.write(bytes: descriptor)
-        w.write(bytes: table.bytes)
-        for (e, _) in entries {
-            w.write(e.stream.rawValue)
-            w.write(e.codec.rawValue)
-            w.write(e.level)
-            w.write(UInt8(0))
-            w.write(e.checksum)
-            w.write(UInt64(e.rawLength))
-            w.write(UInt64(e.storedLength))
+        var failure: UplinkError?
+        let frame = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+            count = 0
+            let out = UnsafeMutableRawBufferPointer(buffer)
+            var entries: [SectionEntry] = []
+            entries.reserveCapacity(plan.count)
+            var at = payloadStart
+            for (s, range) in plan {
+                let (kind, bytes) = streams[s]
+                let entry: SectionEntry? = bytes.withUnsafeBytes { all in
+                    let raw = UnsafeRawBufferPointer(rebasing: all[range])
+                    let place = UnsafeMutableRawBufferPointer(rebasing: out[at..<(at + raw.count)])
+                    let compressed: Int?
+                    do throws(UplinkError) {
+                        compressed = try Self.compressSection(raw, codec: codec, level: level, into: place)
+                    } catch {
+                        failure = error
+                        return nil
+                    }
+                    if compressed == nil { place.copyMemory(from: raw) }
+                    let storedLength = compressed ?? raw.count
+                    let sectionCodec: SectionCodec = compressed == nil ? .stored : codec
+                    return SectionEntry(
+                        stream: kind, codec: sectionCodec, level: sectionCodec == .stored ? 0 : UInt8(level),
+                        checksum: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: place[0..<storedLength])),
+                        rawLength: raw.count, storedLength: storedLength, offset: 0)
+                }
+                guard let entry else { return }
+                entries.append(entry)
+                at += entry.storedLength
+            }
+
+            var w = ByteWriter(capacity: payloadStart)
+            w.write(bytes: FrameFormat.magic)
+            w.write(FrameFormat.version)
+            w.write((includeTensorTable ? FrameFlags.hasTensorTable : []).rawValue)
+            w.write(UInt32(headerLength))
+            w.write(layout.fingerprint)
+            w.write(round)
+            w.write(sampleCount)
+            w.write(UInt64(layout.parameterCount))
+            w.write(UInt32(layout.tensors.count))
+            w.write(UInt32(entries.count))
+            w.write(UInt16(descriptor.count))
+            w.write(bytes: descriptor)
+            w.write(bytes: table.bytes)
+            for e in entries {
+                w.write(e.stream.rawValue)
+                w.write(e.codec.rawValue)
+                w.write(e.level)
+                w.write(UInt8(0))
+                w.write(e.checksum)
+                w.write(UInt64(e.rawLength))
+                w.write(UInt64(e.storedLength))
+            }
+            let headerCRC = w.bytes.withUnsafeBytes { CRC32C.checksum($0) }
+            w.write(headerCRC)
+            precondition(w.count == payloadStart)
+            w.bytes.withUnsafeBytes { out.copyMemory(from: $0) }
+            count = at
         }
-        let headerCRC = w.bytes.withUnsafeBytes { CRC32C.checksum($0) }
-        w.write(headerCRC)
-
-        // Stored sections were not copied above; copy them from their streams now.
-        var index = 0
-        for (kind, bytes) in streams {
-            var start = 0
-            while start < bytes.count {
-                let end = min(start + chunkLength, bytes.count)
-                let (e, compressed) = entries[index]
-                precondition(e.stream == kind)
-                if let compressed { w.write(bytes: compressed) } else { w.write(bytes: bytes[start..<end]) }
-                index += 1
-                start = end
+        if let failure { throw failure }
+        // The buffer was sized for every section stored; a frame that compressed to less than
+        // half of that is copied into one of its own size rather than hold the rest.
+        if frame.count < capacity / 2 {
+            return [UInt8](unsafeUninitializedCapacity: frame.count) { out, count in
+                frame.withUnsafeBytes { UnsafeMutableRawBufferPointer(out).copyMemory(from: $0) }
+                count = frame.count
             }
         }
-        precondition(w.count == total)
-        return w.bytes
+        return frame
     }
 }

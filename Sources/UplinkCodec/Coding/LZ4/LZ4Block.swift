@@ -82,6 +82,18 @@ package enum LZ4Block {
         return compressBlock(raw, capacity: raw.count - 1, level: level, using: implementation)
     }
 
+    /// Compresses `raw` into `destination` if the block fits in its `destination.count` bytes:
+    /// the length written, else `nil` (the encoders' 0).
+    package static func compress(
+        _ raw: UnsafeRawBufferPointer, level: Int, into destination: UnsafeMutableRawBufferPointer,
+        using implementation: LZ4Implementation = .active
+    ) throws(UplinkError) -> Int? {
+        guard raw.count <= maxInput else {
+            throw UplinkError(.compressionFailed, "LZ4 block input of \(raw.count) bytes exceeds \(maxInput)")
+        }
+        return compressBlock(raw, into: destination, level: level, using: implementation)
+    }
+
     /// The block for `raw` if it fits in `capacity` bytes, else `nil` (the encoders' 0); callers
     /// check `raw.count ≤ maxInput`.
     package static func compressBlock(
@@ -90,25 +102,34 @@ package enum LZ4Block {
         guard capacity > 0 else { return nil }
         // Uninitialized: the encoder writes what it returns, and a zeroing pass over a
         // section-sized buffer was a tenth of an fp16 encode.
-        var written = 0
+        var written: Int?
         let out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-            let dst = UnsafeMutableRawBufferPointer(buffer)
-            written = {
-                #if canImport(CUplinkLZ4)
-                if implementation == .system {
-                    let src = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
-                    let d = dst.baseAddress!.assumingMemoryBound(to: CChar.self)
-                    let n = Int32(raw.count), c = Int32(clamping: capacity)
-                    return Int(level == 0 ? LZ4_compress_default(src, d, n, c) : LZ4_compress_HC(src, d, n, c, Int32(clamping: level)))
-                }
-                #endif
-                if level == 0 { return LZ4FastEncoder.compress(raw, into: dst) }
-                return LZ4ChainEncoder.compress(raw, into: dst, level: level)
-            }()
-            count = max(0, min(written, capacity))
+            written = compressBlock(raw, into: UnsafeMutableRawBufferPointer(buffer), level: level, using: implementation)
+            count = written ?? 0
         }
+        return written == nil ? nil : out
+    }
+
+    /// The block for `raw` written into `dst` if it fits there, its length; else `nil`.
+    package static func compressBlock(
+        _ raw: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer, level: Int, using implementation: LZ4Implementation = .active
+    ) -> Int? {
+        let capacity = dst.count
+        guard capacity > 0, let base = dst.baseAddress else { return nil }
+        let written: Int = {
+            #if canImport(CUplinkLZ4)
+            if implementation == .system {
+                let src = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
+                let d = base.assumingMemoryBound(to: CChar.self)
+                let n = Int32(raw.count), c = Int32(clamping: capacity)
+                return Int(level == 0 ? LZ4_compress_default(src, d, n, c) : LZ4_compress_HC(src, d, n, c, Int32(clamping: level)))
+            }
+            #endif
+            if level == 0 { return LZ4FastEncoder.compress(raw, into: dst) }
+            return LZ4ChainEncoder.compress(raw, into: dst, level: level)
+        }()
         guard written > 0 else { return nil }
-        return out
+        return min(written, capacity)
     }
 
     /// Decompresses `stored` into `destination`, which it must fill exactly.
