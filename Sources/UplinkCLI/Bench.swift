@@ -60,6 +60,10 @@ extension UplinkCommand {
                 let encodeFloor = roofline ? Roofline.encodeFloor(n: n, errorFeedback: spec.errorFeedback != nil, dense: spec.sparsifier == nil ? spec.quantizer : nil) : nil
                 let accumulateFloor = roofline ? Roofline.accumulateFloor(n: n, quantizer: spec.quantizer, positions: prepared.indices) : nil
                 var encodeFloorTimes: [Double] = [], accumulateFloorTimes: [Double] = []
+                // The codec alone on the same sections, run after each timed run too: its own
+                // time drifts with the machine as much as the floor's does.
+                var codec = try CodecAlone(frame, pipeline: spec, limits: decoder.limits)
+                var codecEncodeTimes: [Double] = [], codecDecodeTimes: [Double] = []
                 for _ in 0..<runs {
                     var encoder = FrameEncoder(layout: layout, pipeline: spec)
                     encoder.threads = threads
@@ -70,6 +74,7 @@ extension UplinkCommand {
                     frame = try encoder.encode(update, round: 1, sampleCount: 1)
                     encodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                     if let encodeFloor { encodeFloorTimes.append(encodeFloor.time()) }
+                    codecEncodeTimes.append(try codec.encode())
                 }
                 var sum = [Float](repeating: 0, count: n)
                 var accumulateTimes: [Double] = []
@@ -82,6 +87,7 @@ extension UplinkCommand {
                     }
                     accumulateTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                     if let accumulateFloor { accumulateFloorTimes.append(accumulateFloor.time()) }
+                    codecDecodeTimes.append(try codec.decode())
                 }
                 // The frame checksum over the update's 4n bytes: the CPU's instructions (when it
                 // has them) against the table, in the same run.
@@ -103,7 +109,8 @@ extension UplinkCommand {
                 }
                 let decoded = prepared
                 let median = Roofline.median
-                let codec = try Self.codecAlone(frame, pipeline: spec, limits: decoder.limits, runs: runs)
+                Roofline.blackHole(codec.sink)
+                let codecEncode = median(codecEncodeTimes), codecDecode = median(codecDecodeTimes)
                 let enc = median(encodeTimes), acc = median(accumulateTimes)
                 let k = decoded.transmittedCount
                 var out: [String: Any] = [
@@ -117,11 +124,13 @@ extension UplinkCommand {
                     "encoder_peak_extra_bytes": encoderExtra,
                     "encoder_peak_over_update_and_residual": Double(resident + encoderExtra) / Double(resident),
                 ]
-                out["codec_encode_seconds"] = codec.encode
-                out["codec_decode_seconds"] = codec.decode
+                out["codec_encode_seconds"] = codecEncode
+                out["codec_decode_seconds"] = codecDecode
+                out["codec_encode_runs_seconds"] = codecEncodeTimes
+                out["codec_decode_runs_seconds"] = codecDecodeTimes
                 if roofline {
-                    out["encode_without_codec_over_floor"] = median(zip(encodeTimes, encodeFloorTimes).map { ($0 - codec.encode) / $1 })
-                    out["accumulate_without_codec_over_floor"] = median(zip(accumulateTimes, accumulateFloorTimes).map { ($0 - codec.decode) / $1 })
+                    out["encode_without_codec_over_floor"] = median((0..<runs).map { (encodeTimes[$0] - codecEncodeTimes[$0]) / encodeFloorTimes[$0] })
+                    out["accumulate_without_codec_over_floor"] = median((0..<runs).map { (accumulateTimes[$0] - codecDecodeTimes[$0]) / accumulateFloorTimes[$0] })
                     out["encode_floor_seconds"] = median(encodeFloorTimes)
                     out["accumulate_floor_seconds"] = median(accumulateFloorTimes)
                     out["encode_floor_runs_seconds"] = encodeFloorTimes
@@ -158,7 +167,7 @@ extension UplinkCommand {
                         }
                     }
                     if spec.codec.codec != .stored {
-                        print(String(format: "  codec       %@ alone: compress %.3f ms, decompress %.3f ms (the frame's sections)", spec.codec.codec.description, 1000 * codec.encode, 1000 * codec.decode))
+                        print(String(format: "  codec       %@ alone: compress %.3f ms, decompress %.3f ms (the frame's sections)", spec.codec.codec.description, 1000 * codecEncode, 1000 * codecDecode))
                     }
                     print(String(format: "  crc32c      %6.2f GB/s %@, table %.2f GB/s", Double(4 * n) / crcHardware / 1e9, CRC32C.hardware ? "(CPU instructions)" : "(no CPU instructions: the table)", Double(4 * n) / crcTable / 1e9))
                     print(String(format: "  memory      encoder peak %.3f× (update + residual): %@ above them", Double(resident + encoderExtra) / Double(resident), humanBytes(encoderExtra)))
@@ -216,39 +225,50 @@ extension UplinkCommand {
             return (Roofline.median(one), Roofline.median(many), threads, Roofline.median(close))
         }
 
-        /// The codec's own time on this frame's sections, medians of `runs`: compressing each
-        /// section's raw bytes as the frame writer does (sampling included), and decompressing
-        /// each compressed section. Zero for `stored`.
-        static func codecAlone(_ frame: [UInt8], pipeline: Pipeline, limits: FrameLimits, runs: Int) throws -> (encode: Double, decode: Double) {
-            let codec = pipeline.codec.codec
-            guard codec != .stored else { return (0, 0) }
-            let header = try frame.withUnsafeBytes { (f) throws(UplinkError) in try FrameReader.readHeader(f, limits: limits) }
+        /// The codec's own time on a frame's sections, one run at a time (each paired with a timed
+        /// run, as the floors are): compressing each section's raw bytes as the frame writer does
+        /// (sampling included), and decompressing each compressed section. Zero for `stored`.
+        struct CodecAlone {
+            let codec: SectionCodec, level: Int
             var sections: [(codec: SectionCodec, stored: [UInt8], raw: [UInt8])] = []
-            for s in header.sections {
-                let stored = Array(frame[s.offset..<(s.offset + s.storedLength)])
-                var raw = [UInt8](repeating: 0, count: s.rawLength)
-                try typed {
-                    try stored.withUnsafeBytes { src in try raw.withUnsafeMutableBytes { try s.codec.decompress(src, into: $0) } }
-                }
-                sections.append((s.codec, stored, raw))
-            }
-            var scratch = [UInt8](repeating: 0, count: sections.map(\.raw.count).max() ?? 0)
-            var encode: [Double] = [], decode: [Double] = []
+            var scratch: [UInt8]
             var sink = 0
-            for _ in 0..<runs {
-                var t0 = DispatchTime.now().uptimeNanoseconds
-                // Into one warm buffer, as the frame writer compresses into the frame.
+
+            init(_ frame: [UInt8], pipeline: Pipeline, limits: FrameLimits) throws {
+                (codec, level) = (pipeline.codec.codec, pipeline.codec.level)
+                let header = try frame.withUnsafeBytes { (f) throws(UplinkError) in try FrameReader.readHeader(f, limits: limits) }
+                for s in header.sections where codec != .stored {
+                    let stored = Array(frame[s.offset..<(s.offset + s.storedLength)])
+                    var raw = [UInt8](repeating: 0, count: s.rawLength)
+                    try typed {
+                        try stored.withUnsafeBytes { src in try raw.withUnsafeMutableBytes { try s.codec.decompress(src, into: $0) } }
+                    }
+                    sections.append((s.codec, stored, raw))
+                }
+                scratch = [UInt8](repeating: 0, count: sections.map(\.raw.count).max() ?? 0)
+            }
+
+            /// Seconds to compress every section as the frame writer does (sampling included),
+            /// into one warm buffer as the writer compresses into the frame; 0 for stored.
+            mutating func encode() throws -> Double {
+                guard codec != .stored else { return 0 }
+                let t0 = DispatchTime.now().uptimeNanoseconds
                 for s in sections {
                     sink &+= try typed {
                         try s.raw.withUnsafeBytes { r in
                             try scratch.withUnsafeMutableBytes { out in
-                                try FrameWriter.compressSection(r, codec: codec, level: pipeline.codec.level, into: UnsafeMutableRawBufferPointer(rebasing: out[0..<r.count])) ?? 0
+                                try FrameWriter.compressSection(r, codec: codec, level: level, into: UnsafeMutableRawBufferPointer(rebasing: out[0..<r.count])) ?? 0
                             }
                         }
                     }
                 }
-                encode.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-                t0 = DispatchTime.now().uptimeNanoseconds
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
+
+            /// Seconds to decompress every compressed section; 0 for stored.
+            mutating func decode() throws -> Double {
+                guard codec != .stored else { return 0 }
+                let t0 = DispatchTime.now().uptimeNanoseconds
                 for s in sections where s.codec != .stored {
                     try typed {
                         try s.stored.withUnsafeBytes { src in
@@ -256,10 +276,9 @@ extension UplinkCommand {
                         }
                     }
                 }
-                decode.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                sink &+= Int(scratch.first ?? 0)
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             }
-            Roofline.blackHole(sink)
-            return (Roofline.median(encode), Roofline.median(decode))
         }
 
         /// Seeded heavy-tailed values (a cube of a uniform, times a scale) with 30% exact zeros.
