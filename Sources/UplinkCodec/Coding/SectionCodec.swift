@@ -24,18 +24,7 @@ public enum SectionCodec: UInt8, Hashable, Sendable, CustomStringConvertible {
     /// compressor at that level; for zlib it is 1…9.
     public func compress(_ raw: UnsafeRawBufferPointer, level: Int) throws(UplinkError) -> [UInt8]? {
         guard self != .stored, raw.count > 1 else { return nil }
-        var failure: UplinkError?
-        var written: Int?
-        let out = [UInt8](unsafeUninitializedCapacity: raw.count - 1) { buffer, count in
-            do throws(UplinkError) {
-                written = try compress(raw, level: level, into: UnsafeMutableRawBufferPointer(buffer))
-            } catch {
-                failure = error
-            }
-            count = written ?? 0
-        }
-        if let failure { throw failure }
-        return written == nil ? nil : out
+        return try uninitializedBytes(capacity: raw.count - 1) { (out) throws(UplinkError) in try compress(raw, level: level, into: out) }
     }
 
     /// Compresses `raw` into `destination` when the result fits in its `destination.count`

@@ -28,18 +28,9 @@ public struct FrameWriter: Sendable {
     /// (docs/wire-format.md §5.3); decoders need not know it.
     package static func compressSection(_ raw: UnsafeRawBufferPointer, codec: SectionCodec, level: Int) throws(UplinkError) -> [UInt8]? {
         guard codec != .stored, raw.count > 1 else { return nil }
-        var failure: UplinkError?
-        var written: Int?
-        let out = [UInt8](unsafeUninitializedCapacity: raw.count - 1) { buffer, count in
-            do throws(UplinkError) {
-                written = try compressSection(raw, codec: codec, level: level, into: UnsafeMutableRawBufferPointer(buffer))
-            } catch {
-                failure = error
-            }
-            count = written ?? 0
+        return try uninitializedBytes(capacity: raw.count - 1) { (out) throws(UplinkError) in
+            try compressSection(raw, codec: codec, level: level, into: out)
         }
-        if let failure { throw failure }
-        return written == nil ? nil : out
     }
 
     /// ``compressSection(_:codec:level:)`` written into `destination` (`raw.count − 1` bytes or

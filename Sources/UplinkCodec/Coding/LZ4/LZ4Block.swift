@@ -68,20 +68,6 @@ package enum LZ4Block {
     /// The largest input one LZ4 block can hold (LZ4_MAX_INPUT_SIZE).
     package static let maxInput = LZ4FastEncoder.maxInput
 
-    /// Compresses `raw`: level 0 with the fast compressor, 1…12 with the HC compressor at that level;
-    /// `nil` when the block would not be smaller than `raw`.
-    package static func compress(
-        _ raw: UnsafeRawBufferPointer, level: Int, using implementation: LZ4Implementation = .active
-    ) throws(UplinkError) -> [UInt8]? {
-        guard raw.count <= maxInput else {
-            throw UplinkError(.compressionFailed, "LZ4 block input of \(raw.count) bytes exceeds \(maxInput)")
-        }
-        // Only a result strictly smaller than the input is kept, so the destination never needs
-        // more than count − 1 bytes; both encoders return 0 when the output does not fit.
-        guard raw.count > 1 else { return nil }
-        return compressBlock(raw, capacity: raw.count - 1, level: level, using: implementation)
-    }
-
     /// Compresses `raw` into `destination` if the block fits in its `destination.count` bytes:
     /// the length written, else `nil` (the encoders' 0).
     package static func compress(
@@ -99,15 +85,9 @@ package enum LZ4Block {
     package static func compressBlock(
         _ raw: UnsafeRawBufferPointer, capacity: Int, level: Int, using implementation: LZ4Implementation = .active
     ) -> [UInt8]? {
-        guard capacity > 0 else { return nil }
         // Uninitialized: the encoder writes what it returns, and a zeroing pass over a
         // section-sized buffer was a tenth of an fp16 encode.
-        var written: Int?
-        let out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-            written = compressBlock(raw, into: UnsafeMutableRawBufferPointer(buffer), level: level, using: implementation)
-            count = written ?? 0
-        }
-        return written == nil ? nil : out
+        uninitializedBytes(capacity: capacity) { compressBlock(raw, into: $0, level: level, using: implementation) }
     }
 
     /// The block for `raw` written into `dst` if it fits there, its length; else `nil`.
