@@ -9,9 +9,10 @@ seed. The seed fixes the client split, the client selection and the initializati
 pipeline alike, so `pipeline − float32` on the same seed cancels that shared randomness; its
 t-interval is what says whether "X costs Y points" is resolved.
 
-The intervals are over training randomness on the one fixed 361-image test set. They do not
-include the test set's own sampling error (for one accuracy p, sqrt(p(1 − p)/361), about
-1.1 points at 95%), which is printed alongside.
+The intervals are over training randomness on the one fixed test set (361 digits images, or
+Fashion-MNIST's 10,000). They do not include the test set's own sampling error (for one
+accuracy p, sqrt(p(1 − p)/n): about 1.1 points at 95% on the digits, 0.6 on Fashion-MNIST),
+which is printed alongside.
 
 Usage: study-stats.py DIR [--target 0.90]
        study-stats.py --self-test
@@ -135,6 +136,7 @@ def load(folder):
             "final": s["final_accuracy"], "last5": statistics.fmean(acc[-5:]), "accuracies": acc,
             "bytes": s["total_uplink_bytes"], "float32_bytes": s["float32_uplink_bytes"],
             "seconds": s["seconds"], "epsilon": s.get("epsilon"),
+            "test_examples": s.get("test_examples", TEST_IMAGES),
         }
     return manifest, cells
 
@@ -203,11 +205,15 @@ def report(folder, target):
         row = [f"{100 * cell['seeds'][s]['final']:.2f}" if s in cell["seeds"] else "—" for s in seeds_all]
         out.append(f"| {part} | {label} | " + " | ".join(row) + " |")
     out.append("")
-    out.append("Test-set standard error of one accuracy, sqrt(p(1 − p)/361), at the float32 mean:")
+    sizes = {v["test_examples"] for c in cells.values() for v in c["seeds"].values()}
+    n_test = sizes.pop() if len(sizes) == 1 else None
+    if n_test is None:
+        raise SystemExit(f"runs were evaluated on test sets of different sizes: {sorted(sizes)}")
+    out.append(f"Test-set standard error of one accuracy, sqrt(p(1 − p)/{n_test}), at the float32 mean:")
     out.append("")
     for part in dict.fromkeys(p for p, _ in cells):
         p = statistics.fmean(v["final"] for v in cells[(part, baseline_label)]["seeds"].values())
-        se = test_set_standard_error(p)
+        se = test_set_standard_error(p, n_test)
         out.append(f"- {part}: p = {100 * p:.2f}%, standard error {100 * se:.2f} points "
                    f"(95%: ± {196 * se:.2f})")
     out.append("")

@@ -9,15 +9,21 @@ extension UplinkCommand {
     /// `uplink train`: federated training of the digits MLP through a pipeline.
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Federated training on the bundled digits data, every update through the real encoder and aggregator.",
+            abstract: "Federated training on the bundled digits data or Fashion-MNIST, every update through the real encoder and aggregator.",
             discussion: """
                 Example: uplink train --clients 100 --partition dirichlet:0.5 --rounds 50 --local-epochs 1 --fraction 0.1 \\
                   --pipeline "ef | topk 1% | int8 | lz4" --seed 1
+                Fashion-MNIST with McMahan's 2NN: uplink train --dataset fmnist --partition shards:2 --local-epochs 5 --batch-size 50
+                (the Debian package dataset-fashion-mnist; scripts/bootstrap installs it). With --model cnn, NIID-Bench's simple CNN.
                 Prints test accuracy and cumulative uplink bytes per round (docs/results.md).
                 """)
 
         @Option(help: "Number of clients.") var clients = 100
-        @Option(help: "iid, dirichlet:α (label skew) or quantity:β (size skew).") var partition = "dirichlet:0.5"
+        @Option(help: "digits (the bundled 8×8 digits) or fmnist (Fashion-MNIST, 28×28).") var dataset = "digits"
+        @Option(help: "mlp (two hidden layers of --width) or cnn (NIID-Bench's simple CNN, fmnist only).") var model = "mlp"
+        @Option(help: "Keep only the first N training examples (a fast subset).") var trainExamples: Int?
+        @Option(help: "Keep only the first N test examples.") var testExamples: Int?
+        @Option(help: "iid, dirichlet:α (label skew), quantity:β (size skew) or shards:s (s label-sorted shards per client).") var partition = "dirichlet:0.5"
         @Option(help: "Rounds.") var rounds = 50
         @Option(help: "Local epochs per round (E).") var localEpochs = 1
         @Option(help: "Fraction of clients per round (C).") var fraction = 0.1
@@ -27,10 +33,10 @@ extension UplinkCommand {
         @Option(help: "FedProx proximal term μ (0 = FedAvg).") var proxMu: Float = 0
         @Option(help: "Uplink pipeline.") var pipeline = "fp32 | stored"
         @Option(parsing: .upToNextOption, help: "Server strategy, e.g. fedavg or \"fedadam lr=0.01\".") var strategy: [String] = ["fedavg"]
-        @Option(help: "Hidden width of the 64 → w → w → 10 network.") var width = 1024
+        @Option(help: "Hidden width of the features → w → w → classes MLP (default 1024 on digits, 200 on fmnist: the 2NN).") var width: Int?
         @Option(help: "Seed (initialization, partition, selection, local training; with central DP the selection only with --dp-seed).") var seed: UInt64 = 1
         @Option(help: "Clients trained in parallel.") var threads = 2
-        @Option(help: "The digits data (fixtures/digits/digits.csv.gz).") var data: String?
+        @Option(help: "The digits file (fixtures/digits/digits.csv.gz) or the Fashion-MNIST folder (/usr/share/datasets/fashion-mnist).") var data: String?
         @Option(help: "Central DP: clip each update to this L2 norm (DP-FedAvg; docs/privacy.md).") var dpClip: Double?
         @Option(help: "Central DP noise multiplier z.") var dpNoise: Double?
         @Option(help: "Adaptive clipping toward this quantile of update norms (Andrew et al. 2021).") var dpAdaptiveQuantile: Double?
@@ -42,11 +48,21 @@ extension UplinkCommand {
         func run() throws {
             try reportingErrors(json: json) {
                 var config = FederatedConfig()
-                guard clients >= 1, rounds >= 1, localEpochs >= 1, batchSize >= 1, width >= 1, (1...64).contains(threads) else {
+                guard clients >= 1, rounds >= 1, localEpochs >= 1, batchSize >= 1, width ?? 1 >= 1, (1...64).contains(threads) else {
                     throw UplinkError(.invalidArgument, "clients, rounds, local epochs, batch size and width must be ≥ 1; threads 1…64")
                 }
+                guard trainExamples ?? 1 >= 1, testExamples ?? 1 >= 1 else { throw UplinkError(.invalidArgument, "--train-examples and --test-examples must be ≥ 1") }
                 guard fraction > 0, fraction <= 1 else { throw UplinkError(.invalidArgument, "--fraction must be in (0, 1]") }
-                try MLP.checkSizes([64, width, width, 10])
+                guard ["digits", "fmnist"].contains(dataset) else { throw UplinkError(.invalidArgument, "--dataset must be digits or fmnist, not \"\(dataset)\"") }
+                let width = width ?? (dataset == "fmnist" ? 200 : 1024)
+                switch model {
+                case "mlp": config.model = .mlp(width: width)
+                case "cnn":
+                    guard self.width == nil else { throw UplinkError(.invalidArgument, "--width is the MLP's; the CNN's layers are fixed") }
+                    config.model = .simpleCNN
+                default: throw UplinkError(.invalidArgument, "--model must be mlp or cnn, not \"\(model)\"")
+                }
+                try MLP.checkSizes([dataset == "fmnist" ? 784 : 64, width, width, 10])
                 guard lr > 0, lr.isFinite, momentum >= 0, momentum < 1, proxMu >= 0 else {
                     throw UplinkError(.invalidArgument, "--lr must be > 0, --momentum in [0, 1), --prox-mu ≥ 0")
                 }
@@ -57,7 +73,6 @@ extension UplinkCommand {
                 config.local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum, proximalMu: proxMu)
                 config.pipeline = try Pipeline(parsing: pipeline)
                 config.strategy = try Strategy(parsing: strategy.joined(separator: " "))
-                config.width = width
                 config.seed = seed
                 config.threads = threads
                 switch (dpClip, dpNoise) {
@@ -73,12 +88,17 @@ extension UplinkCommand {
                 default:
                     throw UplinkError(.invalidArgument, "central DP needs both --dp-clip and --dp-noise")
                 }
-                let (train, test) = try Digits.load(path: data ?? Digits.defaultPath())
-                guard clients <= train.count else { throw UplinkError(.invalidArgument, "--clients \(clients) exceeds the \(train.count) training examples") }
-                let run = FederatedTraining(config: config, train: train, test: test)
+                var (train, test) = dataset == "fmnist"
+                    ? try FashionMNIST.load(directory: data ?? FashionMNIST.defaultDirectory, trainLimit: trainExamples, testLimit: testExamples)
+                    : try Digits.load(path: data ?? Digits.defaultPath())
+                if dataset == "digits" {
+                    if let n = trainExamples, n < train.count { train = train.subset(Array(0..<n)) }
+                    if let n = testExamples, n < test.count { test = test.subset(Array(0..<n)) }
+                }
+                let run = try FederatedTraining(config: config, train: train, test: test)
                 let started = Date()
                 if !json {
-                    print("federated training: \(clients) clients, \(partition), \(rounds) rounds, C=\(fraction), E=\(localEpochs), B=\(batchSize); \(run.model.layout.parameterCount) parameters")
+                    print("federated training on \(dataset) (\(train.count) training, \(test.count) test examples), \(config.model): \(clients) clients, \(partition), \(rounds) rounds, C=\(fraction), E=\(localEpochs), B=\(batchSize); \(run.model.layout.parameterCount) parameters")
                     print("pipeline \(config.pipeline); strategy \(config.strategy)")
                     print("round  accuracy  uplink bytes  cumulative  ratio to fp32  rel. error" + (config.dp == nil ? "" : "        ε   clip"))
                 }
@@ -91,6 +111,8 @@ extension UplinkCommand {
                 }
                 let summary: [String: Any] = [
                     "pipeline": config.pipeline.description, "strategy": config.strategy.description,
+                    "dataset": dataset, "model": model, "width": model == "mlp" ? width : 0,
+                    "train_examples": train.count, "test_examples": test.count, "lr": Double("\(lr)") ?? 0, "momentum": Double("\(momentum)") ?? 0,
                     "partition": config.partition.description, "clients": clients, "rounds": rounds, "fraction": fraction,
                     "local_epochs": localEpochs, "batch_size": batchSize, "seed": seed, "parameters": run.model.layout.parameterCount,
                     "final_accuracy": last.accuracy, "best_accuracy": reports.map(\.accuracy).max()!,

@@ -29,9 +29,35 @@ import UplinkTestSupport
 
     @Test func badTrainingArgumentsAreRefused() throws {
         let s = try Scratch()
-        for (args, expected) in [(["--partition", "shards:2"], "partition"), (["--fraction", "0"], "fraction"), (["--clients", "5000"], "exceeds"), (["--data", "/nonexistent.csv.gz"], "cannot read")] {
+        for (args, expected) in [(["--partition", "shards:x"], "partition"), (["--partition", "shards:20"], "needs 2000 shards"), (["--fraction", "0"], "fraction"),
+                                 (["--clients", "5000"], "5000 clients cannot share 1436"), (["--data", "/nonexistent.csv.gz"], "cannot read"),
+                                 (["--model", "cnn", "--width", "8"], "the CNN's layers are fixed"), (["--dataset", "mnist"], "--dataset must be digits or fmnist"),
+                                 (["--model", "resnet"], "--model must be mlp or cnn"), (["--train-examples", "0"], "--train-examples"),
+                                 (["--train-examples", "50", "--clients", "60"], "60 clients cannot share 50")] {
             let r = try CLI.run(["train", "--rounds", "1", "--width", "8", "--data", Fixtures.url("digits/digits.csv.gz").path] + args, in: s.url)
             #expect(r.status == 1 && r.stderr.contains(expected), "\(args): \(r.stderr)")
         }
+        let cnnOnDigits = try CLI.run(["train", "--rounds", "1", "--model", "cnn", "--data", Fixtures.url("digits/digits.csv.gz").path], in: s.url)
+        #expect(cnnOnDigits.status == 1 && cnnOnDigits.stderr.contains("28×28"), "\(cnnOnDigits.stderr)")
+        let missing = try CLI.run(["train", "--rounds", "1", "--dataset", "fmnist", "--data", "/nonexistent/fmnist"], in: s.url)
+        #expect(missing.status == 1 && missing.stderr.contains("cannot read the Fashion-MNIST file"), "\(missing.stderr)")
+    }
+
+    /// Fashion-MNIST on a subset, both networks: the summary says what ran, and it learned.
+    @Test(arguments: [("mlp", 199_210), ("cnn", 44_426)])
+    func fashionMNISTRunsOnASubset(model: String, parameters: Int) throws {
+        let s = try Scratch()
+        let r = try CLI.run(["train", "--dataset", "fmnist", "--model", model, "--train-examples", "2000", "--test-examples", "500", "--clients", "10",
+                             "--fraction", "0.5", "--rounds", "3", "--partition", "dirichlet:1", "--local-epochs", "5", "--batch-size", "20",
+                             "--pipeline", "int8 | lz4", "--json"], in: s.url)
+        #expect(r.status == 0, "\(r.stderr)")
+        let d = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let summary = d["summary"] as! [String: Any]
+        #expect(summary["dataset"] as? String == "fmnist" && summary["model"] as? String == model)
+        #expect(summary["parameters"] as? Int == parameters)
+        #expect(summary["train_examples"] as? Int == 2000 && summary["test_examples"] as? Int == 500)
+        #expect(summary["partition"] as? String == "dirichlet:1.0" && summary["lr"] as? Double == 0.05)
+        #expect((summary["final_accuracy"] as? Double ?? 0) > 0.3, "\(summary)")
+        #expect((summary["float32_uplink_bytes"] as? Int) == 3 * 5 * parameters * 4)
     }
 }

@@ -84,7 +84,7 @@ import UplinkTestSupport
         config.clients = 20
         config.rounds = 5
         config.fraction = 0.25
-        config.width = 16
+        config.model = .mlp(width: 16)
         config.local.epochs = 5
         config.partition = .dirichlet(0.5)
         config.pipeline = try Pipeline(parsing: "ef | topk 10% | int8 | lz4")
@@ -104,7 +104,8 @@ import UplinkTestSupport
         #expect(try Partition(parsing: "iid") == .iid)
         #expect(try Partition(parsing: "dirichlet:0.5") == .dirichlet(0.5))
         #expect(try Partition(parsing: "quantity:2") == .quantity(2))
-        for bad in ["", "dirichlet", "dirichlet:-1", "dirichlet:x", "iid:3", "shards:2"] {
+        #expect(try Partition(parsing: "shards:2") == .shards(2))
+        for bad in ["", "dirichlet", "dirichlet:-1", "dirichlet:x", "iid:3", "shards:0", "shards:x", "shards", "pathological:2"] {
             #expect(throws: UplinkError.self) { try Partition(parsing: bad) }
         }
     }

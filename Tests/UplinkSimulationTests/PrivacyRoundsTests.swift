@@ -84,9 +84,9 @@ import UplinkTestSupport
         config.clients = 20
         config.rounds = 4
         config.fraction = 0.25
-        config.width = 4
+        config.model = .mlp(width: 4)
         config.dp = DPSettings(clip: 1, noiseMultiplier: 1)
-        let run = FederatedTraining(config: config, train: Self.digits.train, test: Self.digits.test)
+        let run = try FederatedTraining(config: config, train: Self.digits.train, test: Self.digits.test)
         let seededSelections = (1...4).map { run.selection(round: $0) }
         let a = try run.run().reports, b = try run.run().reports
         #expect(a.map(\.clients) != b.map(\.clients) && a.map(\.clients) != seededSelections)

@@ -42,7 +42,7 @@ public enum Digits {
         guard let gz = FileManager.default.contents(atPath: path) else {
             throw UplinkError(.io, "\(path): cannot read the digits data (pass --data PATH to fixtures/digits/digits.csv.gz)")
         }
-        let text = try Gzip.decompress([UInt8](gz), what: path)
+        let text = try Gzip.decompress([UInt8](gz), what: path, limit: 1 << 20)
         var train: ([Float], [Int]) = ([], [])
         var test: ([Float], [Int]) = ([], [])
         var row = 0
@@ -87,7 +87,9 @@ public enum Digits {
 
 /// gzip (RFC 1952) decompression through zlib.
 enum Gzip {
-    static func decompress(_ input: [UInt8], what: String) throws(UplinkError) -> [UInt8] {
+    /// The decompressed bytes of `input`; more than `limit` bytes is an error (a gzip bomb, or
+    /// not the file expected), found out after at most `limit` + 64 KiB of output.
+    static func decompress(_ input: [UInt8], what: String, limit: Int) throws(UplinkError) -> [UInt8] {
         // z_stream points back at itself from its state, so it lives at a fixed heap address.
         let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())
@@ -107,9 +109,10 @@ enum Gzip {
                     status = inflate(stream, Z_NO_FLUSH)
                 }
                 output.append(contentsOf: chunk[0..<(chunk.count - Int(stream.pointee.avail_out))])
-            } while status == Z_OK && output.count < 64 << 20
+            } while status == Z_OK && output.count <= limit
         }
-        guard status == Z_STREAM_END else { throw UplinkError(.zlibFailed, "\(what): not a valid gzip file") }
+        guard output.count <= limit else { throw UplinkError(.io, "\(what): decompresses to more than \(limit) bytes, more than the file can hold") }
+        guard status == Z_STREAM_END else { throw UplinkError(.io, "\(what): not a valid gzip file") }
         return output
     }
 }

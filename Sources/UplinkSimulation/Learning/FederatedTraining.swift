@@ -20,8 +20,8 @@ public struct FederatedConfig: Sendable {
     public var pipeline = Pipeline()
     /// The server strategy.
     public var strategy: Strategy = .fedAvg(lr: 1)
-    /// Hidden width of the 64 → w → w → 10 network.
-    public var width: Int = 1024
+    /// The network: ``ModelKind/mlp(width:)`` (features → w → w → classes) or the simple CNN.
+    public var model: ModelKind = .mlp(width: 1024)
     /// Seed for initialization, partition, selection and local shuffles (with central DP, the
     /// selection only when the DP settings carry a seed too).
     public var seed: UInt64 = 1
@@ -64,15 +64,22 @@ public struct RoundReport: Sendable {
 /// Runs federated training on a dataset.
 public struct FederatedTraining: Sendable {
     public let config: FederatedConfig
-    public let model: MLP
+    /// The network being trained.
+    public let model: any Classifier
     let train: Dataset
     let test: Dataset
     let shares: [[Int]]
 
     /// A run of `config` on `train` (split among clients) evaluated on `test`.
-    public init(config: FederatedConfig, train: Dataset, test: Dataset) {
+    /// - Throws: ``UplinkError/Code/invalidArgument`` when the model does not fit the data or
+    ///   the partition cannot split it among the clients.
+    public init(config: FederatedConfig, train: Dataset, test: Dataset) throws(UplinkError) {
+        try config.partition.check(examples: train.count, clients: config.clients)
+        guard train.featureCount == test.featureCount, train.classCount == test.classCount else {
+            throw UplinkError(.invalidArgument, "the training and test sets differ in features or classes")
+        }
         self.config = config
-        self.model = MLP(sizes: [train.featureCount, config.width, config.width, train.classCount])
+        self.model = try config.model.model(for: train)
         self.train = train
         self.test = test
         self.shares = config.partition.split(labels: train.labels, classes: train.classCount, clients: config.clients, seed: config.seed)

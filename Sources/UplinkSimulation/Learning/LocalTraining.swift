@@ -24,7 +24,7 @@ public struct LocalTraining: Hashable, Sendable {
 
     /// Trains `model` from `start` on `data` (the client's examples) and returns the new
     /// parameters. Batches follow a shuffle seeded by `seed`.
-    public func train(_ model: MLP, from start: [Float], data: Dataset, seed: UInt64) -> [Float] {
+    public func train(_ model: some Classifier, from start: [Float], data: Dataset, seed: UInt64) -> [Float] {
         var w = start
         var velocity = [Float](repeating: 0, count: w.count)
         var gradient = [Float](repeating: 0, count: w.count)

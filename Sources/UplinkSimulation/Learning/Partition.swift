@@ -9,16 +9,21 @@ public enum Partition: Hashable, Sendable, CustomStringConvertible {
     case dirichlet(Double)
     /// Quantity skew: client sizes ∝ Dirichlet(β) draws, labels IID.
     case quantity(Double)
+    /// Pathological label skew (McMahan et al. 2017): the examples sorted by label, cut into
+    /// `clients × s` equal shards, `s` shards dealt at random to each client (s = 2: most
+    /// clients see two classes).
+    case shards(Int)
 
     public var description: String {
         switch self {
         case .iid: "iid"
         case .dirichlet(let a): "dirichlet:\(a)"
         case .quantity(let b): "quantity:\(b)"
+        case .shards(let s): "shards:\(s)"
         }
     }
 
-    /// Parses `iid`, `dirichlet:0.5`, `quantity:1.0`.
+    /// Parses `iid`, `dirichlet:0.5`, `quantity:1.0`, `shards:2`.
     public init(parsing text: String) throws(UplinkError) {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
         switch parts.first {
@@ -29,14 +34,20 @@ public enum Partition: Hashable, Sendable, CustomStringConvertible {
         case "quantity" where parts.count == 2:
             guard let b = Double(parts[1]), b > 0, b.isFinite else { throw UplinkError(.invalidArgument, "quantity:β needs β > 0, got \"\(text)\"") }
             self = .quantity(b)
+        case "shards" where parts.count == 2:
+            guard let n = Int(parts[1]), (1...1000).contains(n) else { throw UplinkError(.invalidArgument, "partition shards:s needs a whole number s of shards per client, 1…1000; got \"\(text)\"") }
+            self = .shards(n)
         default:
-            throw UplinkError(.invalidArgument, "partition \"\(text)\" must be iid, dirichlet:α or quantity:β")
+            throw UplinkError(.invalidArgument, "partition \"\(text)\" must be iid, dirichlet:α, quantity:β or shards:s")
         }
     }
 
     /// The example indices of each of `clients` clients: every example goes to exactly one
     /// client, and every client gets at least one (taken from the largest when a draw leaves one
     /// empty). Deterministic for `seed`.
+    ///
+    /// - Precondition: `1 ≤ clients ≤ labels.count`, and for `shards:s`,
+    ///   `clients × s ≤ labels.count` (``check(examples:clients:)`` says so first).
     public func split(labels: [Int], classes: Int, clients: Int, seed: UInt64) -> [[Int]] {
         precondition(clients >= 1 && clients <= labels.count)
         var rng = SplitMix64(seed: seed ^ 0x5052_5449_5449_4F4E)
@@ -54,6 +65,17 @@ public enum Partition: Hashable, Sendable, CustomStringConvertible {
         case .quantity(let beta):
             let order = Array(labels.indices).shuffled(using: &rng)
             Self.cut(order, proportions: Random.dirichlet(alpha: beta, count: clients, using: &rng), into: &shares)
+        case .shards(let perClient):
+            let count = clients * perClient
+            precondition(count <= labels.count)
+            // Shuffled, then stably sorted by label: ties in a seeded order, not file order.
+            let byLabel = Array(labels.indices).shuffled(using: &rng).enumerated()
+                .sorted { (labels[$0.element], $0.offset) < (labels[$1.element], $1.offset) }.map(\.element)
+            let order = Array(0..<count).shuffled(using: &rng)
+            for (slot, shard) in order.enumerated() {
+                let range = (shard * labels.count / count)..<((shard + 1) * labels.count / count)
+                shares[slot / perClient].append(contentsOf: byLabel[range])
+            }
         }
         // No empty client: move one example from the largest share.
         for c in 0..<clients where shares[c].isEmpty {
@@ -61,6 +83,17 @@ public enum Partition: Hashable, Sendable, CustomStringConvertible {
             shares[c].append(shares[donor].removeLast())
         }
         return shares.map { $0.sorted() }
+    }
+
+    /// Checks that `examples` can be split among `clients` this way.
+    /// - Throws: ``UplinkError/Code/invalidArgument`` naming the limit.
+    public func check(examples: Int, clients: Int) throws(UplinkError) {
+        guard clients >= 1, clients <= examples else {
+            throw UplinkError(.invalidArgument, "\(clients) clients cannot share \(examples) training examples (each needs one)")
+        }
+        if case .shards(let s) = self, clients * s > examples {
+            throw UplinkError(.invalidArgument, "shards:\(s) for \(clients) clients needs \(clients * s) shards, more than the \(examples) examples")
+        }
     }
 
     /// Hands out `items` in order by cumulative proportions.

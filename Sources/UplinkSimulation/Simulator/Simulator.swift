@@ -123,7 +123,9 @@ public struct Simulator: Sendable {
         if scenario.train {
             guard let digits else { throw UplinkError(.invalidArgument, "the scenario trains but no data was given") }
             guard scenario.clients <= digits.train.count else { throw UplinkError(.invalidArgument, "scenario: more clients than training examples") }
-            self.shares = try Partition(parsing: scenario.partition).split(labels: digits.train.labels, classes: 10, clients: scenario.clients, seed: scenario.seed)
+            let partition = try Partition(parsing: scenario.partition)
+            try partition.check(examples: digits.train.count, clients: scenario.clients)
+            self.shares = partition.split(labels: digits.train.labels, classes: 10, clients: scenario.clients, seed: scenario.seed)
             self.replay = nil
         } else {
             guard let replaying else { throw UplinkError(.invalidArgument, "the scenario replays updates but none was given") }
