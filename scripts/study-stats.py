@@ -206,9 +206,9 @@ def report(folder, target):
         out.append(f"| {part} | {label} | " + " | ".join(row) + " |")
     out.append("")
     sizes = {v["test_examples"] for c in cells.values() for v in c["seeds"].values()}
-    n_test = sizes.pop() if len(sizes) == 1 else None
-    if n_test is None:
+    if len(sizes) != 1:
         raise SystemExit(f"runs were evaluated on test sets of different sizes: {sorted(sizes)}")
+    n_test = next(iter(sizes))
     out.append(f"Test-set standard error of one accuracy, sqrt(p(1 − p)/{n_test}), at the float32 mean:")
     out.append("")
     for part in dict.fromkeys(p for p, _ in cells):
