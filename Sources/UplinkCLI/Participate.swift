@@ -328,7 +328,9 @@ extension UplinkCommand {
                 return Trainer(source: .fixed(try TensorFiles.load(path: path, nonFloat: skipNonFloat ? .skip : .refuse), samples: samples))
             }
             let (trainSet, testSet) = try Digits.load(path: data ?? Digits.defaultPath())
-            let shares = try Partition(parsing: partition).split(labels: trainSet.labels, classes: trainSet.classCount, clients: clients, seed: seed)
+            let parsed = try Partition(parsing: partition)
+            try parsed.check(examples: trainSet.count, clients: clients)
+            let shares = parsed.split(labels: trainSet.labels, classes: trainSet.classCount, clients: clients, seed: seed)
             let shard = trainSet.subset(shares[clientIndex])
             guard shard.count > 0 else { throw UplinkError(.invalidArgument, "client \(clientIndex)'s shard of \(partition) over \(clients) clients is empty") }
             let local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum)
