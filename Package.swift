@@ -51,7 +51,8 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
-        // CRC-32C with the CPU's instructions (detected at run time; C for the target attributes).
+        // Kernels for the CPU's own instructions, detected at run time (C for the target
+        // attributes): CRC-32C, float16 conversion, the CNN's convolutions with AVX2.
         .target(name: "CUplinkCRC"),
         .target(
             name: "UplinkCodec",
@@ -78,7 +79,7 @@ let package = Package(
         ),
         .target(
             name: "UplinkSimulation",
-            dependencies: ["UplinkCodec", "UplinkAggregation", "UplinkPrivacy", "CUplinkZlib"]
+            dependencies: ["UplinkCodec", "UplinkAggregation", "UplinkPrivacy", "CUplinkZlib", "CUplinkCRC"]
         ),
         .target(
             name: "UplinkServer",

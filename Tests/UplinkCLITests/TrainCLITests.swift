@@ -43,6 +43,29 @@ import UplinkTestSupport
         #expect(missing.status == 1 && missing.stderr.contains("cannot read the Fashion-MNIST file"), "\(missing.stderr)")
     }
 
+    /// The CNN trained on the AVX2 convolution kernels and on the Swift ones (`UPLINK_CONV=swift`)
+    /// is the same run, bit for bit: every round's accuracy, bytes and update error agree.
+    @Test func cnnRunIsTheSameOnBothConvolutionPaths() throws {
+        let s = try Scratch()
+        let args = ["train", "--dataset", "fmnist", "--model", "cnn", "--train-examples", "1200", "--test-examples", "300", "--clients", "4",
+                    "--fraction", "1", "--rounds", "2", "--partition", "dirichlet:0.5", "--local-epochs", "2", "--batch-size", "16",
+                    "--momentum", "0.9", "--lr", "0.05", "--pipeline", "ef | topk 10% | int8 | lz4", "--seed", "9", "--json"]
+        let native = try CLI.run(args, in: s.url)
+        let swift = try CLI.run(["-c", "UPLINK_CONV=swift exec \"$0\" \"$@\"", CLI.executable.path] + args, in: s.url, executable: URL(fileURLWithPath: "/bin/sh"))
+        #expect(native.status == 0 && swift.status == 0, "\(native.stderr) \(swift.stderr)")
+        func rounds(_ r: CLI.Result) throws -> [[String: Any]] {
+            try (JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["rounds"] as! [[String: Any]]
+        }
+        let a = try rounds(native), b = try rounds(swift)
+        #expect(a.count == 2 && b.count == 2)
+        for (x, y) in zip(a, b) {
+            for key in ["accuracy", "uplink_bytes", "mean_relative_error"] {
+                #expect("\(x[key] ?? "none")" == "\(y[key] ?? "none")", "\(key): \(x) vs \(y)")
+            }
+        }
+        #expect((a.last?["accuracy"] as? Double ?? 0) > 0.2, "\(a)")
+    }
+
     /// Fashion-MNIST on a subset, both networks: the summary says what ran, and it learned.
     @Test(arguments: [("mlp", 199_210), ("cnn", 44_426)])
     func fashionMNISTRunsOnASubset(model: String, parameters: Int) throws {

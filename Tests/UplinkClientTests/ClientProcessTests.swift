@@ -131,6 +131,9 @@ import UplinkTestSupport
         // --train digits against a model that is not the digits MLP: said so, not a crash.
         let wrong = try TestCoordinator.cli(common + ["--token", c.token("b"), "--train", "digits"], in: s.url)
         #expect(wrong.status == 1 && wrong.stderr.contains("not a digits MLP"), "\(wrong.stderr)")
+        // More shards than the digits set has examples: the partition's own message, not a trap.
+        let shards = try TestCoordinator.cli(common + ["--token", c.token("e"), "--train", "digits", "--clients", "100", "--partition", "shards:20"], in: s.url)
+        #expect(shards.status == 1 && shards.stderr.contains("needs 2000 shards"), "\(shards.stderr)")
         // Neither --in nor --train.
         let neither = try TestCoordinator.cli(common + ["--token", c.token("c")], in: s.url)
         #expect(neither.status != 0 && neither.stderr.contains("exactly one of"), "\(neither.stderr)")

@@ -28,11 +28,18 @@ public struct SimpleCNN: Classifier {
     /// Grid lengths: the last valid output pixel's index plus one.
     static let grid1 = (side1 - 1) * inputSide + side1      // 668
     static let grid2 = (side2 - 1) * pooled1 + side2        // 92
+    /// The largest in-plane tap offset of conv2 plus one, the zero padding of its input gradient.
+    static let span2 = (kernel - 1) * pooled1 + kernel      // 53
+    /// Scratch floats ``backward(_:image:trace:dFlat:gradient:scratch:)`` needs.
+    static let scratchCount = channels1 * grid1 + channels2 * grid2 + channels1 * pooled1 * pooled1
+        + Convolution.paddedLength(outputs: channels2, count: grid2, backLength: pooled1 * pooled1, span: span2)
 
     let conv1W: Int, conv1B: Int, conv2W: Int, conv2B: Int
     /// The fully connected head, 256 → 120 → 84 → classes, as its own MLP-shaped offsets.
     let fcW: [Int], fcB: [Int]
     let fcSizes: [Int]
+    /// Tap offsets into the image (conv1) and into the pooled planes (conv2).
+    let offsets1: [Int], offsets2: [Int]
 
     /// The network for `classes` classes.
     public init(classes: Int = 10) {
@@ -54,6 +61,8 @@ public struct SimpleCNN: Classifier {
         fcW = (1...3).map { offset("fc\($0).weight") }
         fcB = (1...3).map { offset("fc\($0).bias") }
         fcSizes = [Self.flat, Self.hidden1, Self.hidden2, classes]
+        offsets1 = Convolution.offsets(channels: 1, channelStride: 0, rowStride: Self.inputSide, kernel: k)
+        offsets2 = Convolution.offsets(channels: Self.channels1, channelStride: Self.pooled1 * Self.pooled1, rowStride: Self.pooled1, kernel: k)
     }
 
     /// PyTorch's default initialization (Kaiming-uniform with a = √5 for weights, which is
@@ -95,17 +104,11 @@ public struct SimpleCNN: Classifier {
     func features(_ p: UnsafePointer<Float>, image x: UnsafePointer<Float>, trace t: inout Trace, out: UnsafeMutablePointer<Float>) {
         let k = Self.kernel, w0 = Self.inputSide, w1 = Self.pooled1
         t.grid1.withUnsafeMutableBufferPointer { g1 in
-            for c in 0..<Self.channels1 {
-                let o = g1.baseAddress! + c * Self.grid1
-                let b = p[conv1B + c]
-                for i in 0..<Self.grid1 { o[i] = b }
-                for ky in 0..<k {
-                    for kx in 0..<k {
-                        Kernels.axpy(p[conv1W + (c * k + ky) * k + kx], x + ky * w0 + kx, o, Self.grid1)
-                    }
-                }
-                for i in 0..<Self.grid1 where o[i] < 0 { o[i] = 0 }
+            offsets1.withUnsafeBufferPointer { off in
+                Convolution.forward(input: x, offsets: off.baseAddress!, taps: k * k, weights: p + conv1W, bias: p + conv1B, outputs: Self.channels1,
+                                    out: g1.baseAddress!, outStride: Self.grid1, count: Self.grid1)
             }
+            for i in 0..<g1.count where g1[i] < 0 { g1[i] = 0 }
             t.pool1.withUnsafeMutableBufferPointer { p1 in
                 t.arg1.withUnsafeMutableBufferPointer { a1 in
                     Self.maxPool(UnsafePointer(g1.baseAddress!), rowStride: w0, channelStride: Self.grid1, channels: Self.channels1, pooled: Self.pooled1,
@@ -115,20 +118,12 @@ public struct SimpleCNN: Classifier {
         }
         t.grid2.withUnsafeMutableBufferPointer { g2 in
             t.pool1.withUnsafeBufferPointer { p1 in
-                for co in 0..<Self.channels2 {
-                    let o = g2.baseAddress! + co * Self.grid2
-                    let b = p[conv2B + co]
-                    for i in 0..<Self.grid2 { o[i] = b }
-                    for ci in 0..<Self.channels1 {
-                        let plane = p1.baseAddress! + ci * w1 * w1
-                        let wk = p + conv2W + (co * Self.channels1 + ci) * k * k
-                        for ky in 0..<k {
-                            for kx in 0..<k { Kernels.axpy(wk[ky * k + kx], plane + ky * w1 + kx, o, Self.grid2) }
-                        }
-                    }
-                    for i in 0..<Self.grid2 where o[i] < 0 { o[i] = 0 }
+                offsets2.withUnsafeBufferPointer { off in
+                    Convolution.forward(input: p1.baseAddress!, offsets: off.baseAddress!, taps: Self.channels1 * k * k, weights: p + conv2W, bias: p + conv2B,
+                                        outputs: Self.channels2, out: g2.baseAddress!, outStride: Self.grid2, count: Self.grid2)
                 }
             }
+            for i in 0..<g2.count where g2[i] < 0 { g2[i] = 0 }
             t.arg2.withUnsafeMutableBufferPointer { a2 in
                 Self.maxPool(UnsafePointer(g2.baseAddress!), rowStride: w1, channelStride: Self.grid2, channels: Self.channels2, pooled: Self.pooled2,
                              out: out, outRowStride: Self.pooled2, outChannelStride: Self.pooled2 * Self.pooled2, arg: a2.baseAddress!)
@@ -159,10 +154,10 @@ public struct SimpleCNN: Classifier {
 
     /// The backward pass of ``features(_:image:trace:out:)`` for one image: `dFlat` is the loss
     /// gradient at the 256 features; adds the convolution gradients to `g`. `scratch` holds at
-    /// least `grid1 · 6 + grid2 · 16 + 864` floats.
+    /// least ``scratchCount`` floats.
     func backward(_ p: UnsafePointer<Float>, image x: UnsafePointer<Float>, trace t: Trace, dFlat: UnsafePointer<Float>,
                   gradient g: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let k = Self.kernel, w0 = Self.inputSide, w1 = Self.pooled1
+        let k = Self.kernel, w1 = Self.pooled1
         let d1 = scratch, d2 = scratch + Self.channels1 * Self.grid1, dp1 = d2 + Self.channels2 * Self.grid2
         let n1 = Self.channels1 * Self.grid1, n2 = Self.channels2 * Self.grid2, np1 = Self.channels1 * w1 * w1
         for i in 0..<(n1 + n2 + np1) { scratch[i] = 0 }
@@ -176,23 +171,19 @@ public struct SimpleCNN: Classifier {
             }
         }
         // conv2: weight and bias gradients, and the gradient at its input (pool1).
+        for co in 0..<Self.channels2 {
+            let d = d2 + co * Self.grid2
+            var sum: Float = 0
+            for i in 0..<Self.grid2 { sum += d[i] }
+            g[conv2B + co] += sum
+        }
         t.pool1.withUnsafeBufferPointer { p1 in
-            for co in 0..<Self.channels2 {
-                let d = d2 + co * Self.grid2
-                var sum: Float = 0
-                for i in 0..<Self.grid2 { sum += d[i] }
-                g[conv2B + co] += sum
-                for ci in 0..<Self.channels1 {
-                    let plane = p1.baseAddress! + ci * w1 * w1, back = dp1 + ci * w1 * w1
-                    let tap = conv2W + (co * Self.channels1 + ci) * k * k
-                    for ky in 0..<k {
-                        for kx in 0..<k {
-                            let s = ky * w1 + kx
-                            g[tap + ky * k + kx] += Kernels.dot(d, plane + s, Self.grid2)
-                            Kernels.axpy(p[tap + ky * k + kx], d, back + s, Self.grid2)
-                        }
-                    }
-                }
+            offsets2.withUnsafeBufferPointer { off in
+                Convolution.weightGradient(delta: d2, deltaStride: Self.grid2, outputs: Self.channels2, input: p1.baseAddress!, offsets: off.baseAddress!,
+                                           taps: Self.channels1 * k * k, count: Self.grid2, gradient: g + conv2W)
+                Convolution.inputGradient(delta: d2, deltaStride: Self.grid2, outputs: Self.channels2, weights: p + conv2W, channels: Self.channels1,
+                                          kernelArea: k * k, offsets: off.baseAddress!, back: dp1, backStride: w1 * w1, backLength: w1 * w1,
+                                          count: Self.grid2, span: Self.span2, padded: dp1 + np1)
             }
         }
         // Through the first pool and ReLU.
@@ -210,9 +201,10 @@ public struct SimpleCNN: Classifier {
             var sum: Float = 0
             for i in 0..<Self.grid1 { sum += d[i] }
             g[conv1B + c] += sum
-            for ky in 0..<k {
-                for kx in 0..<k { g[conv1W + (c * k + ky) * k + kx] += Kernels.dot(d, x + ky * w0 + kx, Self.grid1) }
-            }
+        }
+        offsets1.withUnsafeBufferPointer { off in
+            Convolution.weightGradient(delta: d1, deltaStride: Self.grid1, outputs: Self.channels1, input: x, offsets: off.baseAddress!,
+                                       taps: k * k, count: Self.grid1, gradient: g + conv1W)
         }
     }
 
@@ -234,7 +226,7 @@ public struct SimpleCNN: Classifier {
         let (total, back) = Dense.head(parameters, weights: fcW, biases: fcB, sizes: fcSizes, input: flat, batch: batch, labels: labels,
                                        gradient: gradient, wantsInputGradient: true)
         guard let gradient, let dFlat = back else { return total }
-        var scratch = [Float](repeating: 0, count: Self.channels1 * Self.grid1 + Self.channels2 * Self.grid2 + Self.channels1 * Self.pooled1 * Self.pooled1)
+        var scratch = [Float](repeating: 0, count: Self.scratchCount)
         parameters.withUnsafeBufferPointer { p in
             data.features.withUnsafeBufferPointer { f in
                 dFlat.withUnsafeBufferPointer { d in
