@@ -83,52 +83,61 @@ public struct SimpleCNN: Classifier {
         return p
     }
 
-    /// One example's convolutional activations, kept for the backward pass.
+    /// One example's convolutional activations, kept for the backward pass: views into the
+    /// batch's two buffers (``floats`` and ``indices`` per example), which need no zeroing,
+    /// because the forward pass writes every element before anything reads it.
     struct Trace {
-        var grid1: [Float]     // conv1 + ReLU on the 24×28 grid, per channel
-        var pool1: [Float]     // 6 × 12 × 12
-        var arg1: [Int32]      // grid1 index of each pool1 maximum
-        var grid2: [Float]     // conv2 + ReLU on the 8×12 grid, per channel
-        var arg2: [Int32]      // grid2 index of each flattened maximum
-        init() {
-            grid1 = [Float](repeating: 0, count: SimpleCNN.channels1 * SimpleCNN.grid1)
-            pool1 = [Float](repeating: 0, count: SimpleCNN.channels1 * SimpleCNN.pooled1 * SimpleCNN.pooled1)
-            arg1 = [Int32](repeating: 0, count: pool1.count)
-            grid2 = [Float](repeating: 0, count: SimpleCNN.channels2 * SimpleCNN.grid2)
-            arg2 = [Int32](repeating: 0, count: SimpleCNN.flat)
+        static let pooledCount: Int = SimpleCNN.channels1 * SimpleCNN.pooled1 * SimpleCNN.pooled1
+        static let floats: Int = SimpleCNN.channels1 * SimpleCNN.grid1 + pooledCount + SimpleCNN.channels2 * SimpleCNN.grid2
+        static let indices: Int = pooledCount + SimpleCNN.flat
+        let grid1: UnsafeMutablePointer<Float>   // conv1 + ReLU on the 24×28 grid, per channel
+        let pool1: UnsafeMutablePointer<Float>   // 6 × 12 × 12
+        let grid2: UnsafeMutablePointer<Float>   // conv2 + ReLU on the 8×12 grid, per channel
+        let arg1: UnsafeMutablePointer<Int32>    // grid1 index of each pool1 maximum
+        let arg2: UnsafeMutablePointer<Int32>    // grid2 index of each flattened maximum
+        /// Example `example`'s trace in buffers of `floats · batch` and `indices · batch` elements.
+        init(example: Int, floats f: UnsafeMutablePointer<Float>, indices i: UnsafeMutablePointer<Int32>) {
+            grid1 = f + example * Self.floats
+            pool1 = grid1 + SimpleCNN.channels1 * SimpleCNN.grid1
+            grid2 = pool1 + Self.pooledCount
+            arg1 = i + example * Self.indices
+            arg2 = arg1 + Self.pooledCount
+        }
+    }
+
+    /// Runs `body` with uninitialized trace buffers for `batch` examples.
+    static func withTraces<R>(batch: Int, _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: batch * Trace.floats) { f in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: batch * Trace.indices) { i in body(f.baseAddress!, i.baseAddress!) }
         }
     }
 
     /// The convolutional part for one image: fills `trace` and writes the 256 flattened
     /// features to `out`.
-    func features(_ p: UnsafePointer<Float>, image x: UnsafePointer<Float>, trace t: inout Trace, out: UnsafeMutablePointer<Float>) {
+    func features(_ p: UnsafePointer<Float>, image x: UnsafePointer<Float>, trace t: Trace, out: UnsafeMutablePointer<Float>) {
         let k = Self.kernel, w0 = Self.inputSide, w1 = Self.pooled1
-        t.grid1.withUnsafeMutableBufferPointer { g1 in
-            offsets1.withUnsafeBufferPointer { off in
-                Convolution.forward(input: x, offsets: off.baseAddress!, taps: k * k, weights: p + conv1W, bias: p + conv1B, outputs: Self.channels1,
-                                    out: g1.baseAddress!, outStride: Self.grid1, count: Self.grid1)
-            }
-            for i in 0..<g1.count where g1[i] < 0 { g1[i] = 0 }
-            t.pool1.withUnsafeMutableBufferPointer { p1 in
-                t.arg1.withUnsafeMutableBufferPointer { a1 in
-                    Self.maxPool(UnsafePointer(g1.baseAddress!), rowStride: w0, channelStride: Self.grid1, channels: Self.channels1, pooled: Self.pooled1,
-                                 out: p1.baseAddress!, outRowStride: w1, outChannelStride: w1 * w1, arg: a1.baseAddress!)
-                }
-            }
+        let n1 = Self.channels1 * Self.grid1, n2 = Self.channels2 * Self.grid2
+        offsets1.withUnsafeBufferPointer { off in
+            Convolution.forward(input: x, offsets: off.baseAddress!, taps: k * k, weights: p + conv1W, bias: p + conv1B, outputs: Self.channels1,
+                                out: t.grid1, outStride: Self.grid1, count: Self.grid1)
         }
-        t.grid2.withUnsafeMutableBufferPointer { g2 in
-            t.pool1.withUnsafeBufferPointer { p1 in
-                offsets2.withUnsafeBufferPointer { off in
-                    Convolution.forward(input: p1.baseAddress!, offsets: off.baseAddress!, taps: Self.channels1 * k * k, weights: p + conv2W, bias: p + conv2B,
-                                        outputs: Self.channels2, out: g2.baseAddress!, outStride: Self.grid2, count: Self.grid2)
-                }
-            }
-            for i in 0..<g2.count where g2[i] < 0 { g2[i] = 0 }
-            t.arg2.withUnsafeMutableBufferPointer { a2 in
-                Self.maxPool(UnsafePointer(g2.baseAddress!), rowStride: w1, channelStride: Self.grid2, channels: Self.channels2, pooled: Self.pooled2,
-                             out: out, outRowStride: Self.pooled2, outChannelStride: Self.pooled2 * Self.pooled2, arg: a2.baseAddress!)
-            }
+        Self.relu(t.grid1, n1)
+        Self.maxPool(UnsafePointer(t.grid1), rowStride: w0, channelStride: Self.grid1, channels: Self.channels1, pooled: Self.pooled1,
+                     out: t.pool1, outRowStride: w1, outChannelStride: w1 * w1, arg: t.arg1)
+        offsets2.withUnsafeBufferPointer { off in
+            Convolution.forward(input: t.pool1, offsets: off.baseAddress!, taps: Self.channels1 * k * k, weights: p + conv2W, bias: p + conv2B,
+                                outputs: Self.channels2, out: t.grid2, outStride: Self.grid2, count: Self.grid2)
         }
+        Self.relu(t.grid2, n2)
+        Self.maxPool(UnsafePointer(t.grid2), rowStride: w1, channelStride: Self.grid2, channels: Self.channels2, pooled: Self.pooled2,
+                     out: out, outRowStride: Self.pooled2, outChannelStride: Self.pooled2 * Self.pooled2, arg: t.arg2)
+    }
+
+    /// ReLU in place: a negative value becomes +0, anything else (−0, NaN) stays, written as a
+    /// select so that it vectorizes instead of branching on the sign.
+    @inline(__always)
+    static func relu(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { x[i] = x[i] < 0 ? 0 : x[i] }
     }
 
     /// 2×2 max pooling with stride 2; `arg` gets the input index (within the channel) of each
@@ -139,13 +148,18 @@ public struct SimpleCNN: Classifier {
             let plane = input + c * channelStride
             for py in 0..<pooled {
                 for px in 0..<pooled {
+                    // Selects, not branches: which of the four wins is data, and mispredicted
+                    // branches on it cost more than the comparisons.
                     let first = 2 * py * rowStride + 2 * px
-                    var best = first
-                    if plane[first + 1] > plane[best] { best = first + 1 }
-                    if plane[first + rowStride] > plane[best] { best = first + rowStride }
-                    if plane[first + rowStride + 1] > plane[best] { best = first + rowStride + 1 }
+                    var best = first, value = plane[first]
+                    for candidate in [first + 1, first + rowStride, first + rowStride + 1] {
+                        let v = plane[candidate]
+                        let wins = v > value
+                        best = wins ? candidate : best
+                        value = wins ? v : value
+                    }
                     let o = c * outChannelStride + py * outRowStride + px
-                    out[o] = plane[best]
+                    out[o] = value
                     arg[o] = Int32(best)
                 }
             }
@@ -162,13 +176,9 @@ public struct SimpleCNN: Classifier {
         let n1 = Self.channels1 * Self.grid1, n2 = Self.channels2 * Self.grid2, np1 = Self.channels1 * w1 * w1
         for i in 0..<(n1 + n2 + np1) { scratch[i] = 0 }
         // Through the second pool and ReLU: the gradient goes to the maximum, if it was positive.
-        t.grid2.withUnsafeBufferPointer { g2 in
-            t.arg2.withUnsafeBufferPointer { a2 in
-                for i in 0..<Self.flat {
-                    let c = i / (Self.pooled2 * Self.pooled2), j = c * Self.grid2 + Int(a2[i])
-                    if g2[j] > 0 { d2[j] += dFlat[i] }
-                }
-            }
+        for i in 0..<Self.flat {
+            let c = i / (Self.pooled2 * Self.pooled2), j = c * Self.grid2 + Int(t.arg2[i])
+            if t.grid2[j] > 0 { d2[j] += dFlat[i] }
         }
         // conv2: weight and bias gradients, and the gradient at its input (pool1).
         for co in 0..<Self.channels2 {
@@ -177,23 +187,17 @@ public struct SimpleCNN: Classifier {
             for i in 0..<Self.grid2 { sum += d[i] }
             g[conv2B + co] += sum
         }
-        t.pool1.withUnsafeBufferPointer { p1 in
-            offsets2.withUnsafeBufferPointer { off in
-                Convolution.weightGradient(delta: d2, deltaStride: Self.grid2, outputs: Self.channels2, input: p1.baseAddress!, offsets: off.baseAddress!,
-                                           taps: Self.channels1 * k * k, count: Self.grid2, gradient: g + conv2W)
-                Convolution.inputGradient(delta: d2, deltaStride: Self.grid2, outputs: Self.channels2, weights: p + conv2W, channels: Self.channels1,
-                                          kernelArea: k * k, offsets: off.baseAddress!, back: dp1, backStride: w1 * w1, backLength: w1 * w1,
-                                          count: Self.grid2, span: Self.span2, padded: dp1 + np1)
-            }
+        offsets2.withUnsafeBufferPointer { off in
+            Convolution.weightGradient(delta: d2, deltaStride: Self.grid2, outputs: Self.channels2, input: t.pool1, offsets: off.baseAddress!,
+                                       taps: Self.channels1 * k * k, count: Self.grid2, gradient: g + conv2W)
+            Convolution.inputGradient(delta: d2, deltaStride: Self.grid2, outputs: Self.channels2, weights: p + conv2W, channels: Self.channels1,
+                                      kernelArea: k * k, offsets: off.baseAddress!, back: dp1, backStride: w1 * w1, backLength: w1 * w1,
+                                      count: Self.grid2, span: Self.span2, padded: dp1 + np1)
         }
         // Through the first pool and ReLU.
-        t.grid1.withUnsafeBufferPointer { g1 in
-            t.arg1.withUnsafeBufferPointer { a1 in
-                for i in 0..<np1 {
-                    let c = i / (w1 * w1), j = c * Self.grid1 + Int(a1[i])
-                    if g1[j] > 0 { d1[j] += dp1[i] }
-                }
-            }
+        for i in 0..<np1 {
+            let c = i / (w1 * w1), j = c * Self.grid1 + Int(t.arg1[i])
+            if t.grid1[j] > 0 { d1[j] += dp1[i] }
         }
         // conv1: weight and bias gradients (the image needs none).
         for c in 0..<Self.channels1 {
@@ -211,50 +215,53 @@ public struct SimpleCNN: Classifier {
     public func loss(_ parameters: [Float], data: Dataset, rows: ArraySlice<Int>, gradient: UnsafeMutableBufferPointer<Float>?) -> Double {
         let batch = rows.count
         guard batch > 0 else { return 0 }
-        var traces = [Trace](repeating: Trace(), count: batch)
-        var flat = [Float](repeating: 0, count: batch * Self.flat)
-        parameters.withUnsafeBufferPointer { p in
-            data.features.withUnsafeBufferPointer { f in
-                flat.withUnsafeMutableBufferPointer { out in
-                    for (b, r) in rows.enumerated() {
-                        features(p.baseAddress!, image: f.baseAddress! + r * data.featureCount, trace: &traces[b], out: out.baseAddress! + b * Self.flat)
-                    }
-                }
-            }
-        }
-        let labels = rows.map { data.labels[$0] }
-        let (total, back) = Dense.head(parameters, weights: fcW, biases: fcB, sizes: fcSizes, input: flat, batch: batch, labels: labels,
-                                       gradient: gradient, wantsInputGradient: true)
-        guard let gradient, let dFlat = back else { return total }
-        var scratch = [Float](repeating: 0, count: Self.scratchCount)
-        parameters.withUnsafeBufferPointer { p in
-            data.features.withUnsafeBufferPointer { f in
-                dFlat.withUnsafeBufferPointer { d in
-                    scratch.withUnsafeMutableBufferPointer { s in
+        return Self.withTraces(batch: batch) { tf, ti in
+            var flat = [Float](repeating: 0, count: batch * Self.flat)
+            parameters.withUnsafeBufferPointer { p in
+                data.features.withUnsafeBufferPointer { f in
+                    flat.withUnsafeMutableBufferPointer { out in
                         for (b, r) in rows.enumerated() {
-                            backward(p.baseAddress!, image: f.baseAddress! + r * data.featureCount, trace: traces[b], dFlat: d.baseAddress! + b * Self.flat,
-                                     gradient: gradient.baseAddress!, scratch: s.baseAddress!)
+                            features(p.baseAddress!, image: f.baseAddress! + r * data.featureCount, trace: Trace(example: b, floats: tf, indices: ti),
+                                     out: out.baseAddress! + b * Self.flat)
                         }
                     }
                 }
             }
+            let labels = rows.map { data.labels[$0] }
+            let (total, back) = Dense.head(parameters, weights: fcW, biases: fcB, sizes: fcSizes, input: flat, batch: batch, labels: labels,
+                                           gradient: gradient, wantsInputGradient: true)
+            guard let gradient, let dFlat = back else { return total }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.scratchCount) { s in
+                parameters.withUnsafeBufferPointer { p in
+                    data.features.withUnsafeBufferPointer { f in
+                        dFlat.withUnsafeBufferPointer { d in
+                            for (b, r) in rows.enumerated() {
+                                backward(p.baseAddress!, image: f.baseAddress! + r * data.featureCount, trace: Trace(example: b, floats: tf, indices: ti),
+                                         dFlat: d.baseAddress! + b * Self.flat, gradient: gradient.baseAddress!, scratch: s.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
+            return total
         }
-        return total
     }
 
     public func accuracy(_ parameters: [Float], data: Dataset) -> Double {
         var correct = 0
         let chunk = 128
         var start = 0
-        var trace = Trace()
         while start < data.count {
             let end = min(data.count, start + chunk), batch = end - start
             var flat = [Float](repeating: 0, count: batch * Self.flat)
-            parameters.withUnsafeBufferPointer { p in
-                data.features.withUnsafeBufferPointer { f in
-                    flat.withUnsafeMutableBufferPointer { out in
-                        for b in 0..<batch {
-                            features(p.baseAddress!, image: f.baseAddress! + (start + b) * data.featureCount, trace: &trace, out: out.baseAddress! + b * Self.flat)
+            Self.withTraces(batch: 1) { tf, ti in
+                parameters.withUnsafeBufferPointer { p in
+                    data.features.withUnsafeBufferPointer { f in
+                        flat.withUnsafeMutableBufferPointer { out in
+                            for b in 0..<batch {
+                                features(p.baseAddress!, image: f.baseAddress! + (start + b) * data.featureCount, trace: Trace(example: 0, floats: tf, indices: ti),
+                                         out: out.baseAddress! + b * Self.flat)
+                            }
                         }
                     }
                 }
