@@ -101,7 +101,7 @@ import UplinkTestSupport
         let start = TestData.uniform(count: layout.parameterCount, seed: 8)
         let decoded = try FrameDecoder().decode(frame).values
         var sum = start
-        try sum.withUnsafeMutableBufferPointer { _ = try FrameDecoder().accumulate(UnsafeRawBufferPointer(start: frame, count: frame.count), into: $0, weight: 0.25, layout: layout) }
+        try frame.withUnsafeBytes { raw in try sum.withUnsafeMutableBufferPointer { _ = try FrameDecoder().accumulate(raw, into: $0, weight: 0.25, layout: layout) } }
         for i in 0..<sum.count { #expect(sum[i] == start[i] + 0.25 * decoded[i]) }
     }
 
@@ -114,7 +114,7 @@ import UplinkTestSupport
         let start = TestData.uniform(count: 5000, seed: 11)
         var dest = start
         #expect(throws: UplinkError.self) {
-            try dest.withUnsafeMutableBufferPointer { try FrameDecoder().accumulate(UnsafeRawBufferPointer(start: frame, count: frame.count), into: $0, weight: 1, layout: layout) }
+            try frame.withUnsafeBytes { raw in try dest.withUnsafeMutableBufferPointer { try FrameDecoder().accumulate(raw, into: $0, weight: 1, layout: layout) } }
         }
         #expect(dest == start)
     }
