@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UplinkCodec
-import UplinkTestSupport
+@testable import UplinkTestSupport
 
 /// Self-tests of the network test tools in UplinkTestSupport (HTTP client, cutting proxy,
 /// server process, resumable upload client, concurrent runner), against python3's
@@ -313,6 +313,36 @@ func drain(_ c: RawConnection) -> (bytes: [UInt8], reset: Bool) {
             #expect(source.connection(i) != nil)
             #expect(proxy.waitUntilIdle())
             #expect(proxy.connections[i].end == .cut && proxy.connections[i].serverToClientBytes == n)
+        }
+    }
+
+    /// A peer that accepts, sends and resets before the client's thread finishes its connect
+    /// (the cut proxy at 1 byte on a loaded machine): the client still reads the bytes, then the
+    /// reset; with no bytes sent the connect itself reports the reset. Deterministic: the reset
+    /// has landed before the connect is finished.
+    @Test(arguments: [0, 1, 200])
+    func connectFinishedAfterThePeerResetKeepsItsBytes(sending count: Int) throws {
+        let sent = pattern(count)
+        let listener = try LoopbackListener()
+        defer { listener.close() }
+        let (fd, connectErrno) = try LoopbackSocket.startConnection(port: listener.port)
+        let server = try listener.accept(timeout: 5)
+        if !sent.isEmpty { try server.send(sent) }
+        usleep(20_000)
+        server.reset()
+        usleep(50_000)
+        let finished = Result { () throws(HTTPTestError) in
+            try LoopbackSocket.finishConnection(fd, port: listener.port, connectErrno: connectErrno, deadline: Deadline(seconds: 5))
+        }
+        switch finished {
+        case .success(let connected):
+            let c = RawConnection(fd: connected)
+            defer { c.close() }
+            let got = drain(c)
+            #expect(got.bytes == sent)
+            #expect(got.reset)
+        case .failure(let error):
+            #expect(sent.isEmpty && error == .reset, "connect failed with \(error) after \(sent.count) bytes were sent")
         }
     }
 

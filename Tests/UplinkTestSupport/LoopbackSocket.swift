@@ -81,26 +81,54 @@ enum LoopbackSocket {
 
     /// A connection to 127.0.0.1:`port`.
     static func openConnection(port: Int, deadline: Deadline) throws(HTTPTestError) -> Int32 {
+        let (fd, connectErrno) = try startConnection(port: port)
+        return try finishConnection(fd, port: port, connectErrno: connectErrno, deadline: deadline)
+    }
+
+    /// A non-blocking socket with `connect` to 127.0.0.1:`port` called: the socket and the
+    /// `errno` of `connect` (0 when it completed at once).
+    static func startConnection(port: Int) throws(HTTPTestError) -> (fd: Int32, connectErrno: Int32) {
         guard (1...65535).contains(port) else { throw .connectionRefused(port: port) }
         let fd = try makeSocket()
         var a = address(port: port)
         let rc = withUnsafePointer(to: &a) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        if rc != 0 {
-            var e = errno
-            if e == EINPROGRESS || e == EINTR {
-                let ready: Bool
-                do { ready = try wait(fd, events: pollOut, deadline: deadline) } catch { close(fd); throw error }
-                guard ready else { close(fd); throw .timedOut("connect") }
+        return (fd, rc == 0 ? 0 : errno)
+    }
+
+    /// Waits for a connect started by ``startConnection(port:)`` and returns the connected
+    /// socket, or closes it and throws.
+    ///
+    /// A peer may accept, send and reset before this thread runs again. Its bytes are still in
+    /// our receive queue and a reader must get them before the reset, so this looks for them
+    /// first: reading `SO_ERROR` would consume the pending `ECONNRESET` (the reader would then
+    /// see a clean end of stream), and failing the connect would throw the bytes away. A peek
+    /// that finds no bytes consumes the pending error itself, so the error is taken from it.
+    static func finishConnection(_ fd: Int32, port: Int, connectErrno: Int32, deadline: Deadline) throws(HTTPTestError) -> Int32 {
+        var e = connectErrno
+        if e == EINPROGRESS || e == EINTR {
+            let ready: Bool
+            do { ready = try wait(fd, events: pollOut, deadline: deadline) } catch { close(fd); throw error }
+            guard ready else { close(fd); throw .timedOut("connect") }
+            var probe: UInt8 = 0
+            let peeked = recv(fd, &probe, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+            let peekError = errno
+            if peeked >= 0 {
+                setNoDelay(fd)
+                return fd
+            }
+            e = 0
+            if peekError == EAGAIN || peekError == EWOULDBLOCK || peekError == EINTR {
                 var len = socklen_t(MemoryLayout<Int32>.size)
-                e = 0
                 _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len)
+            } else {
+                e = peekError
             }
-            if e != 0 {
-                close(fd)
-                throw e == ECONNREFUSED ? .connectionRefused(port: port) : error(for: e, call: "connect")
-            }
+        }
+        if e != 0 {
+            close(fd)
+            throw e == ECONNREFUSED ? .connectionRefused(port: port) : error(for: e, call: "connect")
         }
         setNoDelay(fd)
         return fd
