@@ -158,6 +158,38 @@ import UplinkTestSupport
         #expect(none.indices.isEmpty && none.values.isEmpty)
     }
 
+    /// The AVX2 add-and-select pass (where the CPU has it) against the Swift one: the same
+    /// residual, candidates, count, overflow and largest key, over ranges that are not multiples
+    /// of 16 or 32, thresholds from "none" to "all" and caps that overflow mid-range.
+    @Test func avx2AddAndScanMatchesTheSwiftPass() {
+        #if arch(x86_64)
+        guard TopKSelection.nativeScanAvailable else { return }
+        let n = 70_001
+        let start = TestData.heavyTailed(count: n, seed: 31)
+        var update = TestData.heavyTailed(count: n, seed: 32)
+        update[5] = .infinity; update[777] = -.nan; update[n - 1] = -0.0
+        let keys = zip(start, update).map { ($0 + $1).bitPattern & 0x7FFF_FFFF }.sorted()
+        let thresholds: [UInt32] = [0, 1, keys[n / 2], keys[n - 500], keys[n - 20], keys[n - 1], keys[n - 1] &+ 1, 0x7FFF_FFFF]
+        let ranges = [0..<n, 3..<n, 0..<15, 1..<17, 16..<48, 5..<70, 1000..<1031, n - 100..<n]
+        for t in thresholds {
+            for range in ranges {
+                for cap in [0, 7, 100, 2 * n] {
+                    var a = start, b = start
+                    let (x, y) = update.withUnsafeBufferPointer { u in
+                        (a.withUnsafeMutableBufferPointer { TopKSelection.addAndScanPortable(u.baseAddress!, $0.baseAddress!, range, threshold: t, cap: cap) },
+                         b.withUnsafeMutableBufferPointer { TopKSelection.addAndScanAVX2(u.baseAddress!, $0.baseAddress!, range, threshold: t, cap: cap) })
+                    }
+                    let note = "t \(t), range \(range), cap \(cap)"
+                    #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(note): residual")
+                    #expect(x.indices == y.indices && x.bits == y.bits, "\(note): candidates \(x.indices.count) / \(y.indices.count)")
+                    #expect(x.overflow == y.overflow, "\(note): overflow")
+                    if !x.overflow { #expect(x.max == y.max, "\(note): largest") }
+                }
+            }
+        }
+        #endif
+    }
+
     /// Inputs that defeat the sampled threshold both ways, so the exact fallback runs.
     @Test(arguments: [1, 2])
     func missedThresholdsFallBackToTheExactSelection(threads: Int) {

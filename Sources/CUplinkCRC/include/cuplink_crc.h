@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include "cuplink_half.h"
 #include "cuplink_conv.h"
+#include "cuplink_select.h"
 
 /// 1 when this CPU has CRC-32C instructions (x86-64 SSE 4.2, ARMv8 CRC), detected at run time.
 int cuplink_crc32c_hardware(void);

@@ -1,4 +1,12 @@
 import Dispatch
+#if arch(x86_64)
+internal import CUplinkCRC
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Selection of the entries with the largest magnitudes, in O(n) time and O(k) extra memory.
 ///
@@ -138,6 +146,54 @@ enum TopKSelection {
     /// they fill), so a group's candidates are written without branches: every value of the
     /// group is stored and the count advances by one for each that qualifies.
     static func addAndScan(
+        _ update: UnsafePointer<Float>, _ acc: UnsafeMutablePointer<Float>, _ range: Range<Int>, threshold t: UInt32, cap: Int
+    ) -> Candidates {
+        #if arch(x86_64)
+        if nativeScan { return addAndScanAVX2(update, acc, range, threshold: t, cap: cap) }
+        #endif
+        return addAndScanPortable(update, acc, range, threshold: t, cap: cap)
+    }
+
+    /// Whether ``addAndScan(_:_:_:threshold:cap:)`` runs the AVX2 pass (CUplinkCRC's
+    /// `cuplink_ef_add_scan`): the CPU has AVX2 and `UPLINK_SELECT` is not `swift`. Both passes
+    /// give identical residuals and candidates (tested), so frames do not depend on it.
+    static let nativeScan: Bool = {
+        if let v = getenv("UPLINK_SELECT"), String(cString: v) == "swift" { return false }
+        return nativeScanAvailable
+    }()
+
+    /// Whether this CPU can run the AVX2 pass.
+    static let nativeScanAvailable: Bool = {
+        #if arch(x86_64)
+        return cuplink_select_avx2() == 1
+        #else
+        return false
+        #endif
+    }()
+
+    #if arch(x86_64)
+    /// ``addAndScanPortable(_:_:_:threshold:cap:)`` with eight-lane AVX2 vectors, in C.
+    static func addAndScanAVX2(
+        _ update: UnsafePointer<Float>, _ acc: UnsafeMutablePointer<Float>, _ range: Range<Int>, threshold t: UInt32, cap: Int
+    ) -> Candidates {
+        var c = 0
+        var largest: UInt32 = 0
+        var bitsOut: [UInt32] = []
+        let indices = [Int](unsafeUninitializedCapacity: cap + 16) { ib, ic in
+            bitsOut = [UInt32](unsafeUninitializedCapacity: cap + 16) { bb, bc in
+                c = ib.baseAddress!.withMemoryRebound(to: CLong.self, capacity: cap + 16) { ip in
+                    cuplink_ef_add_scan(update, acc, range.lowerBound, range.upperBound, t, cap, ip, bb.baseAddress!, &largest)
+                }
+                bc = min(c, cap)
+            }
+            ic = min(c, cap)
+        }
+        return Candidates(indices: indices, bits: bitsOut, max: largest, overflow: c > cap)
+    }
+    #endif
+
+    /// The add-and-select pass in Swift: four-lane SSE2 vectors (the package's x86-64 baseline).
+    static func addAndScanPortable(
         _ update: UnsafePointer<Float>, _ acc: UnsafeMutablePointer<Float>, _ range: Range<Int>, threshold t: UInt32, cap: Int
     ) -> Candidates {
         var found = 0
