@@ -52,7 +52,7 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
         // Kernels for the CPU's own instructions, detected at run time (C for the target
-        // attributes): CRC-32C, float16 conversion, the CNN's convolutions with AVX2.
+        // attributes): CRC-32C, float16 conversion, top-k's add-and-select and the CNN's convolutions with AVX2.
         .target(name: "CUplinkCRC"),
         .target(
             name: "UplinkCodec",
