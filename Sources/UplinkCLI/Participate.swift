@@ -156,6 +156,9 @@ extension UplinkCommand {
         @Option(help: "Local SGD momentum.")
         var momentum: Float = 0.9
 
+        @Option(name: .customLong("weight-decay"), help: "Local SGD L2 weight decay λ, as PyTorch's weight_decay (0 = none).")
+        var weightDecay: Float = 0
+
         @Option(help: "The digits data (default fixtures/digits/digits.csv.gz).")
         var data: String?
 
@@ -176,7 +179,9 @@ extension UplinkCommand {
             if let t = train, t != "digits" { throw ValidationError("--train \(t): only digits is bundled") }
             guard rounds >= 0 else { throw ValidationError("--rounds must be ≥ 0") }
             guard clients >= 1, clientIndex >= 0, clientIndex < clients else { throw ValidationError("--client-index must be in 0..<--clients") }
-            guard localEpochs >= 1, batchSize >= 1, lr.isFinite, momentum.isFinite else { throw ValidationError("--local-epochs and --batch-size ≥ 1, --lr and --momentum finite") }
+            guard localEpochs >= 1, batchSize >= 1, lr.isFinite, lr > 0, momentum >= 0, momentum < 1, weightDecay.isFinite, weightDecay >= 0 else {
+                throw ValidationError("--local-epochs and --batch-size ≥ 1, --lr finite and > 0, --momentum in [0, 1), --weight-decay finite and ≥ 0")
+            }
             guard maxWait.isFinite, maxWait >= 0, maxSeconds.isFinite, maxSeconds >= 0 else { throw ValidationError("--max-wait and --max-seconds must be finite and ≥ 0") }
         }
 
@@ -333,7 +338,7 @@ extension UplinkCommand {
             let shares = parsed.split(labels: trainSet.labels, classes: trainSet.classCount, clients: clients, seed: seed)
             let shard = trainSet.subset(shares[clientIndex])
             guard shard.count > 0 else { throw UplinkError(.invalidArgument, "client \(clientIndex)'s shard of \(partition) over \(clients) clients is empty") }
-            let local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum)
+            let local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum, weightDecay: weightDecay)
             return Trainer(source: .digits(local, shard: shard, seed: seed ^ UInt64(clientIndex) &* 0x9E37_79B9), test: evaluate ? testSet : nil)
         }
     }

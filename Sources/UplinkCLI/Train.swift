@@ -31,6 +31,7 @@ extension UplinkCommand {
         @Option(help: "Local SGD learning rate.") var lr: Float = 0.05
         @Option(help: "Local SGD momentum.") var momentum: Float = 0.9
         @Option(help: "FedProx proximal term μ (0 = FedAvg).") var proxMu: Float = 0
+        @Option(help: "Local SGD L2 weight decay λ, as PyTorch's weight_decay (NIID-Bench: 1e-5; 0 = none).") var weightDecay: Float = 0
         @Option(help: "Uplink pipeline.") var pipeline = "fp32 | stored"
         @Option(parsing: .upToNextOption, help: "Server strategy, e.g. fedavg or \"fedadam lr=0.01\".") var strategy: [String] = ["fedavg"]
         @Option(help: "Hidden width of the features → w → w → classes MLP (default 1024 on digits, 200 on fmnist: the 2NN).") var width: Int?
@@ -63,14 +64,15 @@ extension UplinkCommand {
                 default: throw UplinkError(.invalidArgument, "--model must be mlp or cnn, not \"\(model)\"")
                 }
                 try MLP.checkSizes([dataset == "fmnist" ? 784 : 64, width, width, 10])
-                guard lr > 0, lr.isFinite, momentum >= 0, momentum < 1, proxMu >= 0 else {
-                    throw UplinkError(.invalidArgument, "--lr must be > 0, --momentum in [0, 1), --prox-mu ≥ 0")
+                guard lr > 0, lr.isFinite, momentum >= 0, momentum < 1, proxMu >= 0, proxMu.isFinite, weightDecay >= 0, weightDecay.isFinite else {
+                    throw UplinkError(.invalidArgument, "--lr must be finite and > 0, --momentum in [0, 1), --prox-mu and --weight-decay finite and ≥ 0")
                 }
                 config.clients = clients
                 config.partition = try Partition(parsing: partition)
                 config.rounds = rounds
                 config.fraction = fraction
-                config.local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum, proximalMu: proxMu)
+                config.local = LocalTraining(epochs: localEpochs, batchSize: batchSize, learningRate: lr, momentum: momentum, proximalMu: proxMu,
+                                             weightDecay: weightDecay)
                 config.pipeline = try Pipeline(parsing: pipeline)
                 config.strategy = try Strategy(parsing: strategy.joined(separator: " "))
                 config.seed = seed
@@ -119,6 +121,7 @@ extension UplinkCommand {
                     "total_uplink_bytes": last.cumulativeUplinkBytes, "float32_uplink_bytes": last.cumulativeFloat32Bytes,
                     "ratio_to_float32": Double(last.cumulativeFloat32Bytes) / Double(max(1, last.cumulativeUplinkBytes)),
                     "seconds": Date().timeIntervalSince(started), "rounds_run": reports.count,
+                    "prox_mu": shortestDouble(proxMu), "weight_decay": shortestDouble(weightDecay),
                 ].merging(last.privacy.map { ["epsilon": $0.epsilon, "delta": dpDelta, "dp_noise_multiplier": dpNoise ?? 0, "privacy": $0.jsonObject] } ?? [:]) { a, _ in a }
                 if json {
                     printJSON([
@@ -154,4 +157,9 @@ extension UplinkCommand {
                 + (epsilon.map { String(format: "; ε = %.3f at δ = %g", $0, delta) + " after \(rounds) rounds" } ?? "")
         }
     }
+}
+
+/// `x` as the Double its shortest decimal spells (0.01, not 0.009999999776), for JSON.
+private func shortestDouble(_ x: Float) -> Double {
+    Double("\(x)") ?? Double(x)
 }

@@ -18,6 +18,7 @@ import UplinkTestSupport
         #expect(bytes == bytes.sorted() && bytes[0] > 0)
         let summary = d["summary"] as! [String: Any]
         #expect(summary["pipeline"] as? String == "ef | topk 5% scope=global | int8 block=256 sym | lz4")
+        #expect(summary["weight_decay"] as? Double == 0 && summary["prox_mu"] as? Double == 0)
         #expect((summary["ratio_to_float32"] as? Double ?? 0) > 5)
         // The same command again gives the same run.
         let again = try CLI.run(args, in: s.url)
@@ -33,7 +34,10 @@ import UplinkTestSupport
                                  (["--clients", "5000"], "5000 clients cannot share 1436"), (["--data", "/nonexistent.csv.gz"], "cannot read"),
                                  (["--model", "cnn", "--width", "8"], "the CNN's layers are fixed"), (["--dataset", "mnist"], "--dataset must be digits or fmnist"),
                                  (["--model", "resnet"], "--model must be mlp or cnn"), (["--train-examples", "0"], "--train-examples"),
-                                 (["--train-examples", "50", "--clients", "60"], "60 clients cannot share 50")] {
+                                 (["--train-examples", "50", "--clients", "60"], "60 clients cannot share 50"),
+                                 (["--weight-decay=-0.1"], "--weight-decay finite and ≥ 0"), (["--weight-decay", "nan"], "--weight-decay finite"),
+                                 (["--weight-decay", "inf"], "--weight-decay finite"), (["--prox-mu", "inf"], "--prox-mu and --weight-decay finite"),
+                                 (["--lr", "0"], "--lr must be finite and > 0"), (["--momentum", "1"], "--momentum in [0, 1)")] {
             let r = try CLI.run(["train", "--rounds", "1", "--width", "8", "--data", Fixtures.url("digits/digits.csv.gz").path] + args, in: s.url)
             #expect(r.status == 1 && r.stderr.contains(expected), "\(args): \(r.stderr)")
         }

@@ -134,6 +134,11 @@ import UplinkTestSupport
         // More shards than the digits set has examples: the partition's own message, not a trap.
         let shards = try TestCoordinator.cli(common + ["--token", c.token("e"), "--train", "digits", "--clients", "100", "--partition", "shards:20"], in: s.url)
         #expect(shards.status == 1 && shards.stderr.contains("needs 2000 shards"), "\(shards.stderr)")
+        // Local SGD settings that cannot train: refused before any connection.
+        for bad in [["--weight-decay=-1"], ["--weight-decay", "nan"], ["--lr", "0"], ["--momentum", "1"]] {
+            let r = try TestCoordinator.cli(common + ["--token", c.token("f"), "--train", "digits"] + bad, in: s.url)
+            #expect(r.status != 0 && r.stderr.contains("--weight-decay finite and ≥ 0"), "\(bad): \(r.stderr)")
+        }
         // Neither --in nor --train.
         let neither = try TestCoordinator.cli(common + ["--token", c.token("c")], in: s.url)
         #expect(neither.status != 0 && neither.stderr.contains("exactly one of"), "\(neither.stderr)")

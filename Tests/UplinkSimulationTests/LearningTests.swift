@@ -109,4 +109,37 @@ import UplinkTestSupport
             #expect(throws: UplinkError.self) { try Partition(parsing: bad) }
         }
     }
+
+    /// Weight decay as PyTorch's SGD(weight_decay=λ): one full-batch step without momentum moves
+    /// the weights by exactly −lr·λ·w more than the same step without it (to float rounding),
+    /// and λ = 0 is the run from before the option existed, bit for bit.
+    @Test func weightDecayAddsLambdaTimesTheWeightsToTheGradient() {
+        let model = MLP.digits(width: 16)
+        let data = Self.digits.train
+        let start = model.initialParameters(seed: 3)
+        let lr: Float = 0.05, decay: Float = 0.01
+        let step = { (wd: Float) in
+            LocalTraining(epochs: 1, batchSize: data.count, learningRate: lr, momentum: 0, weightDecay: wd).train(model, from: start, data: data, seed: 1)
+        }
+        let plain = step(0), decayed = step(decay)
+        var gradient = [Float](repeating: 0, count: start.count)
+        var rng = SplitMix64(seed: 1)  // the batch order train(…, seed: 1) draws
+        let order = Array(0..<data.count).shuffled(using: &rng)
+        gradient.withUnsafeMutableBufferPointer { g in _ = model.loss(start, data: data, rows: order[...], gradient: g) }
+        let reference = zip(start, gradient).map { $0 - lr * $1 }
+        #expect(plain.map(\.bitPattern) == reference.map(\.bitPattern), "λ = 0 changed the update")
+        var worst: Float = 0
+        for i in start.indices {
+            let expected = -lr * decay * start[i]
+            let got = decayed[i] - plain[i]
+            worst = max(worst, abs(got - expected) / max(abs(expected), 1e-6))
+        }
+        #expect(worst < 0.05, "worst relative deviation \(worst)")
+        // Over many steps the decayed weights end smaller.
+        let long = { (wd: Float) in
+            LocalTraining(epochs: 3, batchSize: 32, learningRate: lr, momentum: 0.9, weightDecay: wd).train(model, from: start, data: data, seed: 1)
+        }
+        let norm = { (w: [Float]) in w.reduce(0) { $0 + Double($1 * $1) } }
+        #expect(norm(long(0.05)) < norm(long(0)))
+    }
 }
