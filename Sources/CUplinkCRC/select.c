@@ -17,16 +17,16 @@ int cuplink_select_avx2(void) {
 
 // acc[g..<g+8] += update[g..<g+8]; returns the lanes whose new key is ≥ t (key > t − 1, signed:
 // keys are below 2^31) as all-ones.
-static inline __attribute__((always_inline)) AVX2 __m256i step(const float *u, float *a, long g, __m256i t1, __m256i magnitude) {
+static inline __attribute__((always_inline)) AVX2 __m256i step(const float *u, float *a, int64_t g, __m256i t1, __m256i magnitude) {
     __m256 v = _mm256_add_ps(_mm256_loadu_ps(a + g), _mm256_loadu_ps(u + g));
     _mm256_storeu_ps(a + g, v);
     return _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(v), magnitude), t1);
 }
 
-static inline __attribute__((always_inline)) long emit(const float *acc, long g, uint32_t mask, long c,
-                                                       long *ip, uint32_t *bp, uint32_t *m) {
+static inline __attribute__((always_inline)) int64_t emit(const float *acc, int64_t g, uint32_t mask, int64_t c,
+                                                       int64_t *ip, uint32_t *bp, uint32_t *m) {
     while (mask) {
-        long j = g + __builtin_ctz(mask);
+        int64_t j = g + __builtin_ctz(mask);
         uint32_t b;
         __builtin_memcpy(&b, acc + j, 4);
         ip[c] = j;
@@ -39,14 +39,14 @@ static inline __attribute__((always_inline)) long emit(const float *acc, long g,
     return c;
 }
 
-AVX2 long cuplink_ef_add_scan(const float *update, float *acc, long lo, long hi, uint32_t t, long cap,
-                              long *ip, uint32_t *bp, uint32_t *largest) {
+AVX2 int64_t cuplink_ef_add_scan(const float *update, float *acc, int64_t lo, int64_t hi, uint32_t t, int64_t cap,
+                              int64_t *ip, uint32_t *bp, uint32_t *largest) {
     const __m256i t1 = _mm256_set1_epi32((int32_t)(t - 1u));
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
-    long c = 0;
+    int64_t c = 0;
     uint32_t m = t;
-    long g = lo;
-    const long groups = lo + ((hi - lo) / 16) * 16;
+    int64_t g = lo;
+    const int64_t groups = lo + ((hi - lo) / 16) * 16;
     // Two groups of 16 per iteration; each group is emitted under the Swift pass's rule (only
     // while the count before it is at most cap).
     for (; g + 32 <= groups; g += 32) {

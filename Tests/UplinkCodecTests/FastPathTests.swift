@@ -170,10 +170,17 @@ import UplinkTestSupport
         update[5] = .infinity; update[777] = -.nan; update[n - 1] = -0.0
         let keys = zip(start, update).map { ($0 + $1).bitPattern & 0x7FFF_FFFF }.sorted()
         let thresholds: [UInt32] = [0, 1, keys[n / 2], keys[n - 500], keys[n - 20], keys[n - 1], keys[n - 1] &+ 1, 0x7FFF_FFFF]
-        let ranges = [0..<n, 3..<n, 0..<15, 1..<17, 16..<48, 5..<70, 1000..<1031, n - 100..<n]
+        let ranges = [0..<n, 3..<n, 0..<15, 1..<17, 16..<48, 5..<70, 1000..<1031, n - 100..<n, 10..<10]
         for t in thresholds {
             for range in ranges {
-                for cap in [0, 7, 100, 2 * n] {
+                // Besides fixed caps, the count after the first, second and third groups of 16:
+                // the count reaches cap exactly at a group boundary (then one more group is kept).
+                var all = start
+                let every = update.withUnsafeBufferPointer { u in
+                    all.withUnsafeMutableBufferPointer { TopKSelection.addAndScanPortable(u.baseAddress!, $0.baseAddress!, range, threshold: t, cap: 2 * n) }
+                }
+                let atGroups = [16, 32, 48].map { g in every.indices.count { $0 < range.lowerBound + g } }
+                for cap in [0, 7, 100, 2 * n] + atGroups {
                     var a = start, b = start
                     let (x, y) = update.withUnsafeBufferPointer { u in
                         (a.withUnsafeMutableBufferPointer { TopKSelection.addAndScanPortable(u.baseAddress!, $0.baseAddress!, range, threshold: t, cap: cap) },

@@ -16,8 +16,8 @@ int cuplink_select_avx2(void);
 /// last whole group are tested one by one the same way. Returns the count (more than cap: the
 /// threshold was too low), and in *largest the largest magnitude bits among the candidates
 /// written and the values after the last group, or t if larger.
-long cuplink_ef_add_scan(const float *update, float *acc, long lo, long hi, uint32_t t, long cap,
-                         long *ip, uint32_t *bp, uint32_t *largest);
+int64_t cuplink_ef_add_scan(const float *update, float *acc, int64_t lo, int64_t hi, uint32_t t, int64_t cap,
+                         int64_t *ip, uint32_t *bp, uint32_t *largest);
 
 #endif
 

@@ -4,8 +4,12 @@ internal import CUplinkCRC
 #endif
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
 #elseif canImport(Darwin)
 import Darwin
+#elseif canImport(ucrt)
+import ucrt
 #endif
 
 /// Selection of the entries with the largest magnitudes, in O(n) time and O(k) extra memory.
@@ -181,8 +185,8 @@ enum TopKSelection {
         var bitsOut: [UInt32] = []
         let indices = [Int](unsafeUninitializedCapacity: cap + 16) { ib, ic in
             bitsOut = [UInt32](unsafeUninitializedCapacity: cap + 16) { bb, bc in
-                c = ib.baseAddress!.withMemoryRebound(to: CLong.self, capacity: cap + 16) { ip in
-                    cuplink_ef_add_scan(update, acc, range.lowerBound, range.upperBound, t, cap, ip, bb.baseAddress!, &largest)
+                c = ib.baseAddress!.withMemoryRebound(to: Int64.self, capacity: cap + 16) { ip in
+                    Int(cuplink_ef_add_scan(update, acc, Int64(range.lowerBound), Int64(range.upperBound), t, Int64(cap), ip, bb.baseAddress!, &largest))
                 }
                 bc = min(c, cap)
             }
