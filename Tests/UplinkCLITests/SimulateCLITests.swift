@@ -32,6 +32,27 @@ import UplinkTestSupport
         #expect(((parsed["pipelines"] as! [[String: Any]])[0]["rounds"] as! [Any]).count == 1)
     }
 
+    /// `weightDecay` reaches local training: the same scenario with it trains a different
+    /// model (other accuracies), and the report says it was on.
+    @Test func weightDecayChangesTheTrainingAndIsReported() throws {
+        let s = try Scratch()
+        let data = Fixtures.url("digits/digits.csv.gz").path
+        var accuracies: [[Double]] = []
+        for (name, decay) in [("plain", "0"), ("decayed", "0.5")] {
+            let text = #"{"name": "wd", "clients": 20, "rounds": 2, "reportsPerRound": 4, "width": 16, "deadlineSeconds": 30, "localEpochs": 2, "weightDecay": DECAY, "pipelines": ["fp32 | stored"]}"#
+            try s.write(name + ".json", Array(text.replacingOccurrences(of: "DECAY", with: decay).utf8))
+            let r = try CLI.run(["simulate", "--scenario", name + ".json", "--report", name, "--data", data, "--json"], in: s.url)
+            #expect(r.status == 0, "\(r.stderr)")
+            let parsed = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+            let rounds = (parsed["pipelines"] as! [[String: Any]])[0]["rounds"] as! [[String: Any]]
+            accuracies.append(rounds.compactMap { $0["accuracy"] as? Double })
+            let html = String(decoding: try s.read(name + "/report.html"), as: UTF8.self)
+            #expect(html.contains("weight decay 0.5") == (decay != "0"), "\(name): the parameters line")
+        }
+        #expect(accuracies[0].count == 2 && accuracies[1].count == 2)
+        #expect(accuracies[0] != accuracies[1], "weight decay 0.5 trained the same model: \(accuracies)")
+    }
+
     @Test func badScenariosGetErrorsNamingTheProblem() throws {
         let s = try Scratch()
         for (text, expected) in [

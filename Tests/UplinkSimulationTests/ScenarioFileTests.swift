@@ -77,7 +77,7 @@ func scenarioError(_ json: String) -> UplinkError? {
     /// Every numeric field refuses NaN-like, infinite and huge values with an error naming it
     /// (no `Int(Double)` downstream can trap), and the error is the scenario's code.
     @Test(arguments: ["rounds", "clients", "reportsPerRound", "overSelection", "deadlineSeconds", "minimumReportFraction", "localEpochs", "batchSize",
-                      "learningRate", "momentum", "width", "dpDelta"])
+                      "learningRate", "momentum", "weightDecay", "width", "dpDelta"])
     func everyTopLevelNumberIsRangeChecked(field: String) {
         for value in ["1e300", "-1e300", "1e400", "9223372036854775808", "-0.5"] {
             let error = scenarioError(#"{"\#(field)": \#(value)}"#)
@@ -179,7 +179,7 @@ func scenarioError(_ json: String) -> UplinkError? {
         s.updates = [Fixtures.url("updates/cnn-digits-update.safetensors").path, Fixtures.url("updates/cnn-digits-update-2.safetensors").path]
         s.model = Fixtures.url("updates/cnn-digits-update.safetensors").path
         s.skipNonFloat = true; s.samplesPerClient = 40; s.traceOffsets = .none
-        s.localEpochs = 2; s.batchSize = 16; s.learningRate = 0.1; s.momentum = 0.5; s.width = 8; s.budgetFitting = false  // true needs training, and updates need replay
+        s.localEpochs = 2; s.batchSize = 16; s.learningRate = 0.1; s.momentum = 0.5; s.weightDecay = 1e-4; s.width = 8; s.budgetFitting = false  // true needs training, and updates need replay
         s.dpClip = 1; s.dpNoise = 0.8; s.dpAdaptiveQuantile = 0.5; s.dpDelta = 1e-6; s.dpEpsilonBudget = 8; s.dpSeed = UInt64.max - 1
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys

@@ -33,7 +33,7 @@ extension SimulationReport {
         let number = { (x: Double) in String(format: "%g", x) }
         let goal = (try? RoundRules(targetReports: s.reportsPerRound, overSelection: s.overSelection, deadline: s.deadlineSeconds))?.selectionGoal
         let updates = s.train
-            ? "trained: partition \(s.partition), \(s.localEpochs) local epoch\(s.localEpochs == 1 ? "" : "s"), batch \(s.batchSize), learning rate \(number(Double(s.learningRate))), momentum \(number(Double(s.momentum))), MLP width \(s.width)"
+            ? "trained: partition \(s.partition), \(s.localEpochs) local epoch\(s.localEpochs == 1 ? "" : "s"), batch \(s.batchSize), learning rate \(number(Double(s.learningRate))), momentum \(number(Double(s.momentum)))\(s.weightDecay == 0 ? "" : ", weight decay \(number(Double(s.weightDecay)))"), MLP width \(s.width)"
             : "replayed: " + Self.fileList(s.replayFiles) + (s.model.map { ", model \(($0 as NSString).lastPathComponent)" } ?? "")
                 + ", \(s.samplesPerClient) sample\(s.samplesPerClient == 1 ? "" : "s") per client" + (s.skipNonFloat ? ", non-float tensors skipped" : "")
         var dp = "off"

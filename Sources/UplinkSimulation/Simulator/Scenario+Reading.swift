@@ -68,6 +68,7 @@ extension Scenario {
         if let f = m[.batchSize] { s.batchSize = try f.int() }
         if let f = m[.learningRate] { s.learningRate = try f.float() }
         if let f = m[.momentum] { s.momentum = try f.float() }
+        if let f = m[.weightDecay] { s.weightDecay = try f.float() }
         if let f = m[.width] { s.width = try f.int() }
         if let f = m[.budgetFitting] { s.budgetFitting = try f.bool() }
         if let f = m[.dpClip] { s.dpClip = try f.optional { f throws(UplinkError) in try f.double() } }

@@ -116,11 +116,12 @@ public struct Scenario: Encodable, Sendable {
     public var traceOffsets: TraceOffsets = .random
     /// Label partition of the training data.
     public var partition: String = "dirichlet:0.5"
-    /// Local epochs, batch size, learning rate, momentum.
+    /// Local epochs, batch size, learning rate, momentum, L2 weight decay (PyTorch's).
     public var localEpochs: Int = 1
     public var batchSize: Int = 32
     public var learningRate: Float = 0.05
     public var momentum: Float = 0.9
+    public var weightDecay: Float = 0
     /// Hidden width of the digits MLP.
     public var width: Int = 1024
     /// Give each client a byte budget from its link and the deadline, and sparsify to fit it.
@@ -141,7 +142,7 @@ public struct Scenario: Encodable, Sendable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, rounds, clients, reportsPerRound, overSelection, deadlineSeconds, minimumReportFraction, interruptions, population, profiles
-        case pipelines, downlink, train, replayUpdate, updates, model, skipNonFloat, samplesPerClient, traceOffsets, partition, localEpochs, batchSize, learningRate, momentum, width
+        case pipelines, downlink, train, replayUpdate, updates, model, skipNonFloat, samplesPerClient, traceOffsets, partition, localEpochs, batchSize, learningRate, momentum, weightDecay, width
         case budgetFitting, dpClip, dpNoise, dpAdaptiveQuantile, dpDelta, dpEpsilonBudget, dpSeed
     }
 
@@ -226,6 +227,7 @@ public struct Scenario: Encodable, Sendable {
         try check("width", width, 1...4096)
         try check("learningRate", Double(learningRate), .init(0, 1000, openLow: true))
         try check("momentum", Double(momentum), .init(0, 1, openHigh: true))
+        try check("weightDecay", Double(weightDecay), .init(0, 100))
         switch (dpClip, dpNoise) {
         case (nil, nil):
             if dpAdaptiveQuantile != nil { throw Self.invalid("dpAdaptiveQuantile", "needs dpClip and dpNoise") }

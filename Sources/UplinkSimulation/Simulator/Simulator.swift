@@ -166,7 +166,8 @@ public struct Simulator: Sendable {
         let deadline = scenario.deadlineSeconds
         let rules = try RoundRules(targetReports: k, overSelection: scenario.overSelection, deadline: deadline,
                                    minimumReportFraction: scenario.minimumReportFraction)
-        let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum)
+        let local = LocalTraining(epochs: scenario.localEpochs, batchSize: scenario.batchSize, learningRate: scenario.learningRate, momentum: scenario.momentum,
+                                  weightDecay: scenario.weightDecay)
         // Replay: per update file, one encoder (its error feedback) and this round's frame.
         var replayFrames: [(frame: [UInt8], encoder: FrameEncoder)?] = Array(repeating: nil, count: replay?.updates.count ?? 0)
         let m = Double(k)
