@@ -114,7 +114,7 @@ extension UplinkCommand {
                 let summary: [String: Any] = [
                     "pipeline": config.pipeline.description, "strategy": config.strategy.description,
                     "dataset": dataset, "model": model, "width": model == "mlp" ? width : 0,
-                    "train_examples": train.count, "test_examples": test.count, "lr": Double("\(lr)") ?? 0, "momentum": Double("\(momentum)") ?? 0,
+                    "train_examples": train.count, "test_examples": test.count, "lr": shortestDouble(lr), "momentum": shortestDouble(momentum),
                     "partition": config.partition.description, "clients": clients, "rounds": rounds, "fraction": fraction,
                     "local_epochs": localEpochs, "batch_size": batchSize, "seed": seed, "parameters": run.model.layout.parameterCount,
                     "final_accuracy": last.accuracy, "best_accuracy": reports.map(\.accuracy).max()!,

@@ -2,15 +2,6 @@ import Dispatch
 #if arch(x86_64)
 internal import CUplinkCRC
 #endif
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#elseif canImport(ucrt)
-import ucrt
-#endif
 
 /// Selection of the entries with the largest magnitudes, in O(n) time and O(k) extra memory.
 ///
@@ -162,7 +153,7 @@ enum TopKSelection {
     /// `cuplink_ef_add_scan`): the CPU has AVX2 and `UPLINK_SELECT` is not `swift`. Both passes
     /// give identical residuals and candidates (tested), so frames do not depend on it.
     static let nativeScan: Bool = {
-        if let v = getenv("UPLINK_SELECT"), String(cString: v) == "swift" { return false }
+        if ProcessEnvironment.value("UPLINK_SELECT") == "swift" { return false }
         return nativeScanAvailable
     }()
 

@@ -1,15 +1,6 @@
 #if canImport(CUplinkLZ4)
 import CUplinkLZ4
 #endif
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#elseif canImport(ucrt)
-import ucrt
-#endif
 
 /// Which LZ4 implementation compresses and decompresses sections.
 ///
@@ -43,20 +34,14 @@ package enum LZ4Implementation: String, Sendable, CaseIterable, CustomStringConv
     /// is ignored. Another value is reported once on standard error and the default is used.
     package static let active: LZ4Implementation = {
         let fallback: LZ4Implementation = systemAvailable ? .system : .swift
-        guard let raw = getenv("UPLINK_LZ4") else { return fallback }
-        let value = String(cString: raw).lowercased()
+        guard let raw = ProcessEnvironment.value("UPLINK_LZ4") else { return fallback }
+        let value = raw.lowercased()
         switch value {
         case "": return fallback
         case "swift": return .swift
         case "system": return fallback
         default:
-            let note = "uplink: UPLINK_LZ4=\(value) is neither swift nor system; using \(fallback)\n"
-            var bytes = Array(note.utf8)
-            #if os(Windows)
-            _ = _write(2, &bytes, UInt32(bytes.count))
-            #else
-            _ = write(2, &bytes, bytes.count)
-            #endif
+            ProcessEnvironment.writeStandardError("uplink: UPLINK_LZ4=\(value) is neither swift nor system; using \(fallback)\n")
             return fallback
         }
     }()
