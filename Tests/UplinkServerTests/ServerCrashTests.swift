@@ -75,7 +75,9 @@ import UplinkTestSupport
 
     /// A real `kill -9` at a seeded random point of a burst of eight uploads running at once,
     /// each on its own thread: after a seeded number of the burst's requests have been
-    /// answered, while the others are in flight. The uploads retry (connection refused) until
+    /// answered (each upload holds at its next request until the kill is sent, so the kill
+    /// cannot miss the burst), while requests already sent are in flight. The uploads retry
+    /// (connection refused) until
     /// the server is back on the same data directory.
     @Test(arguments: [1, 2, 3] as [UInt64], LedgerBackend.allCases) func killNineDuringAConcurrentBurst(_ seed: UInt64, _ backend: LedgerBackend) throws {
         let k = 8
@@ -92,6 +94,10 @@ import UplinkTestSupport
         var rng = SplitMix64(seed: seed)
         let threshold = k + Int(rng.below(UInt64(requests - 12 - k)))
         let answered = Locked(0)
+        // Once `threshold` requests are answered, each upload waits at its next request boundary
+        // until the kill has been sent: on a fast machine the burst would otherwise finish in the
+        // time the test thread takes to notice the count (the kill then missed the burst).
+        let killed = Locked(false)
 
         let finished = Locked<ConcurrentRunner.Report<ResumableUpload>?>(nil)
         let burst = Thread {
@@ -100,7 +106,9 @@ import UplinkTestSupport
                                         options: .init(appendSize: appendSize, requestTimeout: 10))
                 let deadline = Date().addingTimeInterval(40)
                 while u.step() == nil, u.exchanges.count < 400, Date() < deadline {
-                    answered.withLock { $0 += 1 }
+                    if answered.withLock({ $0 += 1; return $0 >= threshold }) {
+                        while !killed.withLock({ $0 }), Date() < deadline { usleep(1_000) }
+                    }
                     if let last = u.exchanges.last, last.error != nil || (last.status ?? 0) >= 500 { usleep(50_000) }
                 }
                 return u
@@ -111,6 +119,7 @@ import UplinkTestSupport
         #expect(TestCoordinator.wait(seconds: 30) { answered.withLock { $0 } >= threshold })
         c.server.kill9()
         let killedAfter = answered.withLock { $0 }
+        killed.withLock { $0 = true }
         let killedLog = c.server.stderrText
         try c.restart()
         port.withLock { $0 = c.port }
